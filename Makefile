@@ -1,0 +1,29 @@
+# `make test` creates .venv when missing, installs the project with its test extras, runs pytest.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+# torch 2.13.0 is the CPU build available here; a plain `torch` would pull a multi-GB CUDA build.
+TORCH_SPEC ?= torch==2.13.0
+
+.PHONY: test install demo bench clean
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[test,bench]"
+	touch $@
+
+install: $(VENV)/.installed
+
+test: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) -m pytest
+
+demo: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 $(PY) run_image.py --config configs/image/demo_toy.yaml
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_step.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache

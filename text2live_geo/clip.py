@@ -1,0 +1,178 @@
+"""Hugging Face CLIP wrapper: loading, cached text embeddings, batched view embeddings,
+self-similarity tokens and relevancy maps.
+
+The model is frozen and in eval mode; its parameters never receive gradients, but images
+passed in keep their autograd graph, so losses on the embeddings reach the generator.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+# Generic templates used for the source / composition texts, and the screen templates.
+IMAGE_TEMPLATES = (
+    "photo of {}.", "high quality photo of {}.", "a photo of {}.", "the photo of {}.",
+    "image of {}.", "an image of {}.", "high quality image of {}.", "a high quality image of {}.",
+    "the {}.", "a {}.", "{}.", "{}", "{}!", "{}...",
+)
+SCREEN_TEMPLATES = ("{} over a green screen.", "{} in front of a green screen.")
+
+
+class ClipLoadError(RuntimeError):
+    """The CLIP model or tokenizer could not be loaded; the message says what to do."""
+
+
+def load_clip_parts(name_or_path: str):
+    """Load `(CLIPModel, CLIPTokenizer, mean, std)` from a hub id or a local folder.
+
+    Looks in the local folder or the Hugging Face cache first and only then online, so an
+    offline machine fails fast with a ClipLoadError instead of a network stack trace.
+    """
+    from transformers import CLIPModel, CLIPTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    is_folder = Path(name_or_path).is_dir()
+    if not is_folder and (name_or_path.startswith((".", "/", "~")) or name_or_path.count("/") > 1):
+        raise ClipLoadError(f"CLIP model folder not found: '{name_or_path}' (clip.model must be a hub id "
+                            "like openai/clip-vit-base-patch32 or an existing local folder)")
+    last_error: Exception | None = None
+    attempts = (True,) if is_folder or os.environ.get("HF_HUB_OFFLINE") == "1" else (True, False)
+    for local_only in attempts:
+        try:
+            model = CLIPModel.from_pretrained(name_or_path, local_files_only=local_only, dtype=torch.float32)
+            tokenizer = CLIPTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
+            break
+        except (OSError, ValueError, EnvironmentError) as error:  # missing files / no network
+            last_error = error
+    else:
+        where = f"local folder '{name_or_path}'" if is_folder else \
+            f"hub id '{name_or_path}' (not in the Hugging Face cache, and it could not be downloaded)"
+        reason = str(last_error).splitlines()[0][:200] if last_error else ""
+        raise ClipLoadError(f"could not load CLIP model from {where}: {reason}. Put a copy saved with "
+                            "save_pretrained in a folder and pass clip.model=/path/to/local/folder")
+    mean, std = OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
+    if is_folder and (Path(name_or_path) / "preprocessor_config.json").is_file():
+        processor = json.loads((Path(name_or_path) / "preprocessor_config.json").read_text())
+        mean = tuple(processor.get("image_mean", mean))
+        std = tuple(processor.get("image_std", std))
+    return model, tokenizer, mean, std
+
+
+class ClipGuide(nn.Module):
+    """Frozen CLIP with the operations the editing losses need.
+
+    All image inputs are `(B, 3, H, W)` floats in [0, 1] (CLIP mean/std normalisation is
+    applied here); any H, W works (position embeddings are interpolated).
+    """
+
+    def __init__(self, model, tokenizer, mean=OPENAI_CLIP_MEAN, std=OPENAI_CLIP_STD):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self._text_cache: dict[tuple[str, str], torch.Tensor] = {}
+
+    @classmethod
+    def load(cls, name_or_path: str, device: torch.device | str = "cpu") -> "ClipGuide":
+        model, tokenizer, mean, std = load_clip_parts(name_or_path)
+        return cls(model, tokenizer, mean, std).to(device)
+
+    def train(self, mode: bool = True) -> "ClipGuide":
+        super().train(mode)
+        self.model.eval()  # always eval: dropout etc. stay off
+        return self
+
+    @property
+    def image_size(self) -> int:
+        return int(self.model.config.vision_config.image_size)
+
+    @property
+    def num_layers(self) -> int:
+        return int(self.model.config.vision_config.num_hidden_layers)
+
+    @property
+    def device(self) -> torch.device:
+        return self.mean.device
+
+    def normalize(self, images: torch.Tensor) -> torch.Tensor:
+        return (images - self.mean.to(images.dtype)) / self.std.to(images.dtype)
+
+    # ------------------------------------------------------------------ text
+    @torch.no_grad()
+    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unit-norm text embeddings `(T, d)` in float32, one per text (no gradient)."""
+        batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(self.device)
+        out = self.model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
+        embeds = self.model.text_projection(out.pooler_output).float()
+        return F.normalize(embeds, dim=-1)
+
+    def text_embeddings(self, text: str, templates: Sequence[str]) -> torch.Tensor:
+        """Unit-norm embeddings `(len(templates), d)` of `text` under each template; cached."""
+        key = (text, "\x00".join(templates))
+        if key not in self._text_cache:
+            self._text_cache[key] = self.encode_texts([t.format(text) for t in templates])
+        return self._text_cache[key].to(self.device)
+
+    # ----------------------------------------------------------------- images
+    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
+        """One batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32."""
+        out = self.model.vision_model(pixel_values=self.normalize(images), interpolate_pos_encoding=True)
+        embeds = self.model.visual_projection(out.pooler_output).float()
+        return F.normalize(embeds, dim=-1, eps=1e-6)
+
+    def structure_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Token sequence entering the last block, `(B, 1 + patches, C)` (HF hidden_states[-2])."""
+        out = self.model.vision_model(pixel_values=self.normalize(images), interpolate_pos_encoding=True,
+                                      output_hidden_states=True)
+        return out.hidden_states[-2]
+
+    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = IMAGE_TEMPLATES[:1],
+                  start_layer: int | None = None) -> torch.Tensor:
+        """Chefer et al. (2021) relevancy of `text` over `image` `(1, 3, H, W)` -> `(1, 1, H, W)` in [0, 1].
+
+        For each block from `start_layer` (default: the last two blocks, i.e. after layer 10
+        of ViT-B/32), cam = mean over heads of clamp(grad * attention, 0) and R <- R + cam @ R
+        from R = I; the CLS row over the patches is upsampled bilinearly and min-max normalised.
+        """
+        patch = int(self.model.config.vision_config.patch_size)
+        height, width = image.shape[-2:]
+        start = max(0, self.num_layers - 2) if start_layer is None else start_layer
+        text_embed = self.text_embeddings(text, templates).mean(0, keepdim=True)
+        previous = self.model.config._attn_implementation
+        self.model.set_attn_implementation("eager")  # attention probabilities are needed
+        try:
+            with torch.enable_grad():
+                # the input requires grad so that the (frozen) model's attentions carry gradients
+                pixels = self.normalize(image.detach().float()).requires_grad_(True)
+                out = self.model.vision_model(pixel_values=pixels,
+                                              interpolate_pos_encoding=True, output_attentions=True)
+                attentions = out.attentions
+                for attention in attentions:
+                    attention.retain_grad()
+                embed = F.normalize(self.model.visual_projection(out.pooler_output), dim=-1)
+                score = (embed * text_embed.to(embed.dtype)).sum()
+                score.backward()
+        finally:
+            self.model.set_attn_implementation(previous)
+            self.model.zero_grad(set_to_none=True)
+        tokens = attentions[0].shape[-1]
+        relevance = torch.eye(tokens, device=image.device)
+        for attention in attentions[start:]:
+            cam = (attention.grad * attention).clamp(min=0).mean(dim=1)[0].detach().float()
+            relevance = relevance + cam @ relevance
+        grid = relevance[0, 1:].reshape(1, 1, height // patch, width // patch)
+        grid = F.interpolate(grid, size=(height, width), mode="bilinear", align_corners=False)
+        grid = grid - grid.min()
+        return grid / grid.max().clamp(min=1e-8)

@@ -1,0 +1,174 @@
+"""Typed configuration: dataclasses turned into omegaconf structured configs.
+
+Every field is typed, so an unknown or mistyped key, or a value of the wrong type, fails at
+load time with the key's name (`ConfigError`). YAML files and `key=value` CLI dotlists are
+merged over the dataclass defaults in that order.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from omegaconf import MISSING, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+
+class ConfigError(ValueError):
+    """A config file or override is wrong; the message names the key."""
+
+
+@dataclass
+class TextConfig:
+    """What the input shows (`src`), what the result should show (`comp`), what the edit
+    layer alone shows over a green screen (`screen`), and the text whose CLIP relevancy map
+    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss)."""
+
+    src: str = "horse"
+    comp: str = "golden horse"
+    screen: str = "golden horse"
+    bootstrap: str = ""
+    templates_per_step: int = 4  # random subset of the templates used each step
+
+
+@dataclass
+class ClipConfig:
+    """CLIP guidance model and its views."""
+
+    model: str = "openai/clip-vit-base-patch32"  # hub id or local folder (save_pretrained layout)
+    view_size: Optional[int] = None  # short side of CLIP views; None: the model's image_size (224)
+    max_view_ratio: float = 320 / 224  # long side <= ratio * short side
+    structure_size: Optional[int] = None  # short side for structure tokens; None: view_size
+    max_structure_ratio: float = 380 / 224
+    n_aug: int = 16  # views per image per step (view 0 is the whole image)
+    crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
+    fill: str = "white"  # colour revealed by affine/perspective warps: white | black
+
+
+@dataclass
+class GeneratorConfig:
+    """Deep-Image-Prior style skip U-Net predicting RGBA."""
+
+    num_scales: int = 7
+    channels: int = 128
+    skip_channels: int = 4
+    decorrelated_rgb: bool = True
+
+
+@dataclass
+class LossConfig:
+    """Loss weights and options (see README "Losses")."""
+
+    guidance: str = "geodesic"  # directional (Text2LIVE) | geodesic (IMC + IMR, Oh et al.)
+    distance: str = "spherical"  # spherical | cosine, for composition and screen
+    composition: float = 1.0
+    directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
+    imr: float = 1.0  # weight of IMR (geodesic guidance only)
+    imr_anchor: str = "previous"  # previous (frozen generator of the last step) | source
+    gfk_solver: str = "hogsvd"  # hogsvd (reference numerics) | exact (closed form)
+    gfk_null_dim: int = 256
+    gfk_max_subspace_dim: int = 128
+    screen: float = 1.0
+    structure: float = 2.0
+    sparsity: float = 6.0
+    sparsity_l1: float = 0.01
+    sparsity_l0: float = 0.01
+    bootstrap: float = 10.0  # annealed linearly to 0 over bootstrap_steps
+    bootstrap_steps: int = 1000
+
+
+@dataclass
+class OptimConfig:
+    name: str = "madgrad"  # madgrad | adam
+    lr: float = 0.0025
+    momentum: float = 0.9
+    weight_decay: float = 0.01
+    lr_decay: float = 0.99  # lr *= lr_decay each step
+    min_lr: float = 1e-5
+
+
+@dataclass
+class CropConfig:
+    """Internal dataset: the random crop of the input the generator sees each step."""
+
+    resize_short: int = 512  # input resized so its short side is this (0: keep)
+    crop_min: float = 0.85
+    scale_min: float = 0.8
+    scale_max: float = 1.2
+    flip_p: float = 0.5
+    jitter: float = 0.1
+    jitter_p: float = 0.1
+    full_image_every: int = 75
+
+
+@dataclass
+class ImageEditConfig:
+    """One image edit. `mode`: generator (layered edit) | inversion (optimise pixels)."""
+
+    image: str = MISSING
+    mode: str = "generator"
+    text: TextConfig = field(default_factory=TextConfig)
+    clip: ClipConfig = field(default_factory=ClipConfig)
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    crops: CropConfig = field(default_factory=CropConfig)
+    steps: int = 1000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    output_dir: str = "runs"
+    run_name: str = ""  # folder name under output_dir; empty: <image stem>-<timestamp>
+    log_every: int = 100  # snapshot PNGs every this many steps
+    checkpoint_every: int = 100
+
+
+CHOICES = {
+    "mode": ("generator", "inversion"),
+    "loss.guidance": ("directional", "geodesic"),
+    "loss.distance": ("spherical", "cosine"),
+    "loss.imr_anchor": ("previous", "source"),
+    "loss.gfk_solver": ("hogsvd", "exact"),
+    "optim.name": ("madgrad", "adam"),
+    "precision": ("fp32", "bf16", "fp16"),
+    "clip.fill": ("white", "black"),
+}
+
+
+def _check_choices(cfg: Any, choices: dict[str, Sequence[str]]) -> None:
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value is not None and value not in allowed:
+            raise ConfigError(f"config key '{key}' is '{value}', expected one of: {', '.join(allowed)}")
+
+
+def load_config(schema: type, config_path: str | Path | None = None, overrides: Sequence[str] = (),
+                choices: dict[str, Sequence[str]] | None = None, base_path: str | Path | None = None):
+    """Merge `base_path`, then `config_path` (YAML), then `key=value` overrides over `schema`.
+
+    Returns a structured (typed) DictConfig. Raises ConfigError naming the offending key.
+    """
+    cfg = OmegaConf.structured(schema)
+    try:
+        for path in (base_path, config_path):
+            if path is None:
+                continue
+            path = Path(path)
+            if not path.is_file():
+                raise ConfigError(f"config file not found: {path}")
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override '{item}' is not of the form key=value")
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+    except OmegaConfBaseException as error:
+        key = getattr(error, "full_key", None) or getattr(error, "key", None)
+        reason = str(error).splitlines()[0]
+        raise ConfigError(f"bad config key '{key}': {reason}" if key else f"bad config: {reason}") from None
+    _check_choices(cfg, CHOICES if choices is None else choices)
+    return cfg
+
+
+def to_yaml(cfg: Any) -> str:
+    return OmegaConf.to_yaml(cfg)

@@ -1,0 +1,355 @@
+"""Image editing: the internal crop dataset, one training step, the loop, and final outputs.
+
+`ImageEditor.training_step` is the whole path of one step, top to bottom:
+sample a crop -> generator -> RGBA -> composite / green screen -> one paired draw of CLIP
+views -> embeddings (one batched forward with gradient, one without) -> losses -> backward.
+"""
+from __future__ import annotations
+
+import copy
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional, Sequence
+
+import kornia.enhance as KE
+import torch
+import torch.nn.functional as F
+from omegaconf import OmegaConf
+from tqdm import tqdm
+
+from ..augment import ViewAugmenter, resize_short
+from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
+from ..config import ImageEditConfig, load_config, to_yaml
+from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
+from ..io import read_image, save_png, side_by_side
+from ..layers import EditLayers, composite_layers
+from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
+from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
+from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
+                  make_optimizer, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+
+
+# ------------------------------------------------------------------------ internal dataset
+class CropSampler:
+    """The internal dataset: each step a random crop of the input (DESIGN.md §4.1).
+
+    `source` is `(1, C, H, W)`: RGB plus optional extra channels (the relevancy map) that
+    follow every geometric change; colour jitter touches RGB only. Every `full_image_every`
+    steps (and at step 0) the whole image is returned. Crops never go below `min_size`.
+    """
+
+    def __init__(self, source: torch.Tensor, cfg, min_size: int, enabled: bool = True):
+        self.source, self.cfg, self.min_size, self.enabled = source, cfg, min_size, enabled
+
+    def sample(self, step: int) -> torch.Tensor:
+        cfg, source = self.cfg, self.source
+        if not self.enabled or (cfg.full_image_every > 0 and step % cfg.full_image_every == 0):
+            return source
+        sample = source
+        if torch.rand(()) < cfg.jitter_p:
+            rgb = sample[:, :3]
+            j = cfg.jitter
+            factors = torch.empty(4).uniform_(-1, 1) * j
+            rgb = KE.adjust_brightness(rgb, float(factors[0]))
+            rgb = KE.adjust_contrast(rgb, 1 + float(factors[1]))
+            rgb = KE.adjust_saturation(rgb, 1 + float(factors[2]))
+            rgb = KE.adjust_hue(rgb, float(factors[3]) * 2 * math.pi)
+            sample = torch.cat([rgb.clamp(0, 1), sample[:, 3:]], dim=1)
+        if torch.rand(()) < cfg.flip_p:
+            sample = sample.flip(-1)
+        height, width = sample.shape[-2:]
+        scale = float(torch.empty(()).uniform_(cfg.scale_min, cfg.scale_max))
+        scale = max(scale, self.min_size / (cfg.crop_min * min(height, width)))
+        size = (max(round(height * scale), self.min_size), max(round(width * scale), self.min_size))
+        if size != (height, width):
+            sample = F.interpolate(sample, size=size, mode="bilinear", align_corners=False)
+        crop_h = max(round(size[0] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
+        crop_w = max(round(size[1] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
+        top = int(torch.randint(0, size[0] - crop_h + 1, ()))
+        left = int(torch.randint(0, size[1] - crop_w + 1, ()))
+        return sample[..., top:top + crop_h, left:left + crop_w]
+
+
+@dataclass
+class ImageEditResult:
+    run_dir: Path
+    layers: EditLayers
+    input_image: torch.Tensor
+    steps: int
+
+
+def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str) -> torch.Tensor:
+    """Downscale so the short side is at most `resize_to` (never upscale); check min size."""
+    height, width = image.shape[-2:]
+    if resize_to and min(height, width) > resize_to:
+        image = resize_short(image, resize_to, max_ratio=float("inf"))
+    if min(image.shape[-2:]) < min_size:
+        raise RunError(f"image '{name}' is {width}x{height} px; the generator needs at least {min_size} px per "
+                       f"side (use a larger image or a smaller generator.num_scales)")
+    return image.clamp(0, 1)
+
+
+def check_texts(cfg) -> None:
+    for key in ("src", "comp", "screen"):
+        if not str(getattr(cfg.text, key)).strip():
+            raise RunError(f"text.{key} is empty: give it a description, e.g. text.{key}='golden horse'")
+
+
+# ---------------------------------------------------------------------------- the editor
+class ImageEditor:
+    """Holds everything of one image edit and runs its training steps."""
+
+    def __init__(self, cfg, image: torch.Tensor, clip: ClipGuide, device: torch.device):
+        self.cfg, self.clip, self.device = cfg, clip, device
+        self.image = image.to(device)
+        inversion = cfg.mode == "inversion"
+        if inversion:
+            self.generator = PixelParameterization(self.image).to(device)
+            min_size = 1
+        else:
+            self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels,
+                                           cfg.generator.skip_channels,
+                                           decorrelated_rgb=cfg.generator.decorrelated_rgb).to(device)
+            min_size = self.generator.min_size
+        if device.type == "cuda":
+            self.generator = self.generator.to(memory_format=torch.channels_last)
+        loss = cfg.loss
+        self.guidance = loss.guidance
+        view_size = cfg.clip.view_size or clip.image_size
+        self.structure_size = cfg.clip.structure_size or view_size
+        self.augment = ViewAugmenter(cfg.clip.n_aug, view_size, cfg.clip.max_view_ratio, cfg.clip.crop_min,
+                                     fill=1.0 if cfg.clip.fill == "white" else 0.0)
+        self.composition_loss = TextDistanceLoss(loss.distance)
+        self.directional_loss = DirectionalLoss()
+        gfk = dict(null_dim=loss.gfk_null_dim, max_subspace_dim=loss.gfk_max_subspace_dim, solver=loss.gfk_solver)
+        self.imc_loss = InterModalityConsistency(**gfk)
+        self.imr_loss = IntraModalityRegularisation(**gfk)
+        self.structure_loss = StructureLoss()
+        self.sparsity_loss = SparsityLoss(loss.sparsity_l1, loss.sparsity_l0)
+        self.bootstrap_loss = BootstrapLoss()
+        self.use_previous_anchor = self.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
+        self.previous_generator = copy.deepcopy(self.generator).requires_grad_(False) \
+            if self.use_previous_anchor else None
+
+        # text embeddings: computed once per run (cached in the CLIP wrapper)
+        self.src_text = clip.text_embeddings(cfg.text.src, IMAGE_TEMPLATES)
+        self.comp_text = clip.text_embeddings(cfg.text.comp, IMAGE_TEMPLATES)
+        self.screen_text = clip.text_embeddings(cfg.text.screen, SCREEN_TEMPLATES)
+
+        # bootstrap target: relevancy of the whole input, carried as an extra channel so every
+        # crop, flip and rescale of the internal dataset moves it with the pixels
+        self.relevancy: Optional[torch.Tensor] = None
+        source = self.image
+        if cfg.text.bootstrap.strip() and loss.bootstrap > 0 and not inversion:
+            view = resize_short(self.image, view_size, cfg.clip.max_view_ratio)
+            relevancy = clip.relevancy(view, cfg.text.bootstrap)
+            self.relevancy = F.interpolate(relevancy, size=self.image.shape[-2:], mode="bilinear",
+                                           align_corners=False).clamp(0, 1)
+            source = torch.cat([self.image, self.relevancy], dim=1)
+        self.sampler = CropSampler(source, cfg.crops, min_size, enabled=not inversion)
+
+        self.optimizer = make_optimizer(self.generator.parameters(), cfg.optim)
+        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
+        self.step = 0
+
+    # --------------------------------------------------------------------- one step
+    def _template_rows(self) -> torch.Tensor:
+        count = min(self.cfg.text.templates_per_step, len(IMAGE_TEMPLATES))
+        return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
+
+    def bootstrap_weight(self, step: int) -> float:
+        loss = self.cfg.loss
+        if self.relevancy is None or loss.bootstrap_steps <= 0:
+            return 0.0
+        return loss.bootstrap * max(0.0, 1.0 - step / loss.bootstrap_steps)
+
+    def training_step(self) -> dict[str, float]:
+        cfg, loss_cfg = self.cfg, self.cfg.loss
+        set_lr(self.optimizer, decayed_lr(cfg.optim, self.step))
+        self.generator.train()
+
+        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping)
+        sample = self.sampler.sample(self.step)
+        crop, relevancy = sample[:, :3], (sample[:, 3:] if sample.shape[1] > 3 else None)
+
+        # 2. generator -> RGBA -> edit layers over the untouched crop
+        with autocast_context(self.device, cfg.precision):
+            rgba = self.generator(crop)
+        layers = composite_layers(rgba.float(), crop)
+        anchor = None
+        if self.previous_generator is not None:  # IMR anchor: the previous step's generator
+            with torch.no_grad(), autocast_context(self.device, cfg.precision), \
+                    batch_statistics_without_update(self.previous_generator):
+                anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
+
+        # 3. CLIP views: ONE paired draw shared by input, composite, green screen (and anchor)
+        paired = [crop, layers.composite, layers.greenscreen] + ([anchor] if anchor is not None else [])
+        views = self.augment(*paired)
+        n_views = views[0].shape[0]
+
+        # 4. embeddings: one forward with gradient for everything the generator must move,
+        #    one without for the input (and anchor) views; the input views serve every loss
+        with autocast_context(self.device, cfg.precision):
+            output_embeds = self.clip.encode_images(torch.cat([views[1], views[2]]))
+            with torch.no_grad():
+                fixed_embeds = self.clip.encode_images(torch.cat([views[0]] + views[3:]))
+        composite_embeds, screen_embeds = output_embeds[:n_views], output_embeds[n_views:]
+        input_embeds = fixed_embeds[:n_views]
+        anchor_embeds = fixed_embeds[n_views:] if anchor is not None else input_embeds
+
+        rows = self._template_rows()
+        src_text, comp_text = self.src_text[rows], self.comp_text[rows]
+        terms: dict[str, torch.Tensor] = {}
+        weights: dict[str, float] = {}
+
+        # 5. losses
+        terms["composition"] = self.composition_loss(composite_embeds, comp_text)
+        weights["composition"] = loss_cfg.composition
+        if self.guidance == "directional":
+            terms["directional"] = self.directional_loss(input_embeds, composite_embeds, src_text, comp_text)
+            weights["directional"] = loss_cfg.directional
+        else:
+            terms["imc"] = self.imc_loss(input_embeds, composite_embeds, src_text, comp_text)  # IMC
+            weights["imc"] = loss_cfg.directional
+            if loss_cfg.imr > 0:
+                terms["imr"] = self.imr_loss(anchor_embeds, composite_embeds)  # IMR
+                weights["imr"] = loss_cfg.imr
+        if loss_cfg.screen > 0:
+            terms["screen"] = self.composition_loss(screen_embeds, self.screen_text)
+            weights["screen"] = loss_cfg.screen
+        if loss_cfg.structure > 0:
+            with autocast_context(self.device, cfg.precision):
+                with torch.no_grad():
+                    input_tokens = self.clip.structure_tokens(
+                        resize_short(crop, self.structure_size, cfg.clip.max_structure_ratio))
+                output_tokens = self.clip.structure_tokens(
+                    resize_short(layers.composite, self.structure_size, cfg.clip.max_structure_ratio))
+            terms["structure"] = self.structure_loss(input_tokens, output_tokens)
+            weights["structure"] = loss_cfg.structure
+        if loss_cfg.sparsity > 0 and cfg.mode == "generator":
+            terms["sparsity"] = self.sparsity_loss(layers.alpha)
+            weights["sparsity"] = loss_cfg.sparsity
+        bootstrap_weight = self.bootstrap_weight(self.step)
+        if relevancy is not None and bootstrap_weight > 0:
+            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, relevancy)
+            weights["bootstrap"] = bootstrap_weight
+        total = sum(weights[name] * value for name, value in terms.items())
+
+        # 6. backward and update (the anchor generator first takes the weights being left behind)
+        if self.previous_generator is not None:
+            self.previous_generator.load_state_dict(self.generator.state_dict())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        record = {name: float(value.detach()) for name, value in terms.items()}
+        record["total"] = float(total.detach())
+        return record
+
+    # ------------------------------------------------------------------ rendering
+    @torch.no_grad()
+    def render(self) -> EditLayers:
+        """The generator on the whole input (batch statistics, buffers untouched)."""
+        with batch_statistics_without_update(self.generator), autocast_context(self.device, self.cfg.precision):
+            rgba = self.generator(self.image)
+        return composite_layers(rgba.float(), self.image)
+
+    # ---------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict:
+        state = {"step": self.step, "generator": self.generator.state_dict(),
+                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
+                 "torch_rng": torch.get_rng_state()}
+        if self.previous_generator is not None:
+            state["previous_generator"] = self.previous_generator.state_dict()
+        if self.device.type == "cuda":
+            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
+        return state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.load_state_dict(state["generator"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.previous_generator is not None and "previous_generator" in state:
+            self.previous_generator.load_state_dict(state["previous_generator"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and self.device.type == "cuda":
+            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
+        self.step = int(state["step"])
+
+
+def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix: str = "") -> None:
+    """Final images: composite, RGBA edit layer, alpha, edit on green screen, comparison."""
+    save_png(layers.composite, run_dir / f"{prefix}composite.png")
+    save_png(torch.cat([layers.edit, layers.alpha], dim=1), run_dir / f"{prefix}edit_layer.png")
+    save_png(layers.alpha, run_dir / f"{prefix}alpha.png")
+    save_png(layers.greenscreen, run_dir / f"{prefix}edit_on_greenscreen.png")
+    save_png(side_by_side(image, layers.composite, layers.greenscreen), run_dir / f"{prefix}comparison.png")
+
+
+# ---------------------------------------------------------------------------- the API
+def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] = (),
+               resume: str | Path | None = None, base_config: str | Path | None = None,
+               clip: ClipGuide | None = None, progress: bool = True, log=print) -> ImageEditResult:
+    """Run (or resume) one image edit and write its run folder. Returns the result.
+
+    `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
+    is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer).
+    """
+    if resume is not None:
+        resume = Path(resume)
+        if not (resume / CONFIG_NAME).is_file():
+            raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
+        cfg = load_config(ImageEditConfig, resume / CONFIG_NAME, overrides)
+    else:
+        cfg = load_config(ImageEditConfig, config_path, overrides, base_path=base_config)
+    if OmegaConf.is_missing(cfg, "image") or not cfg.image:
+        raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
+    check_texts(cfg)
+    device = select_device(cfg.device)
+    image, notes = read_image(cfg.image)
+    for note in notes:
+        log(f"note: {note}")
+    if clip is None:
+        clip = ClipGuide.load(cfg.clip.model, device)
+    clip = clip.to(device)
+    min_size = 1 if cfg.mode == "inversion" else 2 ** cfg.generator.num_scales + 1
+    image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image)
+
+    torch.manual_seed(cfg.seed)
+    editor = ImageEditor(cfg, image, clip, device)
+    if resume is not None:
+        run_dir = resume
+        editor.load_state_dict(load_checkpoint(run_dir, device))
+        log(f"resuming {run_dir} at step {editor.step}")
+    else:
+        run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
+        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
+        save_png(image, run_dir / "input.png")
+        if editor.relevancy is not None:
+            save_png(editor.relevancy, run_dir / "relevancy.png")
+    metrics = MetricsLog(run_dir / "metrics.jsonl")
+
+    bar = tqdm(total=cfg.steps, initial=editor.step, disable=not progress, desc="edit", dynamic_ncols=True)
+    start = time.perf_counter()
+    while editor.step < cfg.steps:
+        record = editor.training_step()
+        record.update(step=editor.step, lr=editor.optimizer.param_groups[0]["lr"],
+                      seconds=round(time.perf_counter() - start, 3))
+        metrics.write(record)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "lr", "seconds")})
+        bar.update(1)
+        if cfg.log_every > 0 and editor.step % cfg.log_every == 0 and editor.step < cfg.steps:
+            layers = editor.render()
+            save_png(side_by_side(image.to(device), layers.composite, layers.greenscreen),
+                     run_dir / "snapshots" / f"step_{editor.step:05d}.png")
+        if cfg.checkpoint_every > 0 and editor.step % cfg.checkpoint_every == 0:
+            save_checkpoint(run_dir, editor.state_dict())
+    bar.close()
+    save_checkpoint(run_dir, editor.state_dict())
+    layers = editor.render()
+    write_outputs(run_dir, image.to(device), layers)
+    log(f"wrote {run_dir}")
+    return ImageEditResult(run_dir=run_dir, layers=layers, input_image=image, steps=editor.step)

@@ -1,0 +1,113 @@
+"""Run plumbing shared by image and video edits: device, precision, run folders, checkpoints,
+metrics and the optimiser."""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any, Iterable
+
+import torch
+
+
+class RunError(RuntimeError):
+    """A run cannot start or continue; the message says why and what to do."""
+
+
+def select_device(name: str) -> torch.device:
+    """'auto' -> cuda when present else cpu; 'cuda' without a GPU is a RunError."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise RunError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RunError(f"device '{name}' requested but no CUDA GPU is available (use device=cpu or device=auto)")
+    return device
+
+
+def autocast_context(device: torch.device, precision: str):
+    """Autocast for bf16/fp16 (CUDA; bf16 also on CPU); a no-op for fp32."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    if device.type == "cpu" and dtype == torch.float16:
+        return contextlib.nullcontext()  # fp16 autocast on CPU is slower and less accurate than fp32
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+def make_run_dir(output_dir: str | Path, name: str) -> Path:
+    """Create a new run folder `output_dir/name` (suffix -2, -3 ... if taken); never reuses one."""
+    root = Path(output_dir)
+    root.mkdir(parents=True, exist_ok=True)
+    candidate, index = root / name, 1
+    while True:
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            index += 1
+            candidate = root / f"{name}-{index}"
+
+
+def timestamped(stem: str) -> str:
+    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+CHECKPOINT_NAME = "checkpoint.pt"
+CONFIG_NAME = "config.yaml"
+
+
+def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
+    """Atomically write `run_dir/checkpoint.pt` (tensors and plain values only)."""
+    path = Path(run_dir) / CHECKPOINT_NAME
+    temporary = path.with_name(path.name + ".tmp")
+    torch.save(payload, temporary)
+    os.replace(temporary, path)
+    return path
+
+
+def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
+    """Load `run_dir/checkpoint.pt` with weights_only=True; RunError if it is not a run."""
+    run_dir = Path(run_dir)
+    path = run_dir / CHECKPOINT_NAME
+    if not run_dir.is_dir() or not (run_dir / CONFIG_NAME).is_file() or not path.is_file():
+        raise RunError(f"'{run_dir}' is not a run folder to resume (it needs {CONFIG_NAME} and {CHECKPOINT_NAME})")
+    try:
+        return torch.load(path, map_location=device, weights_only=True)
+    except Exception as error:  # corrupt or foreign file
+        raise RunError(f"could not read checkpoint '{path}': {str(error).splitlines()[0]}") from None
+
+
+class MetricsLog:
+    """Append one JSON object per line to `metrics.jsonl`."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def write(self, record: dict[str, Any]) -> None:
+        with self.path.open("a") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:
+    """MADGRAD (reference recipe) or Adam, from an OptimConfig."""
+    parameters = list(parameters)
+    if cfg.name == "madgrad":
+        from madgrad import MADGRAD
+
+        return MADGRAD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def decayed_lr(cfg, step: int) -> float:
+    """lr after `step` steps of exponential decay, floored at min_lr."""
+    return max(cfg.lr * cfg.lr_decay ** step, cfg.min_lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr

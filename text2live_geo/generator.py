@@ -1,0 +1,118 @@
+"""The skip encoder-decoder (Deep Image Prior "skip" network) that predicts the RGBA edit layer."""
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+# Colour decorrelation (square root of the ImageNet colour covariance, normalised): the network
+# predicts decorrelated colour, mapped linearly to RGB before the sigmoid.
+_COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
+COLOUR_TO_RGB = _COLOUR_CORRELATION_SQRT / _COLOUR_CORRELATION_SQRT.norm(dim=0).max()
+
+
+def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
+    pad = (kernel - 1) // 2
+    layers: list[nn.Module] = [nn.ReflectionPad2d(pad)] if pad else []
+    layers.append(nn.Conv2d(in_channels, out_channels, kernel, stride=stride))
+    return nn.Sequential(*layers)
+
+
+def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(_conv(in_channels, out_channels, kernel, stride), nn.BatchNorm2d(out_channels),
+                         nn.LeakyReLU(0.2, inplace=True))
+
+
+class _Scale(nn.Module):
+    """One level: a skip branch at this resolution and a down -> deeper -> up branch."""
+
+    def __init__(self, in_channels: int, channels: int, skip_channels: int, deeper: nn.Module | None):
+        super().__init__()
+        self.skip = _conv_bn_act(in_channels, skip_channels, 1) if skip_channels else None
+        self.down = nn.Sequential(_conv_bn_act(in_channels, channels, 3, stride=2), _conv_bn_act(channels, channels, 3))
+        self.deeper = deeper
+        merged = channels + skip_channels
+        self.merge_norm = nn.BatchNorm2d(merged)
+        self.merge = nn.Sequential(_conv_bn_act(merged, channels, 3), _conv_bn_act(channels, channels, 1))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        deep = self.down(features)
+        if self.deeper is not None:
+            deep = self.deeper(deep)
+        # upsample to the exact size of this level, so any input size works
+        deep = F.interpolate(deep, size=features.shape[-2:], mode="bilinear", align_corners=False)
+        if self.skip is not None:
+            deep = torch.cat([self.skip(features), deep], dim=1)
+        return self.merge(self.merge_norm(deep))
+
+
+class SkipGenerator(nn.Module):
+    """Skip U-Net: `(B, 3, H, W)` image in [0, 1] -> RGBA `(B, 4, H, W)` in [0, 1].
+
+    `num_scales` stride-2 levels of `channels` channels with `skip_channels` skips, reflection
+    padding, batch norm, LeakyReLU, bilinear upsampling; a 1x1 conv to 4 channels, the fixed
+    decorrelated-colour-to-RGB map on the colour channels, then a sigmoid.
+    H and W must be at least `min_size` (2 ** num_scales + 1).
+    """
+
+    def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
+                 in_channels: int = 3, decorrelated_rgb: bool = True):
+        super().__init__()
+        self.num_scales = num_scales
+        deeper = None
+        for level in reversed(range(num_scales)):
+            deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper)
+        self.body = deeper
+        self.head = nn.Conv2d(channels, 4, 1)
+        self.decorrelated_rgb = decorrelated_rgb
+        self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
+
+    @property
+    def min_size(self) -> int:
+        return 2 ** self.num_scales + 1
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if min(image.shape[-2:]) < self.min_size:
+            raise ValueError(f"input {tuple(image.shape[-2:])} is smaller than the generator's minimum "
+                             f"side {self.min_size} (2^num_scales + 1)")
+        logits = self.head(self.body(image))
+        colour, alpha = logits[:, :3], logits[:, 3:]
+        if self.decorrelated_rgb:
+            colour = torch.einsum("ij,bjhw->bihw", self.colour_to_rgb.to(colour.dtype), colour)
+        return torch.sigmoid(torch.cat([colour, alpha], dim=1))
+
+
+@contextlib.contextmanager
+def batch_statistics_without_update(module: nn.Module):
+    """Run batch norm on the batch's own statistics (as in training) without changing the
+    running buffers: inference renders the same function the losses trained, and is pure."""
+    norms = [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    saved = [(m.training, m.momentum) for m in norms]
+    for m in norms:
+        m.train()
+        m.momentum = 0.0
+    try:
+        yield module
+    finally:
+        for m, (training, momentum) in zip(norms, saved):
+            m.train(training)
+            m.momentum = momentum
+
+
+class PixelParameterization(nn.Module):
+    """CLIP inversion: the output image itself, kept in [0, 1] as sigmoid(logit(input) + residual).
+
+    forward(image `(1, 3, H, W)`) ignores its input's content beyond the size check and returns
+    RGBA `(1, 4, H, W)` with alpha 1, so the same compositing and losses apply.
+    """
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.register_buffer("base_logit", torch.logit(image.clamp(1e-3, 1 - 1e-3)))
+        self.residual = nn.Parameter(torch.zeros_like(image))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        rgb = torch.sigmoid(self.base_logit + self.residual)
+        return torch.cat([rgb, torch.ones_like(rgb[:, :1])], dim=1)
