@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml
 install: $(VENV)/.installed
 
 test: $(VENV)/.installed
-	HF_HUB_OFFLINE=1 $(PY) -m pytest
+	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) run_image.py --config configs/image/demo_toy.yaml

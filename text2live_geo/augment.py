@@ -20,7 +20,9 @@ from kornia.geometry.transform import crop_and_resize
 def view_shape(height: int, width: int, short: int, max_ratio: float) -> tuple[int, int]:
     """Output (h, w) with short side `short` and long side <= max_ratio * short, aspect kept."""
     scale = short / min(height, width)
-    long_side = min(round(max(height, width) * scale), round(max_ratio * short))
+    long_side = round(max(height, width) * scale)
+    if math.isfinite(max_ratio):
+        long_side = min(long_side, round(max_ratio * short))
     return (short, long_side) if height <= width else (long_side, short)
 
 
@@ -98,7 +100,13 @@ class ViewAugmenter:
                 raise ValueError("paired images must all be (1, 3, H, W) of one size")
         groups = len(images)
         stacked = torch.cat(images, dim=1)  # (1, 3G, H, W)
-        size = view_shape(height, width, self.short, self.max_ratio)
+        # Antialiased downscale first, so that even the smallest crop is resampled at about
+        # the view resolution: no aliasing from a bilinear warp of a large image, and less work.
+        prescaled_short = math.ceil(self.short / self.crop_min)
+        if min(height, width) > prescaled_short:
+            stacked = resize_short(stacked, prescaled_short, max_ratio=float("inf"))
+            height, width = stacked.shape[-2:]
+        size = view_shape(first.shape[-2], first.shape[-1], self.short, self.max_ratio)
         boxes = self.crop_boxes(height, width, first.device).to(stacked.dtype)
         views = crop_and_resize(stacked.expand(self.n_views, -1, -1, -1), boxes, size, mode="bilinear")
         # zero padding of (x - fill) reveals `fill` where the warps leave the image

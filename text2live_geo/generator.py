@@ -111,7 +111,9 @@ class PixelParameterization(nn.Module):
     def __init__(self, image: torch.Tensor):
         super().__init__()
         self.register_buffer("base_logit", torch.logit(image.clamp(1e-3, 1 - 1e-3)))
-        self.residual = nn.Parameter(torch.zeros_like(image))
+        # a tiny random start: at exactly the input, the image direction of the directional and
+        # IMC losses is the zero vector, whose normalisation has huge gradients
+        self.residual = nn.Parameter(torch.randn_like(image) * 1e-2)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         rgb = torch.sigmoid(self.base_logit + self.residual)

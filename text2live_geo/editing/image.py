@@ -19,14 +19,13 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from ..augment import ViewAugmenter, resize_short
-from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
+from ..augment import resize_short
+from ..clip import ClipGuide
 from ..config import ImageEditConfig, load_config, to_yaml
 from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
 from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
-from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
-from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
+from .objective import EditObjective
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
                   make_optimizer, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
@@ -116,27 +115,10 @@ class ImageEditor:
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
         loss = cfg.loss
-        self.guidance = loss.guidance
-        view_size = cfg.clip.view_size or clip.image_size
-        self.structure_size = cfg.clip.structure_size or view_size
-        self.augment = ViewAugmenter(cfg.clip.n_aug, view_size, cfg.clip.max_view_ratio, cfg.clip.crop_min,
-                                     fill=1.0 if cfg.clip.fill == "white" else 0.0)
-        self.composition_loss = TextDistanceLoss(loss.distance)
-        self.directional_loss = DirectionalLoss()
-        gfk = dict(null_dim=loss.gfk_null_dim, max_subspace_dim=loss.gfk_max_subspace_dim, solver=loss.gfk_solver)
-        self.imc_loss = InterModalityConsistency(**gfk)
-        self.imr_loss = IntraModalityRegularisation(**gfk)
-        self.structure_loss = StructureLoss()
-        self.sparsity_loss = SparsityLoss(loss.sparsity_l1, loss.sparsity_l0)
-        self.bootstrap_loss = BootstrapLoss()
-        self.use_previous_anchor = self.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
+        self.objective = EditObjective(cfg.text, cfg.clip, loss, clip, device, cfg.precision)
         self.previous_generator = copy.deepcopy(self.generator).requires_grad_(False) \
-            if self.use_previous_anchor else None
-
-        # text embeddings: computed once per run (cached in the CLIP wrapper)
-        self.src_text = clip.text_embeddings(cfg.text.src, IMAGE_TEMPLATES)
-        self.comp_text = clip.text_embeddings(cfg.text.comp, IMAGE_TEMPLATES)
-        self.screen_text = clip.text_embeddings(cfg.text.screen, SCREEN_TEMPLATES)
+            if self.objective.uses_previous_anchor else None
+        view_size = self.objective.view_size
 
         # bootstrap target: relevancy of the whole input, carried as an extra channel so every
         # crop, flip and rescale of the internal dataset moves it with the pixels
@@ -155,10 +137,6 @@ class ImageEditor:
         self.step = 0
 
     # --------------------------------------------------------------------- one step
-    def _template_rows(self) -> torch.Tensor:
-        count = min(self.cfg.text.templates_per_step, len(IMAGE_TEMPLATES))
-        return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
-
     def bootstrap_weight(self, step: int) -> float:
         loss = self.cfg.loss
         if self.relevancy is None or loss.bootstrap_steps <= 0:
@@ -166,75 +144,16 @@ class ImageEditor:
         return loss.bootstrap * max(0.0, 1.0 - step / loss.bootstrap_steps)
 
     def training_step(self) -> dict[str, float]:
-        cfg, loss_cfg = self.cfg, self.cfg.loss
-        set_lr(self.optimizer, decayed_lr(cfg.optim, self.step))
+        """One optimisation step; returns the loss values (and the weighted total)."""
+        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
         self.generator.train()
 
         # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping)
         sample = self.sampler.sample(self.step)
         crop, relevancy = sample[:, :3], (sample[:, 3:] if sample.shape[1] > 3 else None)
 
-        # 2. generator -> RGBA -> edit layers over the untouched crop
-        with autocast_context(self.device, cfg.precision):
-            rgba = self.generator(crop)
-        layers = composite_layers(rgba.float(), crop)
-        anchor = None
-        if self.previous_generator is not None:  # IMR anchor: the previous step's generator
-            with torch.no_grad(), autocast_context(self.device, cfg.precision), \
-                    batch_statistics_without_update(self.previous_generator):
-                anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
-
-        # 3. CLIP views: ONE paired draw shared by input, composite, green screen (and anchor)
-        paired = [crop, layers.composite, layers.greenscreen] + ([anchor] if anchor is not None else [])
-        views = self.augment(*paired)
-        n_views = views[0].shape[0]
-
-        # 4. embeddings: one forward with gradient for everything the generator must move,
-        #    one without for the input (and anchor) views; the input views serve every loss
-        with autocast_context(self.device, cfg.precision):
-            output_embeds = self.clip.encode_images(torch.cat([views[1], views[2]]))
-            with torch.no_grad():
-                fixed_embeds = self.clip.encode_images(torch.cat([views[0]] + views[3:]))
-        composite_embeds, screen_embeds = output_embeds[:n_views], output_embeds[n_views:]
-        input_embeds = fixed_embeds[:n_views]
-        anchor_embeds = fixed_embeds[n_views:] if anchor is not None else input_embeds
-
-        rows = self._template_rows()
-        src_text, comp_text = self.src_text[rows], self.comp_text[rows]
-        terms: dict[str, torch.Tensor] = {}
-        weights: dict[str, float] = {}
-
-        # 5. losses
-        terms["composition"] = self.composition_loss(composite_embeds, comp_text)
-        weights["composition"] = loss_cfg.composition
-        if self.guidance == "directional":
-            terms["directional"] = self.directional_loss(input_embeds, composite_embeds, src_text, comp_text)
-            weights["directional"] = loss_cfg.directional
-        else:
-            terms["imc"] = self.imc_loss(input_embeds, composite_embeds, src_text, comp_text)  # IMC
-            weights["imc"] = loss_cfg.directional
-            if loss_cfg.imr > 0:
-                terms["imr"] = self.imr_loss(anchor_embeds, composite_embeds)  # IMR
-                weights["imr"] = loss_cfg.imr
-        if loss_cfg.screen > 0:
-            terms["screen"] = self.composition_loss(screen_embeds, self.screen_text)
-            weights["screen"] = loss_cfg.screen
-        if loss_cfg.structure > 0:
-            with autocast_context(self.device, cfg.precision):
-                with torch.no_grad():
-                    input_tokens = self.clip.structure_tokens(
-                        resize_short(crop, self.structure_size, cfg.clip.max_structure_ratio))
-                output_tokens = self.clip.structure_tokens(
-                    resize_short(layers.composite, self.structure_size, cfg.clip.max_structure_ratio))
-            terms["structure"] = self.structure_loss(input_tokens, output_tokens)
-            weights["structure"] = loss_cfg.structure
-        if loss_cfg.sparsity > 0 and cfg.mode == "generator":
-            terms["sparsity"] = self.sparsity_loss(layers.alpha)
-            weights["sparsity"] = loss_cfg.sparsity
-        bootstrap_weight = self.bootstrap_weight(self.step)
-        if relevancy is not None and bootstrap_weight > 0:
-            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, relevancy)
-            weights["bootstrap"] = bootstrap_weight
+        # 2.-5. generator -> layers -> paired CLIP views -> embeddings -> losses
+        terms, weights, _ = self.losses(crop, relevancy)
         total = sum(weights[name] * value for name, value in terms.items())
 
         # 6. backward and update (the anchor generator first takes the weights being left behind)
@@ -248,6 +167,27 @@ class ImageEditor:
         record = {name: float(value.detach()) for name, value in terms.items()}
         record["total"] = float(total.detach())
         return record
+
+    def losses(self, crop: torch.Tensor, relevancy: Optional[torch.Tensor] = None
+               ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:
+        """Loss terms and their weights for one input crop `(1, 3, h, w)` (and its relevancy
+        `(1, 1, h, w)`), plus the edit layers they were computed from."""
+        cfg = self.cfg
+
+        # 2. generator -> RGBA -> edit layers over the untouched crop
+        with autocast_context(self.device, cfg.precision):
+            rgba = self.generator(crop)
+        layers = composite_layers(rgba.float(), crop)
+        anchor = None
+        if self.previous_generator is not None:  # IMR anchor: the previous step's generator
+            with torch.no_grad(), autocast_context(self.device, cfg.precision), \
+                    batch_statistics_without_update(self.previous_generator):
+                anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
+
+        # 3.-5. paired CLIP views -> embeddings -> losses
+        terms, weights = self.objective(crop, layers, anchor, relevancy, self.bootstrap_weight(self.step),
+                                        sparsity=cfg.mode == "generator")
+        return terms, weights, layers
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()

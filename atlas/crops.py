@@ -1,0 +1,162 @@
+"""Regions worth editing: per-frame boxes and the atlas region they touch (ATLAS.md section 3).
+
+Background: every frame's box is the whole frame and the atlas region is the box of all its
+pixels' atlas coordinates. Foreground: a frame's box is the bounding box of its pixels with NLA
+alpha > 0.95, grown by 30 px per side and padded to at least ``2^num_scales + 1`` pixels per side
+(clipped to the frame); a frame without any such pixel has no box (None) and contributes
+nothing. The atlas region is the box, in atlas pixels, of the uvs of all pixels inside the frame
+boxes (floor of the min, ceil of the max; see :func:`atlas.coordinates.uv_bounding_box`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from .coordinates import PixelBox, uv_bounding_box
+from .model import AtlasMaps, Layer, layer_uv_offset
+
+__all__ = [
+    "LayerCropRegions",
+    "NoForegroundError",
+    "atlas_region",
+    "foreground_frame_boxes",
+    "layer_crop_regions",
+]
+
+
+class NoForegroundError(ValueError):
+    """No frame has a foreground pixel above the alpha threshold."""
+
+
+def foreground_frame_boxes(
+    alpha: torch.Tensor,
+    threshold: float = 0.95,
+    border: int = 30,
+    min_size: int = 2**7 + 1,
+) -> list[PixelBox | None]:
+    """Per-frame boxes around the confident foreground.
+
+    Args:
+        alpha: ``(N, 1, H, W)`` NLA alpha (not modified).
+        threshold: a pixel is foreground when alpha > threshold.
+        border: pixels added on every side of the tight box (clipped to the frame).
+        min_size: minimum box side after padding (capped at the frame side); the generator
+            with ``num_scales`` downsamplings needs ``2^num_scales + 1``.
+
+    Returns:
+        One :class:`PixelBox` (frame pixels) per frame, None for a frame without foreground.
+    """
+    if alpha.dim() != 4 or alpha.shape[1] != 1:
+        raise ValueError(f"alpha must be (N, 1, H, W), got {tuple(alpha.shape)}")
+    _, _, height, width = alpha.shape
+    foreground = alpha[:, 0] > threshold  # (N, H, W), a new tensor
+    rows_with = foreground.any(dim=2).cpu()  # (N, H)
+    columns_with = foreground.any(dim=1).cpu()  # (N, W)
+    boxes: list[PixelBox | None] = []
+    for frame_rows, frame_columns in zip(rows_with, columns_with):
+        rows = torch.nonzero(frame_rows)[:, 0]
+        columns = torch.nonzero(frame_columns)[:, 0]
+        if rows.numel() == 0:
+            boxes.append(None)
+            continue
+        tight = PixelBox(int(columns[0]), int(rows[0]), int(columns[-1]) + 1, int(rows[-1]) + 1)
+        boxes.append(tight.expanded(border, width, height).padded_to(min_size, width, height))
+    return boxes
+
+
+def atlas_region(
+    maps: AtlasMaps,
+    layer: Layer,
+    resolution: int,
+    frame_boxes: list[PixelBox | None] | None = None,
+) -> PixelBox | None:
+    """Atlas pixels touched by the frames (all pixels, or those inside per-frame boxes).
+
+    Args:
+        maps: per-frame uv maps.
+        layer: "foreground" or "background".
+        resolution: R of the atlas.
+        frame_boxes: one box (frame pixels) or None per frame; None for the argument means every
+            pixel of every frame.
+
+    Returns:
+        The atlas-pixel box, or None when no frame has a box.
+    """
+    layer_uv_offset(layer)
+    uv = maps.uv(layer)
+    if frame_boxes is None:
+        return uv_bounding_box(uv, layer, resolution)
+    if len(frame_boxes) != maps.num_frames:
+        raise ValueError(f"{len(frame_boxes)} frame boxes for {maps.num_frames} frames")
+    mask = torch.zeros(uv.shape[:3], dtype=torch.bool, device=uv.device)
+    for index, box in enumerate(frame_boxes):
+        if box is not None:
+            mask[index, box.top : box.bottom, box.left : box.right] = True
+    return uv_bounding_box(uv, layer, resolution, mask)
+
+
+@dataclass(frozen=True)
+class LayerCropRegions:
+    """What to crop when editing one layer.
+
+    Attributes:
+        layer: "foreground" or "background".
+        resolution: R of the atlas the boxes refer to.
+        frame_boxes: per frame, the region (frame pixels) to take training crops from, or None
+            for a foreground frame without confident foreground (skip it).
+        atlas_box: atlas-pixel region touched by all frame boxes (the part worth editing).
+    """
+
+    layer: Layer
+    resolution: int
+    frame_boxes: list[PixelBox | None]
+    atlas_box: PixelBox
+
+    @property
+    def frames_with_box(self) -> list[int]:
+        """Indices of frames that have a box."""
+        return [index for index, box in enumerate(self.frame_boxes) if box is not None]
+
+
+def layer_crop_regions(
+    maps: AtlasMaps,
+    layer: Layer,
+    resolution: int = 2000,
+    num_scales: int = 7,
+    alpha_threshold: float = 0.95,
+    border: int = 30,
+) -> LayerCropRegions:
+    """Frame boxes and atlas region for editing ``layer`` (module docstring has the rules).
+
+    Args:
+        maps: per-frame uv maps and alpha.
+        layer: "foreground" or "background".
+        resolution: R of the atlas.
+        num_scales: generator scales; foreground boxes are at least ``2^num_scales + 1`` px.
+        alpha_threshold: foreground confidence threshold.
+        border: foreground box growth in pixels.
+
+    Returns:
+        :class:`LayerCropRegions`.
+
+    Raises:
+        NoForegroundError: editing the foreground of a video in which no frame has alpha above
+            the threshold.
+    """
+    layer_uv_offset(layer)
+    if layer == "background":
+        whole = PixelBox(0, 0, maps.width, maps.height)
+        frame_boxes: list[PixelBox | None] = [whole] * maps.num_frames
+        box = atlas_region(maps, layer, resolution)
+    else:
+        frame_boxes = foreground_frame_boxes(maps.alpha, alpha_threshold, border, 2**num_scales + 1)
+        box = atlas_region(maps, layer, resolution, frame_boxes)
+        if box is None:
+            raise NoForegroundError(
+                f"no frame has a foreground pixel with NLA alpha > {alpha_threshold}; "
+                "the foreground layer of this atlas cannot be edited"
+            )
+    assert box is not None
+    return LayerCropRegions(layer=layer, resolution=resolution, frame_boxes=frame_boxes, atlas_box=box)

@@ -1,0 +1,58 @@
+"""Shared tiny-model fixtures: a random CLIP + word tokenizer saved to disk and loaded through
+the same `from_pretrained` path as a hub model, and small input images."""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+TINY_WORDS = ("a an the of photo image high quality red blue green golden horse circle square gray "
+              "background over in front screen").split()
+
+
+@pytest.fixture(scope="session")
+def tiny_clip_dir(tmp_path_factory):
+    from text2live_geo.tiny_clip import build_clip
+
+    folder = tmp_path_factory.mktemp("tiny_clip")
+    build_clip(folder, TINY_WORDS, image_size=32, patch_size=8, vision_width=32, vision_layers=3,
+               text_width=32, text_layers=2, heads=2, projection_dim=32, seed=0)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_clip(tiny_clip_dir):
+    from text2live_geo.clip import ClipGuide
+
+    return ClipGuide.load(str(tiny_clip_dir))
+
+
+def _red_square(height: int = 48, width: int = 64) -> np.ndarray:
+    array = np.full((height, width, 3), 128, np.uint8)
+    array[height // 4: 3 * height // 4, width // 4: width // 2] = (200, 30, 30)
+    return array
+
+
+@pytest.fixture
+def image_path(tmp_path):
+    path = tmp_path / "red_square.png"
+    Image.fromarray(_red_square()).save(path)
+    return path
+
+
+def tiny_overrides(image, clip_dir, out_dir, steps: int = 3, **extra) -> list[str]:
+    """Config overrides for a fast CPU run on tiny models."""
+    values = {
+        "image": str(image), "clip.model": str(clip_dir), "output_dir": str(out_dir),
+        "text.src": "red square", "text.comp": "blue square", "text.screen": "blue square",
+        "steps": steps, "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 4,
+        "log_every": 2, "checkpoint_every": 2, "device": "cpu", "seed": 0,
+    }
+    values.update(extra)
+    return [f"{key}={value}" for key, value in values.items()]

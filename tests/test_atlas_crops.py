@@ -1,0 +1,62 @@
+"""atlas.crops: per-frame foreground boxes and atlas regions."""
+
+import pytest
+import torch
+
+from atlas import AtlasMaps, NoForegroundError, PixelBox, foreground_frame_boxes, layer_crop_regions, uv_bounding_box
+from atlas.testing import make_tiny_atlas
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    return make_tiny_atlas(tmp_path_factory.mktemp("tiny_atlas_crops"), seed=7)
+
+
+def test_frame_boxes_expand_pad_clip_and_skip_empty_frames():
+    alpha = torch.full((3, 1, 40, 50), 0.5)
+    alpha[1, 0, 10:13, 20:22] = 0.99  # rows 10..12, columns 20..21
+    alpha[2, 0, 0, 49] = 0.951  # a corner pixel
+    alpha[2, 0, 5, 5] = 0.95  # not above the threshold
+    before = alpha.clone()
+    boxes = foreground_frame_boxes(alpha, threshold=0.95, border=3, min_size=9)
+    assert torch.equal(alpha, before)  # the cached alpha is not modified
+    assert boxes[0] is None
+    assert boxes[1] == PixelBox(left=17, top=7, right=26, bottom=16)  # 8 wide -> padded to 9
+    assert boxes[1].padded_to(9, 50, 40) == boxes[1]
+    assert boxes[1].width >= 9 and boxes[1].height >= 9
+    assert boxes[2] == PixelBox(left=41, top=0, right=50, bottom=9)  # clipped, padded inside the frame
+    huge = foreground_frame_boxes(alpha, border=0, min_size=2**7 + 1)
+    assert huge[1] == PixelBox(0, 0, 50, 40)  # padding is capped at the frame size
+
+
+def test_tiny_atlas_foreground_regions_with_empty_frames(tiny):
+    maps = tiny.atlas.precompute_maps()
+    regions = layer_crop_regions(maps, "foreground", resolution=200, num_scales=2, border=1)
+    peak = maps.alpha.amax(dim=(1, 2, 3))
+    assert regions.frames_with_box == [i for i in range(6) if peak[i] > 0.95]
+    assert 0 < len(regions.frames_with_box) < 6 and regions.frame_boxes[0] is None
+    confident = maps.alpha[:, 0] > 0.95
+    tight = uv_bounding_box(maps.uv_foreground, "foreground", 200, confident)
+    assert regions.atlas_box.union(tight) == regions.atlas_box  # covers every confident pixel's uv
+    for index in regions.frames_with_box:
+        box = regions.frame_boxes[index]
+        assert box.crop(confident[index]).sum() == confident[index].sum()
+        assert box.width >= 5 and box.height >= 5
+
+
+def test_background_regions_cover_whole_frames(tiny):
+    maps = tiny.atlas.precompute_maps()
+    regions = layer_crop_regions(maps, "background", resolution=200)
+    assert regions.frame_boxes == [PixelBox(0, 0, 24, 16)] * 6
+    assert regions.atlas_box == uv_bounding_box(maps.uv_background, "background", 200)
+
+
+def test_no_foreground_anywhere_raises_clear_error():
+    maps = AtlasMaps(
+        uv_foreground=torch.full((2, 4, 5, 2), 0.5),
+        uv_background=torch.full((2, 4, 5, 2), -0.5),
+        alpha=torch.full((2, 1, 4, 5), 0.3),
+    )
+    with pytest.raises(NoForegroundError, match="alpha > 0.95"):
+        layer_crop_regions(maps, "foreground", resolution=100)
+    assert layer_crop_regions(maps, "background", resolution=100).atlas_box == PixelBox(50, 50, 51, 51)

@@ -1,0 +1,58 @@
+import torch
+
+from text2live_geo.augment import ViewAugmenter, resize_short, view_shape
+
+
+def test_view_shape_keeps_aspect_and_caps_long_side():
+    assert view_shape(512, 512, 224, 320 / 224) == (224, 224)
+    assert view_shape(300, 400, 224, 320 / 224) == (224, 299)
+    assert view_shape(200, 800, 224, 320 / 224) == (224, 320)
+    assert view_shape(800, 200, 224, 320 / 224) == (320, 224)
+
+
+def test_paired_views_identical_for_identical_images():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 60, 80)
+    first, second = ViewAugmenter(8, 32)(image, image.clone())
+    assert first.shape == (8, 3, 32, 43)
+    assert torch.equal(first, second)
+
+
+def test_paired_views_share_geometry_for_different_images():
+    # a pointwise change of the input (x -> 1 - x) must give views related the same way,
+    # up to colour jitter, which is off here
+    torch.manual_seed(1)
+    image = torch.rand(1, 3, 40, 40)
+    augment = ViewAugmenter(6, 24, jitter_p=0.0, gray_p=0.0, fill=0.5)
+    views, inverted = augment(image, 1 - image)
+    torch.testing.assert_close(inverted, 1 - views, atol=1e-5, rtol=0)
+
+
+def test_views_differ_between_draws_and_first_view_is_whole_image():
+    torch.manual_seed(2)
+    ramp = torch.linspace(0, 1, 48)
+    image = torch.stack([ramp[None, :].expand(48, 48), ramp[:, None].expand(48, 48), torch.full((48, 48), 0.5)])[None]
+    augment = ViewAugmenter(4, 24, flip_p=0, affine_p=0, perspective_p=0, jitter_p=0, gray_p=0)
+    views, = augment(image)
+    whole = resize_short(image, 24, 10.0)
+    # view 0 is the whole image (crop_and_resize vs area resize: close, not equal)
+    assert (views[0] - whole[0]).abs().mean() < 0.02
+    assert (views[1] - whole[0]).abs().mean() > (views[0] - whole[0]).abs().mean()
+    again, = augment(image)
+    assert not torch.equal(views, again)
+
+
+def test_fill_colour_revealed_by_warps():
+    torch.manual_seed(3)
+    black = torch.zeros(1, 3, 32, 32)
+    white_fill, = ViewAugmenter(16, 32, affine_p=1.0, perspective_p=1.0, jitter_p=0, gray_p=0, fill=1.0)(black)
+    assert white_fill.max() > 0.99  # white shows where the warp left the image
+    black_fill, = ViewAugmenter(16, 32, affine_p=1.0, perspective_p=1.0, jitter_p=0, gray_p=0, fill=0.0)(black)
+    assert black_fill.max() < 1e-5
+
+
+def test_gradients_reach_the_image():
+    image = torch.rand(1, 3, 32, 32, requires_grad=True)
+    views, = ViewAugmenter(4, 16)(image)
+    views.mean().backward()
+    assert image.grad.abs().sum() > 0

@@ -1,0 +1,331 @@
+"""Tests for text2live_geo.losses.geodesic (GFK kernel, geodesic cosine, IMC / IMR losses)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from text2live_geo.losses.geodesic import (
+    InterModalityConsistency,
+    IntraModalityRegularisation,
+    geodesic_cosine,
+    gfk_kernel,
+)
+
+SOLVERS = ("exact", "hogsvd")
+
+
+def _gen(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _pair(n: int, d: int, seed: int = 0, dtype=torch.float64, noise: float = 1.0):
+    """Two correlated feature batches ``(n, d)``: x2 = x1 + noise * N(0, 1)."""
+    g = _gen(seed)
+    x1 = torch.randn(n, d, generator=g, dtype=torch.float64)
+    x2 = x1 + noise * torch.randn(n, d, generator=g, dtype=torch.float64)
+    return x1.to(dtype), x2.to(dtype)
+
+
+# --------------------------------------------------------------------------- #
+# independent reference construction (test-side, float64)
+# --------------------------------------------------------------------------- #
+def _ref_pca(x: torch.Tensor, k: int) -> torch.Tensor:
+    xn = x / x.norm(dim=1, keepdim=True)
+    data = xn.T - xn.T.mean(dim=0, keepdim=True)  # each sample minus its feature mean
+    u, _, _ = torch.linalg.svd(data, full_matrices=False)
+    return u[:, :k]
+
+
+def _ref_quadrature_kernel(x1: torch.Tensor, x2: torch.Tensor, nodes: int = 96):
+    """int_0^1 Phi(s) Phi(s)^T ds, Phi(s) = Ps U1 cos(s theta) - Rs U2 sin(s theta), full complement."""
+    n, d = x1.shape
+    k = n if n <= 2 else n - 2
+    ps, pt = _ref_pca(x1, k), _ref_pca(x2, k)
+    # Full complement from the full SVD of Ps^T (a different construction from the module's QR).
+    _, _, vh = torch.linalg.svd(ps.T, full_matrices=True)
+    rs = vh[k:].T
+    u1, cos, vh_a = torch.linalg.svd(ps.T @ pt)
+    v = vh_a.T
+    theta = torch.acos(cos.clamp(0.0, 1.0))
+    # Pt V = Ps U1 cos(theta) - Rs U2 sin(theta)  =>  U2 from the residual of Pt V off span(Ps).
+    u2 = -(rs.T @ (pt @ v - ps @ u1 * cos)) / torch.sin(theta)
+    s_nodes, w = np.polynomial.legendre.leggauss(nodes)
+    s_nodes = torch.as_tensor((s_nodes + 1.0) / 2.0, dtype=torch.float64)
+    w = torch.as_tensor(w / 2.0, dtype=torch.float64)
+    g = torch.zeros(d, d, dtype=torch.float64)
+    for s, ws in zip(s_nodes, w):
+        phi = ps @ u1 * torch.cos(s * theta) - rs @ u2 * torch.sin(s * theta)
+        g += ws * phi @ phi.T
+    phi1 = ps @ u1 * torch.cos(theta) - rs @ u2 * torch.sin(theta)
+    return g, phi1, pt @ v
+
+
+@pytest.mark.parametrize("n,d", [(16, 32), (5, 32), (16, 512)])
+def test_exact_kernel_equals_quadrature_full_complement(n, d):
+    x1, x2 = _pair(n, d, seed=1)
+    g_quad, phi1, ptv = _ref_quadrature_kernel(x1, x2)
+    # The flow ends at the target subspace: Phi(1) = Pt V.
+    torch.testing.assert_close(phi1, ptv, atol=1e-8, rtol=0)
+    g = gfk_kernel(x1, x2, solver="exact", null_dim=d)
+    assert g.shape == (d, d) and g.dtype == torch.float64
+    assert (g - g_quad).abs().max().item() < 1e-4
+
+
+@pytest.mark.parametrize("n,d", [(16, 32), (16, 512), (2, 64)])
+def test_solvers_agree_with_full_complement(n, d):
+    x1, x2 = _pair(n, d, seed=2)
+    ge = gfk_kernel(x1, x2, solver="exact", null_dim=d)
+    gh = gfk_kernel(x1, x2, solver="hogsvd", null_dim=d)
+    assert (ge - gh).abs().max().item() < 1e-2
+    ce = geodesic_cosine(x1, x2, solver="exact", null_dim=d)
+    ch = geodesic_cosine(x1, x2, solver="hogsvd", null_dim=d)
+    assert (ce - ch).abs().max().item() < 1e-2
+
+
+def test_null_dim_is_clamped_to_complement():
+    x1, x2 = _pair(16, 64, seed=3)
+    for solver in SOLVERS:
+        g_big = gfk_kernel(x1, x2, solver=solver, null_dim=10_000)
+        g_full = gfk_kernel(x1, x2, solver=solver, null_dim=64 - 14)
+        torch.testing.assert_close(g_big, g_full, atol=1e-12, rtol=0)
+
+
+def test_truncated_complement_is_default_and_changes_kernel():
+    x1, x2 = _pair(16, 512, seed=4)
+    g_default = gfk_kernel(x1, x2, solver="exact")
+    g_full = gfk_kernel(x1, x2, solver="exact", null_dim=512)
+    torch.testing.assert_close(g_default, gfk_kernel(x1, x2, solver="exact", null_dim=256))
+    assert (g_default - g_full).abs().max().item() > 1e-6
+
+
+# --------------------------------------------------------------------------- #
+# basic properties
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("n", [1, 2, 3, 16])
+def test_identical_inputs_give_one(solver, n):
+    x, _ = _pair(n, 512, seed=5, dtype=torch.float32)
+    sim = geodesic_cosine(x, x.clone(), solver=solver)
+    assert sim.shape == (n,)
+    torch.testing.assert_close(sim, torch.ones(n), atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("null_dim", [256, 10_000])
+def test_kernel_symmetric_psd(solver, null_dim):
+    x1, x2 = _pair(16, 512, seed=6)
+    g = gfk_kernel(x1, x2, solver=solver, null_dim=null_dim)
+    torch.testing.assert_close(g, g.T, atol=1e-12, rtol=0)
+    ev = torch.linalg.eigvalsh(g)
+    assert ev.min().item() > -1e-10
+    if null_dim >= 512:  # full complement: average of projectors
+        assert ev.max().item() < 1 + 1e-8
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_scale_invariance(solver):
+    x1, x2 = _pair(16, 512, seed=7)
+    scale1 = torch.rand(16, 1, generator=_gen(8), dtype=torch.float64) * 5 + 0.1
+    torch.testing.assert_close(
+        gfk_kernel(x1 * scale1, 0.01 * x2, solver=solver), gfk_kernel(x1, x2, solver=solver), atol=1e-9, rtol=0
+    )
+    torch.testing.assert_close(
+        geodesic_cosine(x1 * scale1, 0.01 * x2, solver=solver),
+        geodesic_cosine(x1, x2, solver=solver),
+        atol=1e-9,
+        rtol=0,
+    )
+
+
+def test_deterministic_and_solver_validation():
+    x1, x2 = _pair(16, 512, seed=9, dtype=torch.float32)
+    for solver in SOLVERS:
+        assert torch.equal(gfk_kernel(x1, x2, solver=solver), gfk_kernel(x1, x2, solver=solver))
+    with pytest.raises(ValueError, match="solver"):
+        gfk_kernel(x1, x2, solver="svd")
+
+
+# --------------------------------------------------------------------------- #
+# gradients
+# --------------------------------------------------------------------------- #
+def _formula(x1, x2, g, eps=1e-8):
+    """Geodesic cosine with a fixed kernel (test-side re-implementation)."""
+    x1 = x1 / x1.norm(dim=1, keepdim=True)
+    x2 = x2 / x2.norm(dim=1, keepdim=True)
+    num = (x1 @ g * x2).sum(1)
+    q1 = (x1 @ g * x1).sum(1)
+    q2 = (x2 @ g * x2).sum(1)
+    return num / torch.sqrt(q1 * q2 + eps)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_gradients_flow_to_inputs_not_kernel(solver):
+    x1, x2 = _pair(6, 24, seed=10)
+    x1.requires_grad_(True)
+    x2.requires_grad_(True)
+    g = gfk_kernel(x1, x2, solver=solver)
+    assert not g.requires_grad and g.grad_fn is None
+    # The fixed-kernel formula is differentiable and gradcheck-correct ...
+    assert torch.autograd.gradcheck(lambda a, b: _formula(a, b, g), (x1, x2), eps=1e-6, atol=1e-5)
+    # ... and geodesic_cosine's gradient is exactly that of the formula with G held constant.
+    w = torch.randn(6, generator=_gen(11), dtype=torch.float64)
+    grads = torch.autograd.grad((geodesic_cosine(x1, x2, solver=solver) * w).sum(), (x1, x2))
+    grads_fixed = torch.autograd.grad((_formula(x1, x2, g) * w).sum(), (x1, x2))
+    for a, b in zip(grads, grads_fixed):
+        assert a.abs().max().item() > 0
+        torch.testing.assert_close(a, b, atol=1e-10, rtol=1e-8)
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("case", ["zero_row", "all_zero", "identical_rows", "n1", "n2", "same_inputs"])
+def test_degenerate_inputs_finite(solver, case):
+    x1, x2 = _pair(8, 512, seed=12, dtype=torch.float32)
+    if case == "zero_row":
+        x1[0] = 0
+    elif case == "all_zero":
+        x1.zero_()
+    elif case == "identical_rows":
+        x1[:] = x1[0]
+        x2[:] = x2[1]
+    elif case == "n1":
+        x1, x2 = x1[:1], x2[:1]
+    elif case == "n2":
+        x1, x2 = x1[:2], x2[:2]
+    elif case == "same_inputs":
+        x2 = x1.clone()
+    x1.requires_grad_(True)
+    x2.requires_grad_(True)
+    sim = geodesic_cosine(x1, x2, solver=solver)
+    assert torch.isfinite(sim).all()
+    assert (sim.abs() <= 1 + 1e-4).all()
+    sim.sum().backward()
+    assert torch.isfinite(x1.grad).all() and torch.isfinite(x2.grad).all()
+    if case == "zero_row":
+        assert sim[0].item() == 0.0
+    if case == "all_zero":
+        assert (sim == 0).all()
+
+
+# --------------------------------------------------------------------------- #
+# shapes, dtypes, devices
+# --------------------------------------------------------------------------- #
+@pytest.mark.parametrize("d", [512, 768, 1024])
+@pytest.mark.parametrize("n", [1, 2, 3, 16, 64])
+def test_shapes_float32(n, d):
+    x1, x2 = _pair(n, d, seed=13, dtype=torch.float32)
+    solver = SOLVERS[(n + d) % 2]  # alternate solvers to keep the grid fast
+    g = gfk_kernel(x1, x2, solver=solver)
+    assert g.shape == (d, d) and g.dtype == torch.float32
+    sim = geodesic_cosine(x1, x2, solver=solver)
+    assert sim.shape == (n,) and sim.dtype == torch.float32
+    assert torch.isfinite(sim).all()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
+def test_dtype_policy(solver, dtype):
+    x1, x2 = _pair(16, 512, seed=14, dtype=dtype)
+    expected = torch.float64 if dtype == torch.float64 else torch.float32
+    assert gfk_kernel(x1, x2, solver=solver).dtype == expected
+    sim = geodesic_cosine(x1, x2, solver=solver)
+    assert sim.dtype == expected and torch.isfinite(sim).all()
+    ref = geodesic_cosine(x1.double(), x2.double(), solver=solver)
+    assert (sim.double() - ref).abs().max().item() < 1e-5
+
+
+def test_row_count_rules():
+    x1, _ = _pair(5, 512, seed=15)
+    _, x2 = _pair(9, 512, seed=16)
+    for solver in SOLVERS:
+        g = gfk_kernel(x1, x2, solver=solver)  # different n for the kernel fit is fine
+        assert g.shape == (512, 512) and torch.isfinite(g).all()
+        torch.testing.assert_close(g, g.T)
+        assert geodesic_cosine(x1[:1], x2, solver=solver).shape == (9,)
+        assert geodesic_cosine(x1, x2[:1], solver=solver).shape == (5,)
+    with pytest.raises(ValueError, match="same number of rows"):
+        geodesic_cosine(x1, x2)
+    with pytest.raises(ValueError, match="feature size"):
+        gfk_kernel(x1, x2[:, :256])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="CUDA not available")
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_cuda_matches_cpu(solver):
+    for dtype in (torch.float32, torch.float64):
+        x1, x2 = _pair(16, 512, seed=17, dtype=dtype)
+        cpu = geodesic_cosine(x1, x2, solver=solver)
+        gpu = geodesic_cosine(x1.cuda(), x2.cuda(), solver=solver)
+        assert gpu.device.type == "cuda" and gpu.dtype == dtype
+        assert (gpu.cpu() - cpu).abs().max().item() < 1e-4
+        g_cpu = gfk_kernel(x1, x2, solver=solver)
+        g_gpu = gfk_kernel(x1.cuda(), x2.cuda(), solver=solver)
+        assert (g_gpu.cpu() - g_cpu).abs().max().item() < 1e-4
+
+
+# --------------------------------------------------------------------------- #
+# losses
+# --------------------------------------------------------------------------- #
+def _imc_inputs(V=4, T=2, d=512, seed=18):
+    g = _gen(seed)
+    image_source = torch.randn(V, d, generator=g)
+    text_source = torch.randn(T, d, generator=g)
+    text_target = text_source + torch.randn(T, d, generator=g)
+    return image_source, text_source, text_target
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_imc_zero_when_image_direction_equals_text_direction(solver):
+    V, T = 4, 2
+    image_source, text_source, text_target = _imc_inputs(V, T)
+    d_text = text_target - text_source
+    # view i moves along template (i mod T)'s direction, with a view-specific step size.
+    steps = torch.tensor([[0.5], [2.0], [1.0], [3.0]])
+    image_output = image_source + steps * d_text[torch.arange(V) % T]
+    loss = InterModalityConsistency(solver=solver)(image_source, image_output, text_source, text_target)
+    assert loss.dim() == 0
+    assert abs(loss.item()) < 1e-5
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_imc_finite_at_step_zero(solver):
+    image_source, text_source, text_target = _imc_inputs()
+    image_output = image_source.clone().requires_grad_(True)
+    loss = InterModalityConsistency(solver=solver)(image_source, image_output, text_source, text_target)
+    assert torch.isfinite(loss) and abs(loss.item() - 1.0) < 1e-6
+    loss.backward()
+    assert torch.isfinite(image_output.grad).all()
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_imc_decreases_under_optimisation(solver):
+    image_source, text_source, text_target = _imc_inputs(V=6, T=3, seed=19)
+    init = image_source + 0.5 * torch.randn(image_source.shape, generator=_gen(20))
+    image_output = init.clone().requires_grad_(True)
+    imc = InterModalityConsistency(solver=solver)
+    opt = torch.optim.Adam([image_output], lr=0.05)
+    losses = []
+    for _ in range(15):
+        opt.zero_grad()
+        loss = imc(image_source, image_output, text_source, text_target)
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert all(np.isfinite(losses))
+    assert losses[-1] < losses[0] - 0.05
+
+
+@pytest.mark.parametrize("solver", SOLVERS)
+def test_imr_zero_for_identical_and_no_grad_to_anchor(solver):
+    anchor, _ = _pair(4, 512, seed=21, dtype=torch.float32)
+    imr = IntraModalityRegularisation(solver=solver)
+    assert abs(imr(anchor, anchor.clone()).item()) < 1e-5
+
+    anchor = anchor.clone().requires_grad_(True)
+    output = (anchor.detach() + 0.3 * torch.randn(anchor.shape, generator=_gen(22))).requires_grad_(True)
+    loss = imr(anchor, output)
+    assert loss.item() > 1e-4
+    loss.backward()
+    assert anchor.grad is None
+    assert torch.isfinite(output.grad).all() and output.grad.abs().max().item() > 0
