@@ -62,3 +62,64 @@ def test_same_seed_same_result(tiny_clip, image_path, tmp_path):
     runs = [edit_image(None, tiny_overrides(image_path, "x", tmp_path / str(i), steps=2), clip=tiny_clip,
                        progress=False, log=lambda *_: None) for i in range(2)]
     assert torch.equal(runs[0].layers.composite, runs[1].layers.composite)
+
+
+@pytest.mark.parametrize("anchor", ["previous", "source"])
+def test_geodesic_run_for_each_imr_anchor(tiny_clip, image_path, tmp_path, anchor):
+    overrides = tiny_overrides(image_path, "x", tmp_path, steps=5, **{"loss.guidance": "geodesic",
+                                                                      "loss.imr_anchor": anchor})
+    result = edit_image(None, overrides, clip=tiny_clip, progress=False, log=lambda *_: None)
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert len(records) == 5 and all("imc" in r and "imr" in r and "directional" not in r for r in records)
+    assert all(torch.isfinite(torch.tensor(r["total"])) for r in records)
+    for name in ("composite.png", "edit_layer.png", "alpha.png", "edit_on_greenscreen.png", "comparison.png"):
+        assert (result.run_dir / name).is_file()
+    state = torch.load(result.run_dir / "checkpoint.pt", weights_only=True)
+    assert ("previous_generator" in state) == (anchor == "previous")
+
+
+def test_previous_anchor_is_the_last_steps_generator(tiny_clip, image_path, tmp_path):
+    editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.imr_anchor": "previous"})
+    # parameters only: batch-norm running buffers move during the forward and are not used
+    # by the anchor, which renders with batch statistics
+    before = {k: v.detach().clone() for k, v in editor.generator.named_parameters()}
+    editor.training_step()
+    anchor = dict(editor.previous_generator.named_parameters())
+    assert all(torch.equal(anchor[k], before[k]) for k in before)
+    assert any(not torch.equal(dict(editor.generator.named_parameters())[k], before[k]) for k in before)
+    assert all(not p.requires_grad for p in editor.previous_generator.parameters())
+
+
+def test_inversion_run_writes_outputs_and_changes_pixels(tiny_clip, image_path, tmp_path):
+    overrides = tiny_overrides(image_path, "x", tmp_path, steps=5, mode="inversion",
+                               **{"optim.name": "adam", "optim.lr": 0.05})
+    result = edit_image(None, overrides, clip=tiny_clip, progress=False, log=lambda *_: None)
+    assert (result.run_dir / "composite.png").is_file() and (result.run_dir / "comparison.png").is_file()
+    change = (result.layers.composite - result.input_image).abs()
+    assert change.max() > 0.05 and torch.equal(result.layers.alpha, torch.ones_like(result.layers.alpha))
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert "sparsity" not in records[0] and "imc" in records[0]
+
+
+@pytest.mark.parametrize("guidance", ["directional", "geodesic"])
+def test_longer_run_total_loss_goes_down(tiny_clip, image_path, tmp_path, guidance):
+    overrides = tiny_overrides(image_path, "x", tmp_path, steps=30, **{
+        "loss.guidance": guidance, "loss.imr_anchor": "source", "crops.full_image_every": 1,
+        "optim.name": "adam", "optim.lr": 0.01, "clip.n_aug": 8, "text.templates_per_step": 14, "log_every": 0})
+    result = edit_image(None, overrides, clip=tiny_clip, progress=False, log=lambda *_: None)
+    totals = [json.loads(line)["total"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert sum(totals[-5:]) / 5 < sum(totals[:5]) / 5
+
+
+def test_bf16_on_cpu_stays_finite_and_close_to_fp32(tiny_clip, image_path, tmp_path):
+    results = {}
+    for precision in ("fp32", "bf16"):
+        overrides = tiny_overrides(image_path, "x", tmp_path / precision, steps=3, precision=precision,
+                                   **{"loss.guidance": "directional"})
+        run = edit_image(None, overrides, clip=tiny_clip, progress=False, log=lambda *_: None)
+        results[precision] = (run, [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()])
+    for fp32, bf16 in zip(results["fp32"][1], results["bf16"][1]):
+        assert torch.isfinite(torch.tensor(bf16["total"]))
+        assert abs(fp32["total"] - bf16["total"]) < 0.05 * abs(fp32["total"]) + 0.02
+    difference = (results["fp32"][0].layers.composite - results["bf16"][0].layers.composite).abs().mean()
+    assert difference < 0.02

@@ -172,3 +172,73 @@ def load_config(schema: type, config_path: str | Path | None = None, overrides: 
 
 def to_yaml(cfg: Any) -> str:
     return OmegaConf.to_yaml(cfg)
+
+
+# ------------------------------------------------------------------------------ video
+@dataclass
+class VideoInputConfig:
+    """The input video: a folder of frames (sorted by file name) or a video file."""
+
+    frames: str = MISSING  # folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...) read with imageio-ffmpeg
+    max_frames: int = 0  # keep only the first max_frames frames (0: all)
+    fps: Optional[float] = None  # output frame rate; None: the input video's, or 10 for a frames folder
+
+
+@dataclass
+class AtlasInputConfig:
+    """The neural layered atlas (public NLA checkpoint folder) and how it is baked and cropped."""
+
+    checkpoint: str = MISSING  # NLA folder holding `checkpoint` and `config.json`
+    num_frames: int = 0  # N for NLA's time normalisation; 0: maximum_number_of_frames of config.json
+    resolution: int = 2000  # side R of the baked atlas image
+    alpha_threshold: float = 0.95  # foreground pixels: NLA alpha above this
+    box_border: int = 30  # foreground frame boxes grow by this many pixels per side
+    chunk_size: int = 65536  # pixels per atlas-network evaluation (lower it if memory is short)
+
+
+@dataclass
+class AtlasCropConfig:
+    """Internal dataset of a video edit: frame crops and the atlas crop covering them."""
+
+    frame_gap: int = 2  # a step uses frames {t - gap, t, t + gap}
+    crop_min: float = 0.95  # each frame crop covers crop_min..1 of its frame box per side
+    flip_p: float = 0.5
+    jitter: float = 0.1
+    jitter_p: float = 0.1
+    full_atlas_every: int = 75  # add the whole (cropped) atlas as a sample every this many steps (0: never)
+    direct_frame: bool = True  # also send one original frame crop through the generator
+
+
+@dataclass
+class VideoEditConfig:
+    """One video edit on a neural layered atlas (Text2LIVE video recipe, ATLAS.md section 3).
+
+    `layer`: foreground | background, the atlas layer the generator edits.
+    """
+
+    video: VideoInputConfig = field(default_factory=VideoInputConfig)
+    atlas: AtlasInputConfig = field(default_factory=AtlasInputConfig)
+    layer: str = "foreground"
+    text: TextConfig = field(default_factory=TextConfig)
+    clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill="black"))
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    loss: LossConfig = field(default_factory=lambda: LossConfig(
+        structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005))
+    optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_decay=0.999))
+    crops: AtlasCropConfig = field(default_factory=AtlasCropConfig)
+    steps: int = 3000
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "fp32"  # fp32 | bf16 | fp16
+    output_dir: str = "runs"
+    run_name: str = ""  # folder name under output_dir; empty: <video stem>-<layer>-<timestamp>
+    log_every: int = 100  # atlas snapshot PNGs every this many steps (0: never)
+    checkpoint_every: int = 100
+    render_batch: int = 8  # frames composited at once in the final render
+    crf: int = 18  # H.264 quality of the mp4 outputs (lower: better, larger)
+
+
+VIDEO_CHOICES = {
+    **{key: allowed for key, allowed in CHOICES.items() if key != "mode"},
+    "layer": ("foreground", "background"),
+}

@@ -42,9 +42,10 @@ class TrainConfig:
     batch: int = 96
     swap_fraction: float = 0.5  # part of the batch that gets the attribute-contrast loss
     swap_weight: float = 1.0
-    lr: float = 1e-3
+    swap_colour_p: float = 0.35  # attribute-contrast draws: colour this, shape up to 0.8, texture the rest
+    lr: float = 2e-3
     weight_decay: float = 0.05
-    warmup: int = 100
+    warmup: int = 50
     threads: int = 2
     # architecture
     image_size: int = 64
@@ -257,7 +258,7 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
     n_swap = int(round(cfg.swap_fraction * cfg.batch))
     for i in range(n_swap):
         u = rng.random()
-        attribute = "colour" if u < 0.5 else ("shape" if u < 0.8 else "texture")
+        attribute = "colour" if u < cfg.swap_colour_p else ("shape" if u < 0.8 else "texture")
         if attribute == "colour" and bool(gray[i]):
             attribute = "shape"
         spec = specs[i]
@@ -306,15 +307,39 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig) -> t
 # ------------------------------------------------------------------------------------------
 
 
+def sincos_position_embedding(grid: int, width: int, cls: bool = True) -> torch.Tensor:
+    """2D sine-cosine position embeddings (MAE / MoCo v3), with a zero row for CLS first."""
+    quarter = width // 4
+    omega = 1.0 / 10000 ** (torch.arange(quarter, dtype=torch.float64) / quarter)
+    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float64), torch.arange(grid, dtype=torch.float64),
+                            indexing="ij")
+    out = []
+    for pos in (xs.reshape(-1), ys.reshape(-1)):
+        angle = pos[:, None] * omega[None]
+        out += [torch.sin(angle), torch.cos(angle)]
+    emb = torch.cat(out, 1)
+    emb = torch.cat([emb, torch.zeros(grid * grid, width - emb.shape[1], dtype=emb.dtype)], 1)
+    if cls:
+        emb = torch.cat([torch.zeros(1, width, dtype=emb.dtype), emb], 0)
+    return emb.float()
+
+
 def build_model(cfg: TrainConfig, folder: Path):
+    """A fresh CLIPModel (via `tiny_clip.build_clip`) whose vision position embeddings start
+    as 2D sine-cosine (still learnable), which makes shape learnable in few steps."""
     from ..tiny_clip import build_clip
 
-    return build_clip(
+    model = build_clip(
         folder, VOCABULARY, image_size=cfg.image_size, patch_size=cfg.patch_size,
         vision_width=cfg.vision_width, vision_layers=cfg.vision_layers, text_width=cfg.text_width,
         text_layers=cfg.text_layers, heads=cfg.heads, projection_dim=cfg.projection_dim,
         max_text_length=cfg.max_text_length, seed=cfg.seed,
     )
+    emb = model.vision_model.embeddings.position_embedding
+    with torch.no_grad():
+        sincos = sincos_position_embedding(cfg.image_size // cfg.patch_size, cfg.vision_width)
+        emb.weight.copy_(0.2 * sincos)  # std about 0.14, comparable to the patch embeddings
+    return model
 
 
 def write_preprocessor_config(folder: Path, size: int) -> None:
