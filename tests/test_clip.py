@@ -55,3 +55,16 @@ def test_hub_id_offline_not_cached(monkeypatch, tmp_path):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     with pytest.raises(ClipLoadError, match=r"openai/clip-vit-base-patch32.*clip.model=/path/to/local/folder"):
         ClipGuide.load("openai/clip-vit-base-patch32")
+
+
+def test_checkpointed_encode_matches_plain_in_value_and_gradient(tiny_clip):
+    torch.manual_seed(3)
+    views = torch.rand(6, 3, 32, 32, requires_grad=True)
+    plain = tiny_clip.encode_images(views)
+    (plain * torch.arange(32.0)).sum().backward()
+    plain_grad = views.grad.clone()
+    views.grad = None
+    chunked = tiny_clip.encode_images(views, checkpoint_chunk=4)
+    (chunked * torch.arange(32.0)).sum().backward()
+    torch.testing.assert_close(chunked, plain, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(views.grad, plain_grad, atol=1e-6, rtol=1e-4)

@@ -14,6 +14,7 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 OPENAI_CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -126,11 +127,23 @@ class ClipGuide(nn.Module):
         return self._text_cache[key].to(self.device)
 
     # ----------------------------------------------------------------- images
-    def encode_images(self, images: torch.Tensor) -> torch.Tensor:
-        """One batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32."""
+    def _embed(self, images: torch.Tensor) -> torch.Tensor:
         out = self.model.vision_model(pixel_values=self.normalize(images), interpolate_pos_encoding=True)
-        embeds = self.model.visual_projection(out.pooler_output).float()
-        return F.normalize(embeds, dim=-1, eps=1e-6)
+        return self.model.visual_projection(out.pooler_output)
+
+    def encode_images(self, images: torch.Tensor, checkpoint_chunk: int = 0) -> torch.Tensor:
+        """Batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32.
+
+        `checkpoint_chunk` > 0 (and gradients on): activation checkpointing in chunks of that
+        many views: the backward re-runs one chunk's forward at a time, so the memory of the
+        CLIP graph shrinks to one chunk's for about a third more CLIP compute.
+        """
+        if checkpoint_chunk > 0 and torch.is_grad_enabled() and images.requires_grad:
+            embeds = torch.cat([checkpoint(self._embed, chunk, use_reentrant=False)
+                                for chunk in images.split(checkpoint_chunk)])
+        else:
+            embeds = self._embed(images)
+        return F.normalize(embeds.float(), dim=-1, eps=1e-6)
 
     def structure_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Token sequence entering the last block, `(B, 1 + patches, C)` (HF hidden_states[-2])."""

@@ -43,6 +43,7 @@ class ClipConfig:
     n_aug: int = 16  # views per image per step (view 0 is the whole image)
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
     fill: str = "white"  # colour revealed by affine/perspective warps: white | black
+    checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
 
 
 @dataclass

@@ -84,7 +84,7 @@ def read_frames_folder(folder: str | Path, max_frames: int = 0) -> tuple[Video, 
     notes: dict[str, int] = {}
     for path in files:
         image, image_notes = read_image(path)
-        if frames and image.shape != frames[0].shape:
+        if frames and image.shape[1:] != frames[0].shape:
             first_height, first_width = frames[0].shape[-2:]
             height, width = image.shape[-2:]
             raise InputError(f"frames folder '{folder}' mixes frame sizes: '{files[0].name}' is "

@@ -72,7 +72,8 @@ class EditObjective:
         # embeddings: one forward with gradient for everything the generator must move, one
         # without for the input (and anchor) views; the input views serve every loss
         with autocast_context(self.device, self.precision):
-            output_embeds = self.clip.encode_images(torch.cat([views[1], views[2]]))
+            output_embeds = self.clip.encode_images(torch.cat([views[1], views[2]]),
+                                                     checkpoint_chunk=self.clip_cfg.checkpoint_chunk)
             with torch.no_grad():
                 fixed_embeds = self.clip.encode_images(torch.cat([views[0]] + views[3:]))
         composite_embeds, screen_embeds = output_embeds[:n_views], output_embeds[n_views:]

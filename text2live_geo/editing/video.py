@@ -21,7 +21,6 @@ from __future__ import annotations
 import copy
 import json
 import math
-import random
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -686,7 +685,6 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     clip = clip.to(device)
 
     torch.manual_seed(cfg.seed)
-    random.seed(cfg.seed)
     prepare_start = time.perf_counter()
     atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
                                       progress=progress)
@@ -736,7 +734,8 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         "layer": cfg.layer, "steps": editor.step, "atlas_box": list(map(int, (
             atlas_video.atlas_box.left, atlas_video.atlas_box.top, atlas_video.atlas_box.right,
             atlas_video.atlas_box.bottom))),
-        "frames_without_foreground": skipped, "reconstruction_psnr_db": round(psnr, 2),
+        "frames_without_foreground": skipped,
+        "reconstruction_psnr_db": round(psnr, 2) if math.isfinite(psnr) else None,
         "prepare_seconds": round(prepare_seconds, 3),
         "seconds_per_step": round(train_seconds / trained, 3) if trained else None, **timings,
     }

@@ -39,23 +39,25 @@ class TrainConfig:
     seed: int = 0
     steps: int = 4000
     minutes: float = 13.0  # hard wall-clock cap; training stops early (and says so) when hit
-    batch: int = 96
+    batch: int = 64
     swap_fraction: float = 0.5  # part of the batch that gets the attribute-contrast loss
     swap_weight: float = 1.0
     swap_colour_p: float = 0.35  # attribute-contrast draws: colour this, shape up to 0.8, texture the rest
     lr: float = 2e-3
     weight_decay: float = 0.05
     warmup: int = 50
-    threads: int = 2
+    # One thread: on the shared 2-core machine (3 busy processes) a step took 1.2 s with one
+    # thread and 6 s with two (oversubscribed OpenMP threads spin against each other).
+    threads: int = 1
     # architecture
     image_size: int = 64
     patch_size: int = 8
-    vision_width: int = 96
+    vision_width: int = 64
     vision_layers: int = 4
-    text_width: int = 96
-    text_layers: int = 3
+    text_width: int = 64
+    text_layers: int = 2
     heads: int = 4
-    projection_dim: int = 96
+    projection_dim: int = 64
     max_text_length: int = 32
     render_scale: float = 1.5
     grayscale_p: float = 0.08

@@ -1,0 +1,232 @@
+#!/usr/bin/env python
+"""Time image training steps: our batched step against the reference recipe's structure.
+
+Both modes run the same generator, losses (directional guidance, as in the reference), views,
+image size and seed with a CLIP of the ViT-B/32 architecture (random weights, built from
+configs/clip/vit-b-32.json: the same compute as the real model, no download).
+
+- ours: one paired view draw; ONE batched CLIP forward with gradient for composite + green
+  screen views, one without gradient for the input views; each embedding shared by the losses.
+- baseline (--baseline / default comparison): the reference's structure: views encoded one
+  image at a time, the composite encoded twice (composition and directional losses draw their
+  own views), input views drawn separately (unpaired). 4 x V encodings per step, 3 x V with
+  gradient.
+
+Each mode runs in its own subprocess so peak memory (CUDA max allocated, or peak RSS on CPU)
+is per mode. Prints a table and, last, `speedup_vs_baseline: <ratio>`.
+
+  python benchmarks/bench_step.py                       # 512 px, 16 views
+  python benchmarks/bench_step.py --size 256 --views 8 --steps 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--size", type=int, default=512, help="image side in px (square input)")
+    parser.add_argument("--views", type=int, default=16, help="CLIP views per image (n_aug)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per mode (after 1 warm-up)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                        help="precision of our step (the baseline is always fp32, as the reference)")
+    parser.add_argument("--guidance", default="directional", choices=["directional", "geodesic"],
+                        help="guidance of our step (the baseline is directional)")
+    parser.add_argument("--checkpoint-chunk", type=int, default=0,
+                        help="our step: CLIP activation checkpointing in chunks of N views (clip.checkpoint_chunk)")
+    parser.add_argument("--baseline", action="store_true", help="only run the baseline mode")
+    parser.add_argument("--extra", action="store_true",
+                        help="also time our step with geodesic guidance and with bf16")
+    parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+# --------------------------------------------------------------------------- worker side
+def reference_style_objective_class():
+    import torch
+
+    from text2live_geo.editing.objective import EditObjective
+    from text2live_geo.editing.run import autocast_context
+
+    class ReferenceStyleObjective(EditObjective):
+        """The reference recipe's CLIP work: per-view encodes, duplicate composite encodes,
+        unpaired input views. Same loss formulas and weights as ours."""
+
+        def _encode_each(self, views):
+            return torch.cat([self.clip.encode_images(view[None]) for view in views])  # one image at a time
+
+        def __call__(self, source, layers, anchor=None, relevancy=None, bootstrap_weight=0.0, sparsity=True):
+            loss_cfg = self.loss_cfg
+            with autocast_context(self.device, self.precision):
+                composite_embeds = self._encode_each(self.augment(layers.composite)[0])  # composition loss
+                composite_again = self._encode_each(self.augment(layers.composite)[0])  # directional: again
+                with torch.no_grad():
+                    input_embeds = self._encode_each(self.augment(source)[0])  # its own, unpaired draw
+                screen_embeds = self._encode_each(self.augment(layers.greenscreen)[0])
+            rows = self.template_rows()
+            src_text, comp_text = self.src_text[rows], self.comp_text[rows]
+            terms = {"composition": self.composition_loss(composite_embeds, comp_text),
+                     "directional": self.directional_loss(input_embeds, composite_again, src_text, comp_text),
+                     "screen": self.composition_loss(screen_embeds, self.screen_text)}
+            weights = {"composition": loss_cfg.composition, "directional": loss_cfg.directional,
+                       "screen": loss_cfg.screen}
+            from text2live_geo.augment import resize_short
+
+            ratio = self.clip_cfg.max_structure_ratio
+            with torch.no_grad():
+                input_tokens = self.clip.structure_tokens(resize_short(source, self.structure_size, ratio))
+            output_tokens = self.clip.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
+            terms["structure"] = self.structure_loss(input_tokens, output_tokens)
+            weights["structure"] = loss_cfg.structure
+            if sparsity and loss_cfg.sparsity > 0:
+                terms["sparsity"] = self.sparsity_loss(layers.alpha)
+                weights["sparsity"] = loss_cfg.sparsity
+            return terms, weights
+
+    return ReferenceStyleObjective
+
+
+class ClipCallRecorder:
+    """Records the shape / grad mode of every CLIP image call, to replay them in isolation."""
+
+    def __init__(self, clip):
+        self.clip, self.calls, self.active = clip, [], False
+        for name in ("encode_images", "structure_tokens"):
+            original = getattr(clip, name)
+
+            def wrapper(images, _original=original, _name=name):
+                if self.active:
+                    self.calls.append((_name, tuple(images.shape), bool(images.requires_grad and
+                                                                        __import__("torch").is_grad_enabled())))
+                return _original(images)
+
+            setattr(clip, name, wrapper)
+
+
+def worker(args, mode: str) -> dict:
+    import torch
+
+    from common import peak_memory_gib, synchronize, timed, vit_b32_clip
+    from text2live_geo.config import ImageEditConfig, load_config
+    from text2live_geo.editing.image import ImageEditor
+    from text2live_geo.editing.run import autocast_context, select_device
+
+    device = select_device(args.device)
+    precision = "fp32" if mode == "baseline" else args.precision
+    guidance = "directional" if mode == "baseline" else args.guidance
+    if mode == "ours-geodesic":
+        guidance = "geodesic"
+    if mode == "ours-bf16":
+        precision = "bf16"
+    clip = vit_b32_clip(device)
+    torch.manual_seed(0)
+    ramp = torch.linspace(0, 1, args.size)
+    image = torch.stack([ramp[None].expand(args.size, -1), ramp[:, None].expand(-1, args.size),
+                         torch.rand(args.size, args.size) * 0.2 + 0.4])[None]
+    cfg = load_config(ImageEditConfig, None, [
+        "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={guidance}", f"precision={precision}",
+        "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=" + str(device),
+        "text.src=horse", "text.comp=golden horse", "text.screen=golden horse",
+        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"])
+    editor = ImageEditor(cfg, image, clip, device)
+    if mode == "baseline":
+        editor.objective = reference_style_objective_class()(cfg.text, cfg.clip, cfg.loss, clip, device, "fp32")
+    recorder = ClipCallRecorder(clip)
+
+    step_seconds = []
+    editor.training_step()  # warm-up
+    for index in range(args.steps):
+        recorder.active = index == 0
+        synchronize(device)
+        start = time.perf_counter()
+        editor.training_step()
+        synchronize(device)
+        step_seconds.append(time.perf_counter() - start)
+    recorder.active = False
+    step = sorted(step_seconds)[len(step_seconds) // 2]
+
+    # component times, replayed in isolation with the same shapes
+    def clip_work():
+        for name, shape, grad in recorder.calls:
+            images = torch.rand(shape, device=device, requires_grad=grad)
+            with torch.set_grad_enabled(grad), autocast_context(device, precision):
+                out = getattr(clip, name)(images)
+            if grad:
+                out.float().sum().backward()
+
+    def generator_work():
+        with autocast_context(device, precision):
+            rgba = editor.generator(editor.image)
+        rgba.float().mean().backward()
+
+    clip_seconds = timed(clip_work, device, repeats=1, warmup=0)
+    generator_seconds = timed(generator_work, device, repeats=2, warmup=1)
+    views_encoded = sum(shape[0] for name, shape, _ in recorder.calls if name == "encode_images")
+    result = {"mode": mode, "guidance": guidance, "precision": precision, "device": str(device),
+              "step_s": step, "steps_s": step_seconds, "clip_s": clip_seconds, "generator_s": generator_seconds,
+              "clip_share": clip_seconds / step, "generator_share": generator_seconds / step,
+              "overhead_share": max(0.0, 1 - (clip_seconds + generator_seconds) / step),
+              "views_encoded": views_encoded, "views_per_s": views_encoded / step,
+              "clip_calls": len(recorder.calls), "peak_gib": peak_memory_gib(device)}
+    if mode.startswith("ours"):
+        from text2live_geo.losses.geodesic import geodesic_cosine
+
+        features = torch.nn.functional.normalize(torch.randn(16, 512, device=device), dim=-1)
+        other = torch.nn.functional.normalize(torch.randn(16, 512, device=device), dim=-1)
+        result["geodesic_cosine_s"] = timed(lambda: geodesic_cosine(features, other), device, repeats=5)
+    return result
+
+
+# --------------------------------------------------------------------------- parent side
+def main(argv=None) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        print("RESULT " + json.dumps(worker(args, args.worker)), flush=True)
+        return
+    modes = ["baseline"] if args.baseline else ["ours", "baseline"]
+    if args.extra and not args.baseline:
+        modes += ["ours-geodesic", "ours-bf16"]
+    passthrough = ["--size", str(args.size), "--views", str(args.views), "--steps", str(args.steps),
+                   "--device", args.device, "--precision", args.precision, "--guidance", args.guidance,
+                   "--checkpoint-chunk", str(args.checkpoint_chunk)]
+    results = {}
+    print(f"bench_step: {args.size}x{args.size} px, {args.views} views, {args.steps} timed steps, "
+          f"ViT-B/32-sized CLIP (random weights), checkpoint chunk {args.checkpoint_chunk}, "
+          f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
+    for mode in modes:
+        completed = subprocess.run([sys.executable, __file__, "--worker", mode] + passthrough,
+                                   capture_output=True, text=True)
+        lines = [line for line in completed.stdout.splitlines() if line.startswith("RESULT ")]
+        if completed.returncode != 0 or not lines:
+            print(f"{mode}: failed\n{completed.stderr[-2000:]}", file=sys.stderr)
+            sys.exit(1)
+        results[mode] = json.loads(lines[-1][len("RESULT "):])
+        r = results[mode]
+        print(f"{mode:14s} {r['guidance']:11s} {r['precision']:5s} step {r['step_s']:7.3f} s  "
+              f"peak {r['peak_gib']:6.2f} GiB  views/s {r['views_per_s']:6.1f}  CLIP calls {r['clip_calls']:3d}  "
+              f"CLIP {100 * r['clip_share']:5.1f} %  generator {100 * r['generator_share']:5.1f} %  "
+              f"other {100 * r['overhead_share']:5.1f} %", flush=True)
+    if "ours" in results:
+        ours = results["ours"]
+        print(f"geodesic_cosine n=16 d=512: {1000 * ours['geodesic_cosine_s']:.1f} ms "
+              f"= {100 * ours['geodesic_cosine_s'] / ours['step_s']:.2f} % of our step")
+    if "ours-bf16" in results:
+        print(f"bf16_speedup_vs_fp32: {results['ours']['step_s'] / results['ours-bf16']['step_s']:.2f}")
+    if "ours" in results and "baseline" in results:
+        print(f"memory_ratio_vs_baseline: {results['ours']['peak_gib'] / results['baseline']['peak_gib']:.2f}")
+        print(f"speedup_vs_baseline: {results['baseline']['step_s'] / results['ours']['step_s']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

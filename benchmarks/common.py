@@ -1,0 +1,62 @@
+"""Shared benchmark helpers: a ViT-B/32-sized CLIP with random weights, memory and timing."""
+from __future__ import annotations
+
+import json
+import resource
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+VIT_B32_CONFIG = ROOT / "configs" / "clip" / "vit-b-32.json"
+
+
+def vit_b32_clip(device: torch.device, words=("horse", "golden", "photo", "of", "a", "the", "image", "high",
+                                                "quality", "over", "green", "screen", "in", "front")):
+    """A randomly initialised CLIP with the ViT-B/32 architecture, through ClipGuide."""
+    from transformers import CLIPConfig, CLIPModel, CLIPTokenizer
+
+    from text2live_geo.clip import ClipGuide
+    from text2live_geo.tiny_clip import write_word_tokenizer
+
+    spec = json.loads(VIT_B32_CONFIG.read_text())
+    spec.pop("_comment", None)
+    folder = Path(tempfile.mkdtemp(prefix="vitb32_tok_"))
+    write_word_tokenizer(folder, words)
+    tokenizer = CLIPTokenizer.from_pretrained(str(folder))
+    spec["text_config"].update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                               pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(0)
+    model = CLIPModel(CLIPConfig(**spec))
+    return ClipGuide(model, tokenizer).to(device)
+
+
+def peak_memory_gib(device: torch.device) -> float:
+    """CUDA max allocated, or this process's peak RSS on CPU."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2 ** 30
+    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 30
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def timed(function, device: torch.device, repeats: int, warmup: int = 1) -> float:
+    """Median seconds of `function()` over `repeats` runs after `warmup` runs."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        synchronize(device)
+        start = time.perf_counter()
+        function()
+        synchronize(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)

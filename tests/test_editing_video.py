@@ -1,0 +1,211 @@
+"""text2live_geo.editing.video: atlas-crop sampler, training step, final render (tiny CPU models)."""
+import dataclasses
+import math
+
+import pytest
+import torch
+
+from atlas import NeuralAtlas
+from atlas.testing import make_tiny_atlas
+from text2live_geo.config import VIDEO_CHOICES, VideoEditConfig, load_config
+from text2live_geo.editing.run import RunError
+from text2live_geo.editing.video import AtlasCropSampler, VideoEditor, prepare_atlas_video
+from text2live_geo.video_io import read_video
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    # 24 x 16 px, 6 frames; frames 0, 1 and 5 have no foreground above alpha 0.95
+    return make_tiny_atlas(tmp_path_factory.mktemp("tiny_atlas_video"), seed=3)
+
+
+def video_config(tiny, **extra):
+    values = {
+        "video.frames": str(tiny.frames_folder), "atlas.checkpoint": str(tiny.folder), "atlas.resolution": 48,
+        "clip.model": "unused", "text.src": "red circle", "text.comp": "blue circle", "text.screen": "blue circle",
+        "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "steps": 3,
+    }
+    values.update(extra)
+    return load_config(VideoEditConfig, None, [f"{k}={v}" for k, v in values.items()], choices=VIDEO_CHOICES)
+
+
+def make_editor(tiny, tiny_clip, frames=None, **extra):
+    cfg = video_config(tiny, **extra)
+    frames = tiny.frames if frames is None else frames
+    torch.manual_seed(0)
+    video = prepare_atlas_video(tiny.atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, CPU)
+    return VideoEditor(cfg, video, tiny_clip, CPU)
+
+
+def set_constant_alpha(editor, logit: float) -> None:
+    """Make the generator's alpha sigmoid(logit) everywhere (0 exactly for logit -1e4)."""
+    with torch.no_grad():
+        editor.generator.head.weight[3].zero_()
+        editor.generator.head.bias[3] = logit
+
+
+def test_video_config_defaults_are_the_video_recipe():
+    cfg = load_config(VideoEditConfig, None, [], choices=VIDEO_CHOICES)
+    assert (cfg.loss.composition, cfg.loss.screen, cfg.loss.structure, cfg.loss.sparsity) == (1, 1, 3, 0.1)
+    assert (cfg.loss.sparsity_l1, cfg.loss.sparsity_l0, cfg.loss.guidance) == (0.01, 0.005, "geodesic")
+    assert (cfg.clip.n_aug, cfg.clip.fill, cfg.optim.name, cfg.optim.lr, cfg.optim.lr_decay, cfg.steps) == \
+        (6, "black", "madgrad", 0.0025, 0.999, 3000)
+    assert (cfg.crops.crop_min, cfg.crops.full_atlas_every, cfg.layer) == (0.95, 75, "foreground")
+
+
+@pytest.mark.parametrize("layer", ["foreground", "background"])
+def test_zero_alpha_edit_renders_the_reconstruction_unchanged(tiny, tiny_clip, layer):
+    # the un-rounded NLA reconstruction as the "original video": the render must give it back
+    reconstruction = tiny.atlas.reconstruct_frames()
+    editor = make_editor(tiny, tiny_clip, frames=reconstruction, layer=layer)
+    set_constant_alpha(editor, -1e4)
+    assert torch.equal(editor.render_atlas().composite, editor.video.atlas_image)
+    rendered = editor.render()
+    assert rendered.shape == reconstruction.shape
+    assert torch.allclose(rendered, reconstruction, atol=1e-6)
+    # an opaque edit is visible exactly where the layer is: NLA alpha (fg) or 1 - NLA alpha (bg)
+    set_constant_alpha(editor, 1e4)
+    _, visible = editor.frame_edit(editor.render_atlas(), range(6))
+    nla_alpha = editor.video.maps.alpha
+    assert torch.allclose(visible, nla_alpha if layer == "foreground" else 1 - nla_alpha, atol=1e-6)
+
+
+def test_sampler_uses_only_frames_with_foreground_and_keeps_alpha(tiny, tiny_clip):
+    editor = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
+    video, sampler = editor.video, editor.sampler
+    alpha_before = video.maps.alpha.clone()
+    assert video.frames_with_box == [2, 3, 4]
+    assert sampler.gap == 2 and sampler.centres == [2, 3]  # triplets {0, 2, 4} and {1, 3, 5}
+    seen = set()
+    for step in range(1, 25):
+        sample = sampler.sample(step)
+        assert not sample.whole_atlas
+        frames = [crop.frame for crop in sample.frame_crops]
+        seen.update(frames)
+        assert frames and all(video.frame_boxes[f] is not None for f in frames)
+        assert sample.direct_crop is not None and sample.direct_crop.frame in frames
+        box = sample.atlas_box
+        assert min(box.width, box.height) >= editor.generator.min_size
+        assert sample.atlas_crop.shape[-2:] == (box.height, box.width)
+        for crop in sample.frame_crops:
+            frame_box = video.frame_boxes[crop.frame]
+            assert crop.box.union(frame_box) == frame_box
+            assert crop.box.width >= math.floor(0.95 * frame_box.width)
+            assert crop.image.shape[-2:] == crop.uv.shape[1:3] == crop.nla_alpha.shape[-2:]
+            pixels = (crop.uv - 0.0) * video.resolution  # foreground: atlas pixels (uv - 0) * R
+            assert pixels[..., 0].min() >= box.left - 1 and pixels[..., 0].max() <= box.right
+            assert pixels[..., 1].min() >= box.top - 1 and pixels[..., 1].max() <= box.bottom
+    assert seen == {2, 3, 4}
+    assert torch.equal(video.maps.alpha, alpha_before)  # never binarised in place
+
+
+def test_sample_renders_line_up_with_the_atlas(tiny, tiny_clip):
+    editor = make_editor(tiny, tiny_clip, layer="background", **{
+        "atlas.resolution": 160, "crops.jitter_p": 0, "crops.flip_p": 0, "crops.full_atlas_every": 1})
+    sample = editor.sampler.sample(0)
+    editor.generator.train()
+    with torch.no_grad():
+        renders = editor.render_sample(editor.generator, sample)
+    assert len(renders) == len(sample.frame_crops) + 2  # + direct frame crop + whole atlas
+    for crop, render in zip(sample.frame_crops, renders):
+        box = crop.box
+        ys, xs = torch.meshgrid(torch.arange(box.top, box.bottom), torch.arange(box.left, box.right), indexing="ij")
+        with torch.no_grad():
+            query = tiny.atlas.query(xs.flatten().float(), ys.flatten().float(),
+                                     torch.full((xs.numel(),), float(crop.frame)))
+        expected = query.rgb_background.T.reshape(1, 3, box.height, box.width)
+        assert (render.source - expected).abs().max() < 0.03  # the baked atlas crop, sampled at the crop's uv
+        assert render.layers.composite.shape == render.source.shape == crop.image.shape
+    assert torch.equal(renders[-2].source, sample.direct_crop.image)
+    assert torch.equal(renders[-1].source, editor.video.atlas_image)
+    # flipping: the frame-space renders are mirrored with the generator's input
+    with torch.no_grad():
+        flipped = editor.render_sample(editor.generator, dataclasses.replace(sample, flipped=True))
+    for plain, mirrored in zip(renders[:-1], flipped[:-1]):
+        assert torch.allclose(mirrored.source, plain.source.flip(-1))
+
+
+@pytest.mark.parametrize("layer", ["foreground", "background"])
+def test_both_layers_train_with_finite_losses(tiny, tiny_clip, layer):
+    editor = make_editor(tiny, tiny_clip, layer=layer, **{"crops.full_atlas_every": 2})
+    before = [p.detach().clone() for p in editor.generator.parameters()]
+    records = [editor.training_step() for _ in range(3)]
+    assert editor.step == 3
+    for record in records:
+        assert {"composition", "imc", "imr", "screen", "structure", "sparsity", "total"} <= set(record)
+        assert all(math.isfinite(value) for value in record.values())
+    assert records[0]["renders"] >= 3  # >= 1 frame crop, the direct frame crop, the whole atlas (step 0)
+    changed = sum(not torch.equal(a, b) for a, b in zip(before, editor.generator.parameters()))
+    assert changed == len(before)
+    assert editor.previous_generator is not None  # geodesic guidance with the previous-step anchor
+
+
+def test_every_loss_reaches_the_generator_with_bootstrap(tiny, tiny_clip):
+    editor = make_editor(tiny, tiny_clip, **{"text.bootstrap": "red circle", "loss.guidance": "directional"})
+    assert editor.atlas_relevancy is not None
+    assert editor.atlas_relevancy.shape[-2:] == editor.video.atlas_image.shape[-2:]
+    editor.generator.train()
+    terms, weights, renders = editor.losses(editor.sampler.sample(1))
+    assert set(terms) == {"composition", "directional", "screen", "structure", "sparsity", "bootstrap"}
+    assert all(render.relevancy is not None for render in renders)
+    for name, value in terms.items():
+        editor.generator.zero_grad(set_to_none=True)
+        value.backward(retain_graph=True)
+        grads = [p.grad for p in editor.generator.parameters() if p.grad is not None]
+        assert grads and sum(g.abs().sum() for g in grads) > 0, name
+
+
+@pytest.mark.parametrize("frames, layer", [(1, "background"), (3, "foreground"), (5, "foreground")])
+def test_short_videos_sample_and_step(tmp_path, tiny_clip, frames, layer):
+    short = make_tiny_atlas(tmp_path / "short", frames=frames, foreground_fades=False, seed=1)
+    editor = make_editor(short, tiny_clip, layer=layer, **{"crops.full_atlas_every": 0, "clip.n_aug": 1})
+    assert editor.sampler.gap == min(2, (frames - 1) // 2)
+    for step in range(4):
+        sample = editor.sampler.sample(step)
+        assert 1 <= len(sample.frame_crops) <= min(3, frames)
+    assert math.isfinite(editor.training_step()["total"])
+
+
+def test_sampler_falls_back_when_no_regular_triplet_has_foreground(tiny, tiny_clip):
+    editor = make_editor(tiny, tiny_clip)
+    video = dataclasses.replace(editor.video, frame_boxes=[None, editor.video.frame_boxes[2], None, None, None, None])
+    video = dataclasses.replace(video, frames=video.frames[:5], maps=video.maps.frames(list(range(5))))
+    sampler = AtlasCropSampler(video, editor.cfg.crops, editor.generator.min_size)
+    assert sampler.centres == [1, 3]  # 1 (alone) and 3 (with 1) are the only ways to reach frame 1
+    assert all(crop.frame == 1 for crop in sampler.sample(1).frame_crops)
+
+
+def test_no_foreground_anywhere_is_a_run_error(tiny, tiny_clip):
+    cfg = video_config(tiny, **{"atlas.alpha_threshold": 0.999})
+    with pytest.raises(RunError, match="alpha_threshold"):
+        prepare_atlas_video(tiny.atlas, tiny.frames, "foreground", cfg.atlas, 3, CPU)
+
+
+def test_frames_smaller_than_the_generator_are_a_run_error(tiny):
+    cfg = video_config(tiny, **{"generator.num_scales": 5})  # needs 33 px; frames are 16 px high
+    with pytest.raises(RunError, match="num_scales"):
+        prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 5, CPU)
+
+
+def test_checkpoint_round_trip_continues_identically(tiny, tiny_clip):
+    first = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
+    first.training_step()
+    state = first.state_dict()
+    second = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
+    torch.set_rng_state(state["torch_rng"])  # building `second` drew from the global RNG
+    expected = first.training_step()
+    second.load_state_dict(state)  # restores the RNG too
+    assert second.step == 1
+    assert second.training_step() == pytest.approx(expected, rel=1e-5)
+    other = make_editor(tiny, tiny_clip, layer="background")
+    with pytest.raises(RunError, match="layer"):
+        other.load_state_dict(state)
+
+
+def test_read_tiny_frames_match_the_atlas(tiny):
+    video, notes = read_video(tiny.frames_folder)
+    assert notes == [] and video.fps is None
+    assert torch.equal(video.frames, tiny.frames.float())
+    assert isinstance(tiny.atlas, NeuralAtlas) and tiny.atlas.num_frames == video.num_frames
