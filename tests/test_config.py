@@ -35,3 +35,14 @@ def test_required_keys_exist_under_their_names():
 def test_override_without_equals():
     with pytest.raises(ConfigError, match="key=value"):
         load_config(ImageEditConfig, None, ["steps"])
+
+
+def test_every_shipped_image_config_loads():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1] / "configs" / "image"
+    configs = sorted(root.glob("*.yaml"))
+    assert len(configs) >= 3
+    for path in configs:
+        cfg = load_config(ImageEditConfig, path, base_path=root / "base.yaml")
+        assert cfg.text.comp
