@@ -51,3 +51,12 @@ def test_pixel_parameterization_starts_at_input():
     rgba = PixelParameterization(image)(image)
     torch.testing.assert_close(rgba[:, :3], image, atol=0.01, rtol=0)
     assert torch.equal(rgba[:, 3:], torch.ones(1, 1, 8, 8))
+
+
+def test_alpha_bias_init_starts_nearly_transparent():
+    torch.manual_seed(0)
+    image = torch.rand(1, 3, 32, 32)
+    reference = SkipGenerator(num_scales=3, channels=8)(image)[:, 3]
+    transparent = SkipGenerator(num_scales=3, channels=8, alpha_bias_init=-4.0)(image)[:, 3]
+    assert 0.3 < reference.mean() < 0.7
+    assert transparent.mean() < 0.1

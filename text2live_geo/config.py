@@ -54,6 +54,7 @@ class GeneratorConfig:
     channels: int = 128
     skip_channels: int = 4
     decorrelated_rgb: bool = True
+    alpha_bias_init: float = 0.0  # initial alpha logit bias (0: reference; < 0: start nearly transparent)
 
 
 @dataclass

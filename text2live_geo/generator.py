@@ -58,7 +58,7 @@ class SkipGenerator(nn.Module):
     """
 
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
-                 in_channels: int = 3, decorrelated_rgb: bool = True):
+                 in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0):
         super().__init__()
         self.num_scales = num_scales
         deeper = None
@@ -66,6 +66,11 @@ class SkipGenerator(nn.Module):
             deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper)
         self.body = deeper
         self.head = nn.Conv2d(channels, 4, 1)
+        if alpha_bias_init:
+            # a negative alpha bias starts the edit layer nearly transparent: the composite
+            # starts close to the input instead of half-covered by random colour
+            with torch.no_grad():
+                self.head.bias[3] = alpha_bias_init
         self.decorrelated_rgb = decorrelated_rgb
         self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
 
