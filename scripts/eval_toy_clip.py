@@ -65,8 +65,10 @@ mean/std (`preprocessor_config.json` is a CLIPImageProcessor config).
   0.1, hue 0.02 so colour words stay learnable); grayscale p {grayscale_p}; CLIP mean/std.
 - Loss: symmetric multi-positive InfoNCE with the learnable logit scale (a text is a positive
   for every image of the batch it is true of) + attribute-contrast cross-entropy on
-  {swap_pct}% of the batch: the image against texts differing only in the colour (50%),
-  shape (30%) or texture (20%) of one object (weight {swap_weight}).
+  {swap_pct}% of the batch: the image against texts differing only in the colour (35%),
+  shape (45%) or texture (20%) of one object (weight {swap_weight}).
+- Init: `tiny_clip.build_clip` (seed {seed}), then the vision position embeddings set to 2D
+  sine-cosine (0.2 x, still learnable).
 - AdamW (lr {lr}, betas 0.9/0.98, weight decay {weight_decay} on matrices), warmup {warmup}
   steps, cosine decay to 2% over whichever ends first of {steps} steps or {minutes} minutes;
   gradient clipping 1.0; torch threads {threads}; seed {seed}.
@@ -91,6 +93,16 @@ draws these), rendered at 128x128 and resized to {image_size}x{image_size}:
 
 Measured with `{eval_command}` ({eval_s:.0f} s).
 
+## Known limitations
+
+- Colour is learned reliably (the ranking the colour-edit demo needs). Shape is **not**
+  learned within this CPU budget: the ViT stays at chance on shape (checked separately: the
+  same ViT trained with direct supervised shape labels is still at chance after 120-160
+  steps, while a small CNN starts learning after ~80 steps), so do not use this model to
+  measure shape edits; texture is only partly learned. Edits should be measured with the
+  pixel classifiers of `text2live_geo.toyworld` (`classify_colour`, `classify_texture`).
+- Only the toy-world words are single tokens; other words fall back to characters.
+
 ## Regenerate
 
 ```
@@ -114,7 +126,7 @@ def write_card(folder: Path, result: dict, command: str, seconds: float) -> None
         n_colours=len(COLOURS), colours=", ".join(COLOURS), n_shapes=len(SHAPES), shapes=", ".join(SHAPES),
         n_textures=len(TEXTURES), textures=", ".join(TEXTURES), backgrounds=", ".join(BACKGROUND_COLOURS),
         size_mb=size_mb, tokens=(cfg["image_size"] // cfg["patch_size"]) ** 2, vocab=vocab,
-        scale=float(model.logit_scale.exp()), params=sum(p.numel() for p in model.parameters()),
+        scale=model.logit_scale.exp().item(), params=sum(p.numel() for p in model.parameters()),
         render=int(round(cfg["image_size"] * cfg["render_scale"])), swap_pct=int(100 * cfg["swap_fraction"]),
         steps_done=training["steps_done"], wall_min=training["wall_time_s"] / 60, torch=training["torch"],
         seed0=result["seed"], seed1=result["seed"] + result["n"] - 1, n_colours_m1=len(COLOURS) - 1,
@@ -130,7 +142,7 @@ def main(argv=None) -> int:
     parser.add_argument("--model", default="data/toy_clip")
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--update-card", action="store_true", help="rewrite <model>/MODEL_CARD.md")
     args = parser.parse_args(argv)
     folder = Path(args.model)
