@@ -8,7 +8,7 @@ import torch
 from atlas import NeuralAtlas
 from atlas.testing import make_tiny_atlas
 from text2live_geo.config import VIDEO_CHOICES, VideoEditConfig, load_config
-from text2live_geo.editing.run import RunError
+from text2live_geo.editing.run import RunError, load_checkpoint, save_checkpoint
 from text2live_geo.editing.video import AtlasCropSampler, VideoEditor, prepare_atlas_video
 from text2live_geo.video_io import read_video
 
@@ -189,10 +189,12 @@ def test_frames_smaller_than_the_generator_are_a_run_error(tiny):
         prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 5, CPU)
 
 
-def test_checkpoint_round_trip_continues_identically(tiny, tiny_clip):
+def test_checkpoint_round_trip_continues_identically(tiny, tiny_clip, tmp_path):
     first = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
     first.training_step()
-    state = first.state_dict()
+    (tmp_path / "config.yaml").write_text("")
+    save_checkpoint(tmp_path, first.state_dict())  # state_dict() tensors alias the live ones
+    state = load_checkpoint(tmp_path, CPU)  # weights_only, as --resume loads it
     second = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
     torch.set_rng_state(state["torch_rng"])  # building `second` drew from the global RNG
     expected = first.training_step()

@@ -331,7 +331,8 @@ class VideoEditor:
         self.cfg, self.video, self.clip, self.device = cfg, video, clip, device
         self.layer: Layer = video.layer
         self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels, cfg.generator.skip_channels,
-                                       decorrelated_rgb=cfg.generator.decorrelated_rgb).to(device)
+                                       decorrelated_rgb=cfg.generator.decorrelated_rgb,
+                                       alpha_bias_init=cfg.generator.alpha_bias_init).to(device)
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip, device, cfg.precision)
@@ -430,7 +431,7 @@ class VideoEditor:
                     sample.atlas_crop]
         if sample.atlas_relevancy is not None:
             channels.append(sample.atlas_relevancy)
-        atlas_stack = torch.cat(channels, dim=1)[0]  # (10 or 11, h, w): one grid_sample per frame crop
+        atlas_stack = torch.cat(channels, dim=1)[0]  # (13 or 14, h, w): one grid_sample per frame crop
 
         renders: list[LayerRender] = []
         relevancy_by_frame: dict[int, Optional[torch.Tensor]] = {}
@@ -647,6 +648,14 @@ def write_video_outputs(run_dir: Path, editor: VideoEditor, original: torch.Tens
 
 
 # ---------------------------------------------------------------------------- the API
+def _video_name(path: Path) -> str:
+    """Run-folder stem: the file stem, or the folder name (its parent's for generic names like frames/)."""
+    path = path.resolve() if path.name in ("", ".", "..") else path
+    if path.is_dir() and path.name.lower() in ("frames", "images", "rgb", "jpegimages") and path.parent.name:
+        return path.parent.name
+    return path.stem or "video"
+
+
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
                clip: ClipGuide | None = None, progress: bool = True, log=print) -> VideoEditResult:
@@ -700,7 +709,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         editor.load_state_dict(load_checkpoint(run_dir, device))
         log(f"resuming {run_dir} at step {editor.step}")
     else:
-        stem = Path(cfg.video.frames).stem or "video"
+        stem = _video_name(Path(cfg.video.frames))
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         if editor.atlas_relevancy is not None:
