@@ -20,7 +20,7 @@ def register_user_error(kind: type[BaseException]) -> None:
 
 
 def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv=None) -> int:
-    args = parser.parse_args(argv)
+    args = parser.parse_intermixed_args(argv)  # options may come between key=value overrides
     try:
         main(args)
     except USER_ERRORS as error:
