@@ -123,6 +123,10 @@ def run_case(job) -> dict:
         f"seed={args.seed}", "device=cpu", f"output_dir={out_dir}", f"run_name={guidance}-{case.index:02d}",
         "log_every=0", "checkpoint_every=0", f"clip.n_aug={args.views}", f"generator.num_scales={args.scales}",
         f"generator.channels={args.channels}", f"crops.resize_short={args.size}",
+        # the toy CLIP knows colours, not shapes: the relevancy bootstrap of the source phrase
+        # is what localises the edit (the same for every guidance)
+        f"text.bootstrap={case.src_text}", f"loss.bootstrap_steps={args.steps}", "text.templates_per_step=14",
+        f"optim.lr_decay={args.lr_decay}",
     ] + GUIDANCES[guidance] + list(args.override)
     start = time.perf_counter()
     result = edit_image(None, overrides, progress=False, log=lambda *_: None)
@@ -230,6 +234,7 @@ def main(argv=None) -> None:
     parser.add_argument("--scales", type=int, default=4)
     parser.add_argument("--channels", type=int, default=32)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--lr-decay", type=float, default=0.997)
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
     parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
     parser.add_argument("--grid", type=int, default=6, help="cases shown in the grid image")
