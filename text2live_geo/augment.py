@@ -90,9 +90,10 @@ class ViewAugmenter:
         grayscale = rgb_to_grayscale(views).expand_as(views)
         return torch.where(gray, grayscale, views).clamp(0, 1)
 
-    def __call__(self, *images: torch.Tensor) -> list[torch.Tensor]:
+    def __call__(self, *images: torch.Tensor, size: tuple[int, int] | None = None) -> list[torch.Tensor]:
         """Paired views. Each image `(1, 3, H, W)` in [0, 1] (all the same size) ->
-        a list with one `(V, 3, h, w)` tensor per image, view i sharing parameters across images."""
+        a list with one `(V, 3, h, w)` tensor per image, view i sharing parameters across images.
+        `size` forces the view size (h, w); default: `view_shape` of the images."""
         first = images[0]
         height, width = first.shape[-2:]
         for image in images:
@@ -106,7 +107,7 @@ class ViewAugmenter:
         if min(height, width) > prescaled_short:
             stacked = resize_short(stacked, prescaled_short, max_ratio=float("inf"))
             height, width = stacked.shape[-2:]
-        size = view_shape(first.shape[-2], first.shape[-1], self.short, self.max_ratio)
+        size = size or view_shape(first.shape[-2], first.shape[-1], self.short, self.max_ratio)
         boxes = self.crop_boxes(height, width, first.device).to(stacked.dtype)
         views = crop_and_resize(stacked.expand(self.n_views, -1, -1, -1), boxes, size, mode="bilinear")
         # zero padding of (x - fill) reveals `fill` where the warps leave the image

@@ -3,16 +3,28 @@ weighted loss terms (composition, directional or IMC + IMR, screen, structure, s
 bootstrap)."""
 from __future__ import annotations
 
-from typing import Optional
+from dataclasses import dataclass
+from typing import Optional, Sequence
 
 import torch
 
-from ..augment import ViewAugmenter, resize_short
+from ..augment import ViewAugmenter, resize_short, view_shape
 from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
 from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
 from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
 from .run import autocast_context
+
+
+@dataclass
+class Render:
+    """One render the losses see: the untouched `source` `(1, 3, h, w)`, its edit `layers`, the
+    IMR `anchor` composite (None: the input views) and the bootstrap `relevancy` `(1, 1, h, w)`."""
+
+    source: torch.Tensor
+    layers: EditLayers
+    anchor: Optional[torch.Tensor] = None
+    relevancy: Optional[torch.Tensor] = None
 
 
 class EditObjective:
@@ -57,34 +69,66 @@ class EditObjective:
     def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: Optional[torch.Tensor] = None,
                  relevancy: Optional[torch.Tensor] = None, bootstrap_weight: float = 0.0,
                  sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Loss terms and weights.
+        """Loss terms and weights for one render.
 
         source `(1, 3, h, w)`: the untouched input; layers: its edit layers (same size);
         anchor `(1, 3, h, w)`: the previous step's composite for IMR (None: the input views);
         relevancy `(1, 1, h, w)`: bootstrap target for the alpha.
         """
+        return self.batched([Render(source, layers, anchor, relevancy)], bootstrap_weight, sparsity)
+
+    def batched(self, renders: Sequence[Render], bootstrap_weight: float = 0.0,
+                sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Loss terms (each the mean over `renders`) and weights for several renders of one step
+        (e.g. the frame crops of a video step), with ONE CLIP forward with gradient and ONE
+        without for all of them: every render's views are drawn at the first render's view size."""
         loss_cfg = self.loss_cfg
-        # CLIP views: ONE paired draw shared by input, composite, green screen (and anchor)
-        paired = [source, layers.composite, layers.greenscreen] + ([anchor] if anchor is not None else [])
-        views = self.augment(*paired)
-        n_views = views[0].shape[0]
+        first = renders[0].source
+        size = view_shape(first.shape[-2], first.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
+
+        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor)
+        grad_views, fixed_views = [], []
+        for render in renders:
+            paired = [render.source, render.layers.composite, render.layers.greenscreen]
+            paired += [render.anchor] if render.anchor is not None else []
+            views = self.augment(*paired, size=size)
+            grad_views += views[1:3]
+            fixed_views += [views[0]] + views[3:]
+        n_views = grad_views[0].shape[0]
 
         # embeddings: one forward with gradient for everything the generator must move, one
         # without for the input (and anchor) views; the input views serve every loss
         with autocast_context(self.device, self.precision):
-            output_embeds = self.clip.encode_images(torch.cat([views[1], views[2]]),
-                                                     checkpoint_chunk=self.clip_cfg.checkpoint_chunk)
+            output_embeds = self.clip.encode_images(torch.cat(grad_views),
+                                                    checkpoint_chunk=self.clip_cfg.checkpoint_chunk)
             with torch.no_grad():
-                fixed_embeds = self.clip.encode_images(torch.cat([views[0]] + views[3:]))
-        composite_embeds, screen_embeds = output_embeds[:n_views], output_embeds[n_views:]
-        input_embeds = fixed_embeds[:n_views]
-        anchor_embeds = fixed_embeds[n_views:] if anchor is not None else input_embeds
+                fixed_embeds = self.clip.encode_images(torch.cat(fixed_views))
 
         rows = self.template_rows()
         src_text, comp_text = self.src_text[rows], self.comp_text[rows]
+        sums: dict[str, torch.Tensor] = {}
+        weights: dict[str, float] = {}
+        fixed_start = 0
+        for index, render in enumerate(renders):
+            composite_embeds = output_embeds[2 * index * n_views:(2 * index + 1) * n_views]
+            screen_embeds = output_embeds[(2 * index + 1) * n_views:(2 * index + 2) * n_views]
+            input_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
+            fixed_start += n_views
+            anchor_embeds = input_embeds
+            if render.anchor is not None:
+                anchor_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
+                fixed_start += n_views
+            terms, weights = self._terms(render, composite_embeds, screen_embeds, input_embeds, anchor_embeds,
+                                         src_text, comp_text, bootstrap_weight, sparsity)
+            for name, value in terms.items():
+                sums[name] = sums[name] + value if name in sums else value
+        return {name: value / len(renders) for name, value in sums.items()}, weights
+
+    def _terms(self, render: Render, composite_embeds, screen_embeds, input_embeds, anchor_embeds, src_text,
+               comp_text, bootstrap_weight: float, sparsity: bool):
+        loss_cfg, layers = self.loss_cfg, render.layers
         terms: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-
         terms["composition"] = self.composition_loss(composite_embeds, comp_text)
         weights["composition"] = loss_cfg.composition
         if loss_cfg.guidance == "directional":
@@ -103,14 +147,14 @@ class EditObjective:
             ratio = self.clip_cfg.max_structure_ratio
             with autocast_context(self.device, self.precision):
                 with torch.no_grad():
-                    input_tokens = self.clip.structure_tokens(resize_short(source, self.structure_size, ratio))
+                    input_tokens = self.clip.structure_tokens(resize_short(render.source, self.structure_size, ratio))
                 output_tokens = self.clip.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
             terms["structure"] = self.structure_loss(input_tokens, output_tokens)
             weights["structure"] = loss_cfg.structure
         if loss_cfg.sparsity > 0 and sparsity:
             terms["sparsity"] = self.sparsity_loss(layers.alpha)
             weights["sparsity"] = loss_cfg.sparsity
-        if relevancy is not None and bootstrap_weight > 0:
-            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, relevancy)
+        if render.relevancy is not None and bootstrap_weight > 0:
+            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, render.relevancy)
             weights["bootstrap"] = bootstrap_weight
         return terms, weights

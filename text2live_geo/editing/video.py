@@ -43,7 +43,7 @@ from ..io import InputError, save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
 from ..video_io import FOLDER_FPS, Video, VideoWriter, read_video
 from .image import check_texts
-from .objective import EditObjective
+from .objective import EditObjective, Render
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
                   make_optimizer, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
@@ -396,15 +396,11 @@ class VideoEditor:
             with torch.no_grad(), batch_statistics_without_update(self.previous_generator):
                 anchors = [render.layers.composite for render in self.render_sample(self.previous_generator, sample)]
 
-        # 3.-5. per render: paired CLIP views -> embeddings -> losses
-        bootstrap_weight = self.bootstrap_weight(self.step)
-        sums: dict[str, torch.Tensor] = {}
-        weights: dict[str, float] = {}
-        for render, anchor in zip(renders, anchors):
-            terms, weights = self.objective(render.source, render.layers, anchor, render.relevancy, bootstrap_weight)
-            for name, value in terms.items():
-                sums[name] = sums[name] + value if name in sums else value
-        terms = {name: value / len(renders) for name, value in sums.items()}
+        # 3.-5. all renders: paired CLIP views -> ONE batched CLIP forward with gradient and one
+        #       without -> losses (each term the mean over the renders)
+        terms, weights = self.objective.batched(
+            [Render(render.source, render.layers, anchor, render.relevancy) for render, anchor in zip(renders, anchors)],
+            self.bootstrap_weight(self.step))
         return terms, weights, renders
 
     def _generate(self, generator: torch.nn.Module, image: torch.Tensor, flipped: bool) -> torch.Tensor:
