@@ -60,8 +60,6 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
     from text2live_geo.io import save_png
     from text2live_geo.toyworld import world
 
-    import torch
-
     styles = world.BACKGROUND_STYLES
     cases: list[EditCase] = []
     seed = HELD_OUT_SEED
@@ -109,7 +107,6 @@ def psnr(a, b) -> float:
 
 def run_case(job) -> dict:
     case, guidance, args, out_dir = job
-    import numpy as np
     import torch
 
     torch.set_num_threads(1)

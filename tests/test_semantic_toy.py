@@ -4,7 +4,6 @@ while the rest of the image stays as it was."""
 import math
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -25,9 +25,10 @@ from ..config import ImageEditConfig, load_config, to_yaml
 from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
 from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
+from .base import GeneratorTraining
 from .objective import EditObjective
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  make_optimizer, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+                  make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
 
 # ------------------------------------------------------------------------ internal dataset
@@ -97,7 +98,7 @@ def check_texts(cfg) -> None:
 
 
 # ---------------------------------------------------------------------------- the editor
-class ImageEditor:
+class ImageEditor(GeneratorTraining):
     """Holds everything of one image edit and runs its training steps."""
 
     def __init__(self, cfg, image: torch.Tensor, clip: ClipGuide, device: torch.device):
@@ -133,16 +134,11 @@ class ImageEditor:
             source = torch.cat([self.image, self.relevancy], dim=1)
         self.sampler = CropSampler(source, cfg.crops, min_size, enabled=not inversion)
 
-        self.optimizer = make_optimizer(self.generator.parameters(), cfg.optim)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
-        self.step = 0
+        self.setup_optimisation()
 
     # --------------------------------------------------------------------- one step
-    def bootstrap_weight(self, step: int) -> float:
-        loss = self.cfg.loss
-        if self.relevancy is None or loss.bootstrap_steps <= 0:
-            return 0.0
-        return loss.bootstrap * max(0.0, 1.0 - step / loss.bootstrap_steps)
+    def has_bootstrap_target(self) -> bool:
+        return self.relevancy is not None
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (and the weighted total)."""
@@ -155,19 +151,9 @@ class ImageEditor:
 
         # 2.-5. generator -> layers -> paired CLIP views -> embeddings -> losses
         terms, weights, _ = self.losses(crop, relevancy)
-        total = sum(weights[name] * value for name, value in terms.items())
 
-        # 6. backward and update (the anchor generator first takes the weights being left behind)
-        if self.previous_generator is not None:
-            self.previous_generator.load_state_dict(self.generator.state_dict())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        record = {name: float(value.detach()) for name, value in terms.items()}
-        record["total"] = float(total.detach())
-        return record
+        # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
+        return self.optimise(terms, weights)
 
     def losses(self, crop: torch.Tensor, relevancy: Optional[torch.Tensor] = None
                ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:
@@ -197,28 +183,6 @@ class ImageEditor:
         with batch_statistics_without_update(self.generator), autocast_context(self.device, self.cfg.precision):
             rgba = self.generator(self.image)
         return composite_layers(rgba.float(), self.image)
-
-    # ---------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict:
-        state = {"step": self.step, "generator": self.generator.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                 "torch_rng": torch.get_rng_state()}
-        if self.previous_generator is not None:
-            state["previous_generator"] = self.previous_generator.state_dict()
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.load_state_dict(state["generator"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.previous_generator is not None and "previous_generator" in state:
-            self.previous_generator.load_state_dict(state["previous_generator"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
-        self.step = int(state["step"])
 
 
 def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix: str = "") -> None:

@@ -82,7 +82,6 @@ class EditObjective:
         """Loss terms (each the mean over `renders`) and weights for several renders of one step
         (e.g. the frame crops of a video step), with ONE CLIP forward with gradient and ONE
         without for all of them: every render's views are drawn at the first render's view size."""
-        loss_cfg = self.loss_cfg
         first = renders[0].source
         size = view_shape(first.shape[-2], first.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
 

@@ -43,9 +43,10 @@ from ..io import InputError, save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
 from ..video_io import FOLDER_FPS, Video, VideoWriter, read_video
 from .image import check_texts
+from .base import GeneratorTraining
 from .objective import EditObjective, Render
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  make_optimizer, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+                  make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
 __all__ = [
     "AtlasCropSampler",
@@ -324,7 +325,7 @@ class VideoEditResult:
 
 
 # ---------------------------------------------------------------------------- the editor
-class VideoEditor:
+class VideoEditor(GeneratorTraining):
     """Holds everything of one video edit and runs its training steps (mirrors ImageEditor)."""
 
     def __init__(self, cfg, video: AtlasVideo, clip: ClipGuide, device: torch.device):
@@ -349,16 +350,11 @@ class VideoEditor:
                                                  align_corners=False).clamp(0, 1)
         self.sampler = AtlasCropSampler(video, cfg.crops, self.generator.min_size, self.atlas_relevancy)
 
-        self.optimizer = make_optimizer(self.generator.parameters(), cfg.optim)
-        self.scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
-        self.step = 0
+        self.setup_optimisation()
 
     # --------------------------------------------------------------------- one step
-    def bootstrap_weight(self, step: int) -> float:
-        loss = self.cfg.loss
-        if self.atlas_relevancy is None or loss.bootstrap_steps <= 0:
-            return 0.0
-        return loss.bootstrap * max(0.0, 1.0 - step / loss.bootstrap_steps)
+    def has_bootstrap_target(self) -> bool:
+        return self.atlas_relevancy is not None
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (means over the renders), the weighted
@@ -371,18 +367,8 @@ class VideoEditor:
 
         # 2.-5. generator on the atlas crop -> frame-space renders -> paired CLIP views -> losses
         terms, weights, renders = self.losses(sample)
-        total = sum(weights[name] * value for name, value in terms.items())
-
-        # 6. backward and update (the anchor generator first takes the weights being left behind)
-        if self.previous_generator is not None:
-            self.previous_generator.load_state_dict(self.generator.state_dict())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        record = {name: float(value.detach()) for name, value in terms.items()}
-        record["total"] = float(total.detach())
+        # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
+        record = self.optimise(terms, weights)
         record["renders"] = len(renders)
         return record
 
@@ -497,33 +483,13 @@ class VideoEditor:
         return (1 - visible) * original + visible * edit
 
     # ---------------------------------------------------------------- checkpoints
-    def state_dict(self) -> dict:
-        state = {"step": self.step, "layer": self.layer, "generator": self.generator.state_dict(),
-                 "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
-                 "torch_rng": torch.get_rng_state()}
-        if self.previous_generator is not None:
-            state["previous_generator"] = self.previous_generator.state_dict()
-        if self.device.type == "cuda":
-            state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
-        return state
+    def extra_state(self) -> dict:
+        return {"layer": self.layer}
 
-    def load_state_dict(self, state: dict) -> None:
+    def check_state(self, state: dict) -> None:
         if state.get("layer", self.layer) != self.layer:
             raise RunError(f"the checkpoint edits the {state['layer']} layer, not the {self.layer} layer "
                            "(do not override layer when resuming)")
-        try:
-            self.generator.load_state_dict(state["generator"])
-        except RuntimeError:
-            raise RunError("the checkpoint's generator does not match generator.* of the config "
-                           "(do not override generator sizes when resuming)") from None
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        if self.previous_generator is not None and "previous_generator" in state:
-            self.previous_generator.load_state_dict(state["previous_generator"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and self.device.type == "cuda":
-            torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
-        self.step = int(state["step"])
 
 
 # ------------------------------------------------------------------------- inputs
