@@ -377,21 +377,8 @@ def geodesic_cosine(
 # --------------------------------------------------------------------------- #
 # losses
 # --------------------------------------------------------------------------- #
-class InterModalityConsistency(nn.Module):
-    """IMC: geodesic replacement of the directional CLIP loss (DESIGN.md 4.2, step 5).
-
-    ``loss = 1 - mean_i sim(dI_i, dT_{i mod T})`` with
-    ``dI = normalise(image_output - image_source)`` (row per view) and
-    ``dT = normalise(text_target - text_source)`` (row per template). Views and
-    templates are paired by index; when ``T != V`` the text rows are cycled
-    (view ``i`` uses template ``i mod T``). The kernel is fitted on the ``V``
-    image directions (source subspace) and the ``T`` distinct text directions
-    (target subspace), without gradient.
-
-    At step 0 the output equals the source, ``dI`` is the zero vector and the
-    loss is exactly 1 with finite gradients (of magnitude ``~1/eps^1.5``,
-    pointing along ``G dT``).
-    """
+class _GeodesicLoss(nn.Module):
+    """Holds the GFK options shared by IMC and IMR."""
 
     def __init__(
         self,
@@ -407,6 +394,24 @@ class InterModalityConsistency(nn.Module):
         self.max_subspace_dim = max_subspace_dim
         self.solver = solver
         self.eps = eps
+
+
+class InterModalityConsistency(_GeodesicLoss):
+    """IMC: geodesic replacement of the directional CLIP loss (DESIGN.md 4.2, step 5).
+
+    ``loss = 1 - mean_i sim(dI_i, dT_{i mod T})`` with
+    ``dI = normalise(image_output - image_source)`` (row per view) and
+    ``dT = normalise(text_target - text_source)`` (row per template). Views and
+    templates are paired by index; when ``T != V`` the text rows are cycled
+    (view ``i`` uses template ``i mod T``). The kernel is fitted on the ``V``
+    image directions (source subspace) and the ``T`` distinct text directions
+    (target subspace), without gradient.
+
+    At step 0 the output equals the source, ``dI`` is the zero vector and the
+    loss is exactly 1 with finite gradients (of magnitude ``~1/eps^1.5``,
+    pointing along ``G dT``).
+    """
+
 
     def forward(self, image_source: Tensor, image_output: Tensor, text_source: Tensor, text_target: Tensor) -> Tensor:
         """Args: image_source, image_output ``(V, d)``; text_source, text_target ``(T, d)``
@@ -425,7 +430,7 @@ class InterModalityConsistency(nn.Module):
         return 1.0 - sim.mean()
 
 
-class IntraModalityRegularisation(nn.Module):
+class IntraModalityRegularisation(_GeodesicLoss):
     """IMR: ``1 - mean sim(anchor.detach(), output)`` (DESIGN.md 4.2, step 5).
 
     The anchor (e.g. image features of the same views from the previous step's
@@ -433,20 +438,6 @@ class IntraModalityRegularisation(nn.Module):
     only ``output``.
     """
 
-    def __init__(
-        self,
-        null_dim: int = 256,
-        max_subspace_dim: int = 128,
-        solver: str = "hogsvd",
-        eps: float = 1e-8,
-    ) -> None:
-        super().__init__()
-        if solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
-        self.null_dim = null_dim
-        self.max_subspace_dim = max_subspace_dim
-        self.solver = solver
-        self.eps = eps
 
     def forward(self, anchor: Tensor, output: Tensor) -> Tensor:
         """Args: anchor, output ``(V, d)``. Returns a scalar loss in about ``[0, 2]``
