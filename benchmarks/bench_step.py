@@ -48,6 +48,10 @@ def parse_args(argv=None):
     parser.add_argument("--baseline", action="store_true", help="only run the baseline mode")
     parser.add_argument("--extra", action="store_true",
                         help="also time our step with geodesic guidance and with bf16")
+    parser.add_argument("--clip-folder", default=None,
+                        help="time with this CLIP folder instead of the ViT-B/32 architecture (smoke tests)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra config override for both modes (repeatable)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -105,11 +109,11 @@ class ClipCallRecorder:
         for name in ("encode_images", "structure_tokens"):
             original = getattr(clip, name)
 
-            def wrapper(images, _original=original, _name=name):
+            def wrapper(images, _original=original, _name=name, **options):
                 if self.active:
-                    self.calls.append((_name, tuple(images.shape), bool(images.requires_grad and
-                                                                        __import__("torch").is_grad_enabled())))
-                return _original(images)
+                    grad = bool(images.requires_grad and __import__("torch").is_grad_enabled())
+                    self.calls.append((_name, tuple(images.shape), grad, options))
+                return _original(images, **options)
 
             setattr(clip, name, wrapper)
 
@@ -129,7 +133,12 @@ def worker(args, mode: str) -> dict:
         guidance = "geodesic"
     if mode == "ours-bf16":
         precision = "bf16"
-    clip = vit_b32_clip(device)
+    if args.clip_folder:
+        from text2live_geo.clip import ClipGuide
+
+        clip = ClipGuide.load(args.clip_folder, device)
+    else:
+        clip = vit_b32_clip(device)
     torch.manual_seed(0)
     ramp = torch.linspace(0, 1, args.size)
     image = torch.stack([ramp[None].expand(args.size, -1), ramp[:, None].expand(-1, args.size),
@@ -138,7 +147,7 @@ def worker(args, mode: str) -> dict:
         "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={guidance}", f"precision={precision}",
         "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=" + str(device),
         "text.src=horse", "text.comp=golden horse", "text.screen=golden horse",
-        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"])
+        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"] + list(args.set))
     editor = ImageEditor(cfg, image, clip, device)
     if mode == "baseline":
         editor.objective = reference_style_objective_class()(cfg.text, cfg.clip, cfg.loss, clip, device, "fp32")
@@ -158,10 +167,10 @@ def worker(args, mode: str) -> dict:
 
     # component times, replayed in isolation with the same shapes
     def clip_work():
-        for name, shape, grad in recorder.calls:
+        for name, shape, grad, options in recorder.calls:
             images = torch.rand(shape, device=device, requires_grad=grad)
             with torch.set_grad_enabled(grad), autocast_context(device, precision):
-                out = getattr(clip, name)(images)
+                out = getattr(clip, name)(images, **options)
             if grad:
                 out.float().sum().backward()
 
@@ -172,7 +181,7 @@ def worker(args, mode: str) -> dict:
 
     clip_seconds = timed(clip_work, device, repeats=1, warmup=0)
     generator_seconds = timed(generator_work, device, repeats=2, warmup=1)
-    views_encoded = sum(shape[0] for name, shape, _ in recorder.calls if name == "encode_images")
+    views_encoded = sum(shape[0] for name, shape, _, _ in recorder.calls if name == "encode_images")
     result = {"mode": mode, "guidance": guidance, "precision": precision, "device": str(device),
               "step_s": step, "steps_s": step_seconds, "clip_s": clip_seconds, "generator_s": generator_seconds,
               "clip_share": clip_seconds / step, "generator_share": generator_seconds / step,
@@ -200,9 +209,13 @@ def main(argv=None) -> None:
     passthrough = ["--size", str(args.size), "--views", str(args.views), "--steps", str(args.steps),
                    "--device", args.device, "--precision", args.precision, "--guidance", args.guidance,
                    "--checkpoint-chunk", str(args.checkpoint_chunk)]
+    if args.clip_folder:
+        passthrough += ["--clip-folder", args.clip_folder]
+    for override in args.set:
+        passthrough += ["--set", override]
     results = {}
     print(f"bench_step: {args.size}x{args.size} px, {args.views} views, {args.steps} timed steps, "
-          f"ViT-B/32-sized CLIP (random weights), checkpoint chunk {args.checkpoint_chunk}, "
+          f"{'CLIP ' + args.clip_folder if args.clip_folder else 'ViT-B/32-sized CLIP (random weights)'}, checkpoint chunk {args.checkpoint_chunk}, "
           f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     for mode in modes:
         completed = subprocess.run([sys.executable, __file__, "--worker", mode] + passthrough,

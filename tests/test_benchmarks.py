@@ -1,0 +1,19 @@
+"""Smoke tests: the benchmark scripts run end to end on tiny models and print their figures."""
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_step_prints_speedup_line(tiny_clip_dir):
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--size", "40", "--views", "2", "--steps", "1",
+         "--clip-folder", str(tiny_clip_dir), "--set", "generator.num_scales=3", "--set", "generator.channels=8"],
+        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                                          "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.strip().splitlines()
+    assert lines[-1].startswith("speedup_vs_baseline: ")
+    assert float(lines[-1].split(": ")[1]) > 0
+    assert any(line.startswith("ours ") for line in lines) and any(line.startswith("baseline ") for line in lines)
