@@ -24,7 +24,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .text import TextSpec, attribute_variants, consistent, sample_text
+from .text import _SLOT, ATTRIBUTES, TextSpec, attribute_variants, consistent, describe, sample_text
 from .world import (
     GREEN_SCREEN, SCREEN_TEMPLATES, TEXT_TEMPLATES, VOCABULARY, render_scene, sample_spec,
 )
@@ -61,6 +61,13 @@ class TrainConfig:
     max_text_length: int = 32
     render_scale: float = 1.5
     grayscale_p: float = 0.08
+    # Curriculum: for the first `curriculum` of the budget (steps or minutes), scenes are one
+    # plain object on a flat background under mild views, where shape is easiest to pick up.
+    curriculum: float = 0.0  # off by default: with aux heads, shape stayed at chance for 600 steps
+    # Auxiliary supervised heads (linear, on the pooled vision output; training only, not
+    # saved) for the shape / colour / texture of single-object scenes, weight of their loss.
+    aux_weight: float = 0.0  # off by default
+    mimetic: bool = False  # mimetic initialisation of the vision attention (see `mimetic_init`)
 
 
 # ------------------------------------------------------------------------------------------
@@ -200,6 +207,11 @@ def make_views(size: int) -> Views:
     return Views(size)
 
 
+def make_easy_views(size: int) -> Views:
+    """Mild views for the curriculum phase (the object stays whole and upright)."""
+    return Views(size, crop_min=0.9, degrees=5.0, translate=0.05, distortion=0.1)
+
+
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     w = torch.tensor([0.299, 0.587, 0.114]).view(1, 3, 1, 1)
     return (images * w).sum(1, keepdim=True).expand_as(images)
@@ -220,6 +232,7 @@ class Batch:
     swap_texts: dict[str, torch.Tensor]  # attribute -> (n, V) indices into `texts`
     swap_targets: dict[str, torch.Tensor]  # attribute -> (n,)
     swap_valid: dict[str, torch.Tensor]  # attribute -> (n, V) bool
+    labels: dict[str, torch.Tensor] = None  # attribute -> (B,) index of object 0's value, -100 for 2 objects
 
 
 def _swap_form(spec, rng):
@@ -235,11 +248,16 @@ def _swap_form(spec, rng):
     return "scene", "{}"
 
 
-def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
+def make_batch(cfg: TrainConfig, step: int, views, easy: bool = False) -> Batch:
+    """One batch; `easy` (curriculum): one plain object on a flat background per scene."""
     rng = np.random.default_rng([cfg.seed, 1, step])
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     render = int(round(cfg.image_size * cfg.render_scale))
-    specs = [sample_spec(rng) for _ in range(cfg.batch)]
+    if easy:
+        specs = [sample_spec(rng, n_objects=1, plain_p=1.0).with_background(style="flat")
+                 for _ in range(cfg.batch)]
+    else:
+        specs = [sample_spec(rng) for _ in range(cfg.batch)]
     images = torch.stack([render_scene(s, render).image for s in specs])
     with torch.no_grad():
         images = views(images, g)
@@ -279,11 +297,34 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
             swap_texts[a] = torch.tensor(txs)
             swap_targets[a] = torch.tensor(tg)
             swap_valid[a] = torch.tensor(va)
-    return Batch(images, list(texts), caption_index, positives, swap_images, swap_texts, swap_targets, swap_valid)
+    labels = {a: torch.tensor([ATTRIBUTES[a].index(describe(s.objects[0])[_SLOT[a]]) if len(s.objects) == 1
+                               else -100 for s in specs]) for a in ("colour", "shape", "texture")}
+    return Batch(images, list(texts), caption_index, positives, swap_images, swap_texts, swap_targets, swap_valid,
+                 labels)
 
 
-def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig) -> tuple[torch.Tensor, dict]:
-    img = F.normalize(image_features(model, batch.images), dim=-1)
+class AuxHeads(torch.nn.Module):
+    """Linear shape / colour / texture classifiers on the pooled vision output (training only)."""
+
+    def __init__(self, width: int):
+        super().__init__()
+        self.heads = torch.nn.ModuleDict({a: torch.nn.Linear(width, len(v)) for a, v in ATTRIBUTES.items()})
+
+    def forward(self, pooled: torch.Tensor, labels: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict]:
+        losses, stats = [], {}
+        for a, head in self.heads.items():
+            y = labels[a]
+            if (y >= 0).any():
+                logits = head(pooled)
+                losses.append(F.cross_entropy(logits, y, ignore_index=-100))
+                stats[f"aux_{a}"] = (logits.argmax(1) == y)[y >= 0].float().mean().item()
+        return (torch.stack(losses).mean() if losses else pooled.sum() * 0), stats
+
+
+def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig, aux: Optional[AuxHeads] = None
+               ) -> tuple[torch.Tensor, dict]:
+    pooled = model.vision_model(pixel_values=normalize_pixels(batch.images)).pooler_output
+    img = F.normalize(model.visual_projection(pooled), dim=-1)
     txt = F.normalize(encoder.features(model, batch.texts), dim=-1)
     scale = model.logit_scale.exp().clamp(max=100.0)
     logits = scale * img @ txt[batch.caption_index].T  # (B images, B texts)
@@ -301,7 +342,12 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig) -> t
         stats[f"acc_{a}"] = (sl.argmax(1) == batch.swap_targets[a]).float().mean().item()
     swap = torch.stack(swap_losses).sum() / max(1, sum(len(v) for v in batch.swap_images.values()))
     stats["swap"] = swap.item()
-    return contrastive + cfg.swap_weight * swap, stats
+    total = contrastive + cfg.swap_weight * swap
+    if aux is not None and cfg.aux_weight > 0 and batch.labels is not None:
+        aux_loss, aux_stats = aux(pooled, batch.labels)
+        stats.update(aux_stats)
+        total = total + cfg.aux_weight * aux_loss
+    return total, stats
 
 
 # ------------------------------------------------------------------------------------------
@@ -326,6 +372,33 @@ def sincos_position_embedding(grid: int, width: int, cls: bool = True) -> torch.
     return emb.float()
 
 
+def mimetic_init(vision_model, heads: int, seed: int, alpha1: float = 0.7, beta1: float = 0.7,
+                 alpha2: float = 0.4, beta2: float = 0.4) -> None:
+    """Mimetic initialisation of self-attention (Trockman & Kolter, 2023): per head,
+    W_q^T W_k ~ alpha1 Z + beta1 I (tokens attend to similar tokens, i.e. nearby positions and
+    the same object) and W_o W_v ~ alpha2 Z - beta2 I, with Z random (d x d, variance 1/d)."""
+    g = torch.Generator().manual_seed(seed + 7)
+    for layer in vision_model.encoder.layers:
+        att = layer.self_attn
+        d = att.q_proj.weight.shape[1]
+        k = d // heads
+        eye = torch.eye(d)
+        with torch.no_grad():
+            for h in range(heads):
+                rows = slice(h * k, (h + 1) * k)
+                z = torch.randn(d, d, generator=g) / math.sqrt(d)
+                u, s, vh = torch.linalg.svd(alpha1 * z + beta1 * eye)
+                r = s[:k].sqrt()
+                att.q_proj.weight[rows] = (u[:, :k] * r).T * (k ** 0.25)  # q is scaled by k^-0.5
+                att.k_proj.weight[rows] = (vh[:k].T * r).T * (k ** 0.25)
+            z = torch.randn(d, d, generator=g) / math.sqrt(d)
+            u, s, vh = torch.linalg.svd(alpha2 * z - beta2 * eye)
+            att.out_proj.weight.copy_(u * s.sqrt())
+            att.v_proj.weight.copy_(s.sqrt().view(-1, 1) * vh)
+            for lin in (att.q_proj, att.k_proj, att.v_proj, att.out_proj):
+                lin.bias.zero_()
+
+
 def build_model(cfg: TrainConfig, folder: Path):
     """A fresh CLIPModel (via `tiny_clip.build_clip`) whose vision position embeddings start
     as 2D sine-cosine (still learnable), which makes shape learnable in few steps."""
@@ -341,6 +414,8 @@ def build_model(cfg: TrainConfig, folder: Path):
     with torch.no_grad():
         sincos = sincos_position_embedding(cfg.image_size // cfg.patch_size, cfg.vision_width)
         emb.weight.copy_(0.2 * sincos)  # std about 0.14, comparable to the patch embeddings
+    if cfg.mimetic:
+        mimetic_init(model.vision_model, cfg.heads, cfg.seed)
     return model
 
 
@@ -372,14 +447,20 @@ def train(cfg: TrainConfig, log=print) -> dict:
     tokenizer = CLIPTokenizer.from_pretrained(str(out))
     encoder = TextEncoder(tokenizer)
     views = make_views(cfg.image_size)
-
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "embedding" not in n]
-    no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "embedding" not in n)]
+    easy_views = make_easy_views(cfg.image_size)
+    aux = None
+    if cfg.aux_weight > 0:
+        torch.manual_seed(cfg.seed + 1)
+        aux = AuxHeads(cfg.vision_width)
+    named = list(model.named_parameters()) + (list(aux.named_parameters()) if aux is not None else [])
+    decay = [p for n, p in named if p.ndim >= 2 and "embedding" not in n]
+    no_decay = [p for n, p in named if not (p.ndim >= 2 and "embedding" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6)
     model.train()
     start = time.time()
     done = 0
+    curriculum_steps = 0
     ema: dict[str, float] = {}
     bar = tqdm(range(cfg.steps), desc="toy clip", mininterval=10)
     for step in bar:
@@ -393,16 +474,19 @@ def train(cfg: TrainConfig, log=print) -> dict:
         warm = min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = warm * lr_at(cfg, progress)
-        batch = make_batch(cfg, step, views)
-        loss, stats = batch_loss(model, encoder, batch, cfg)
+        easy = progress < cfg.curriculum
+        batch = make_batch(cfg, step, easy_views if easy else views, easy=easy)
+        loss, stats = batch_loss(model, encoder, batch, cfg, aux)
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_([p for _, p in named], 1.0)
         opt.step()
         with torch.no_grad():
             model.logit_scale.clamp_(0, math.log(100))
         for k, v in stats.items():
             ema[k] = v if k not in ema else 0.95 * ema[k] + 0.05 * v
+        if easy:
+            curriculum_steps = step + 1
         done = step + 1
         if step % 10 == 0:
             bar.set_postfix({k: f"{v:.3g}" for k, v in ema.items()})
@@ -415,6 +499,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     tokenizer.save_pretrained(str(out))
     write_preprocessor_config(out, cfg.image_size)
     summary = {"config": asdict(cfg), "steps_done": done, "wall_time_s": round(wall, 1),
+               "curriculum_steps": curriculum_steps,
                "final_stats": {k: round(v, 4) for k, v in ema.items()},
                "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(summary, indent=2))
