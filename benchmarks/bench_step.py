@@ -52,6 +52,8 @@ def parse_args(argv=None):
                         help="time with this CLIP folder instead of the ViT-B/32 architecture (smoke tests)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="extra config override for both modes (repeatable)")
+    parser.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for our step only, e.g. generator.checkpoint_levels=1 (repeatable)")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -147,7 +149,8 @@ def worker(args, mode: str) -> dict:
         "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={guidance}", f"precision={precision}",
         "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=" + str(device),
         "text.src=horse", "text.comp=golden horse", "text.screen=golden horse",
-        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"] + list(args.set))
+        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"] + list(args.set)
+        + ([] if mode == "baseline" else list(args.ours_set)))
     editor = ImageEditor(cfg, image, clip, device)
     if mode == "baseline":
         editor.objective = reference_style_objective_class()(cfg.text, cfg.clip, cfg.loss, clip, device, "fp32")
@@ -213,6 +216,8 @@ def main(argv=None) -> None:
         passthrough += ["--clip-folder", args.clip_folder]
     for override in args.set:
         passthrough += ["--set", override]
+    for override in args.ours_set:
+        passthrough += ["--ours-set", override]
     results = {}
     print(f"bench_step: {args.size}x{args.size} px, {args.views} views, {args.steps} timed steps, "
           f"{'CLIP ' + args.clip_folder if args.clip_folder else 'ViT-B/32-sized CLIP (random weights)'}, checkpoint chunk {args.checkpoint_chunk}, "

@@ -60,3 +60,20 @@ def test_alpha_bias_init_starts_nearly_transparent():
     transparent = SkipGenerator(num_scales=3, channels=8, alpha_bias_init=-4.0)(image)[:, 3]
     assert 0.3 < reference.mean() < 0.7
     assert transparent.mean() < 0.1
+
+
+def test_checkpointed_levels_give_the_same_values_and_gradients():
+    torch.manual_seed(0)
+    plain = SkipGenerator(num_scales=3, channels=8)
+    checkpointed = SkipGenerator(num_scales=3, channels=8, checkpoint_levels=2)
+    checkpointed.load_state_dict(plain.state_dict())
+    assert checkpointed.body.checkpointed and checkpointed.body.deeper.checkpointed
+    image = torch.rand(1, 3, 24, 30)
+    outputs = []
+    for generator in (plain, checkpointed):
+        rgba = generator(image)
+        (rgba * torch.linspace(0, 1, 30)).sum().backward()
+        outputs.append((rgba.detach(), [p.grad.clone() for p in generator.parameters()]))
+    torch.testing.assert_close(outputs[0][0], outputs[1][0])
+    for plain_grad, checkpointed_grad in zip(outputs[0][1], outputs[1][1]):
+        torch.testing.assert_close(plain_grad, checkpointed_grad, atol=1e-5, rtol=1e-4)

@@ -55,6 +55,7 @@ class GeneratorConfig:
     skip_channels: int = 4
     decorrelated_rgb: bool = True
     alpha_bias_init: float = 0.0  # initial alpha logit bias (0: reference; < 0: start nearly transparent)
+    checkpoint_levels: int = 0  # >0: recompute the merges of this many top levels in the backward (less memory)
 
 
 @dataclass

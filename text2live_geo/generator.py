@@ -6,6 +6,7 @@ import contextlib
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 # Colour decorrelation (square root of the ImageNet colour covariance, normalised): the network
 # predicts decorrelated colour, mapped linearly to RGB before the sigmoid.
@@ -37,15 +38,24 @@ class _Scale(nn.Module):
         self.merge_norm = nn.BatchNorm2d(merged)
         self.merge = nn.Sequential(_conv_bn_act(merged, channels, 3), _conv_bn_act(channels, channels, 1))
 
-    def forward(self, features: torch.Tensor) -> torch.Tensor:
-        deep = self.down(features)
-        if self.deeper is not None:
-            deep = self.deeper(deep)
+    checkpointed = False  # recompute this level's full-resolution blocks in the backward
+
+    def _merge(self, features: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         # upsample to the exact size of this level, so any input size works
         deep = F.interpolate(deep, size=features.shape[-2:], mode="bilinear", align_corners=False)
         if self.skip is not None:
             deep = torch.cat([self.skip(features), deep], dim=1)
         return self.merge(self.merge_norm(deep))
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        deep = self.down(features)
+        if self.deeper is not None:
+            deep = self.deeper(deep)
+        if self.checkpointed and torch.is_grad_enabled() and features.requires_grad | deep.requires_grad:
+            # the merge at full resolution holds most of the generator's activation memory;
+            # recomputing it costs one extra forward of these few convolutions
+            return checkpoint(self._merge, features, deep, use_reentrant=False)
+        return self._merge(features, deep)
 
 
 class SkipGenerator(nn.Module):
@@ -58,13 +68,20 @@ class SkipGenerator(nn.Module):
     """
 
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
-                 in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0):
+                 in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0,
+                 checkpoint_levels: int = 0):
         super().__init__()
         self.num_scales = num_scales
         deeper = None
         for level in reversed(range(num_scales)):
             deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper)
         self.body = deeper
+        level = self.body
+        for _ in range(checkpoint_levels):  # activation checkpointing of the top levels' merges
+            if level is None:
+                break
+            level.checkpointed = True
+            level = level.deeper
         self.head = nn.Conv2d(channels, 4, 1)
         if alpha_bias_init:
             # a negative alpha bias starts the edit layer nearly transparent: the composite

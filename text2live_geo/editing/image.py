@@ -112,7 +112,8 @@ class ImageEditor(GeneratorTraining):
             self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels,
                                            cfg.generator.skip_channels,
                                            decorrelated_rgb=cfg.generator.decorrelated_rgb,
-                                           alpha_bias_init=cfg.generator.alpha_bias_init).to(device)
+                                           alpha_bias_init=cfg.generator.alpha_bias_init,
+                                           checkpoint_levels=cfg.generator.checkpoint_levels).to(device)
             min_size = self.generator.min_size
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)

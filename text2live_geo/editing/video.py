@@ -333,7 +333,8 @@ class VideoEditor(GeneratorTraining):
         self.layer: Layer = video.layer
         self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels, cfg.generator.skip_channels,
                                        decorrelated_rgb=cfg.generator.decorrelated_rgb,
-                                       alpha_bias_init=cfg.generator.alpha_bias_init).to(device)
+                                       alpha_bias_init=cfg.generator.alpha_bias_init,
+                                           checkpoint_levels=cfg.generator.checkpoint_levels).to(device)
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip, device, cfg.precision)
