@@ -21,14 +21,14 @@ from tqdm import tqdm
 
 from ..augment import resize_short
 from ..clip import ClipGuide
-from ..config import ImageEditConfig, load_config, to_yaml
+from ..config import ImageEditConfig, to_yaml
 from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
 from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+                  load_run_config, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
 
 # ------------------------------------------------------------------------ internal dataset
@@ -204,13 +204,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
     is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer).
     """
-    if resume is not None:
-        resume = Path(resume)
-        if not (resume / CONFIG_NAME).is_file():
-            raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
-        cfg = load_config(ImageEditConfig, resume / CONFIG_NAME, overrides)
-    else:
-        cfg = load_config(ImageEditConfig, config_path, overrides, base_path=base_config)
+    cfg, resume = load_run_config(ImageEditConfig, config_path, overrides, resume, base_config)
     if OmegaConf.is_missing(cfg, "image") or not cfg.image:
         raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
     check_texts(cfg)

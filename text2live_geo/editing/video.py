@@ -37,7 +37,7 @@ from atlas import (AtlasMaps, Layer, NeuralAtlas, NoForegroundError, PixelBox, l
 
 from ..augment import resize_short
 from ..clip import ClipGuide
-from ..config import VIDEO_CHOICES, VideoEditConfig, load_config, to_yaml
+from ..config import VIDEO_CHOICES, VideoEditConfig, to_yaml
 from ..generator import SkipGenerator, batch_statistics_without_update
 from ..io import InputError, save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
@@ -46,7 +46,7 @@ from .image import check_texts
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
 from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+                  load_run_config, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
 
 __all__ = [
     "AtlasCropSampler",
@@ -627,13 +627,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
     is loaded and `overrides` apply on top (e.g. `steps=4000` to train longer).
     """
-    if resume is not None:
-        resume = Path(resume)
-        if not (resume / CONFIG_NAME).is_file():
-            raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
-        cfg = load_config(VideoEditConfig, resume / CONFIG_NAME, overrides, choices=VIDEO_CHOICES)
-    else:
-        cfg = load_config(VideoEditConfig, config_path, overrides, choices=VIDEO_CHOICES, base_path=base_config)
+    cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config, VIDEO_CHOICES)
     if OmegaConf.is_missing(cfg.video, "frames") or not cfg.video.frames:
         raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
     if OmegaConf.is_missing(cfg.atlas, "checkpoint") or not cfg.atlas.checkpoint:
