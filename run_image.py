@@ -17,19 +17,16 @@ BASE_CONFIG = ROOT / "configs" / "image" / "base.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from text2live_geo.cli import edit_parser
+
+    return edit_parser(
         description="Text-driven layered editing of one image: trains a small generator on the image to "
                     "predict an RGBA edit layer composited over it, guided by CLIP.",
         epilog="Config keys are documented in README.md and text2live_geo/config.py (ImageEditConfig). "
                "Common: image, text.src, text.comp, text.screen, text.bootstrap, steps, seed, device, "
                "precision, output_dir, clip.model, mode (generator|inversion), loss.guidance "
                "(directional|geodesic), loss.imr_anchor (previous|source).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config merged over configs/image/base.yaml")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
-    return parser
+        base_config="configs/image/base.yaml", progress_help="no progress bar")
 
 
 def main(args: argparse.Namespace) -> None:

@@ -18,7 +18,9 @@ BASE_CONFIG = ROOT / "configs" / "video" / "base.yaml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from text2live_geo.cli import edit_parser
+
+    return edit_parser(
         description="Text-driven layered editing of a video: trains a small generator on one layer of the "
                     "video's neural layered atlas (foreground or background) to predict an RGBA edit of that "
                     "atlas, guided by CLIP, and maps the edit back to every frame.",
@@ -26,12 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                "Common: video.frames (folder of frames or .mp4/.mov), video.max_frames, video.fps, "
                "atlas.checkpoint (NLA folder), layer (foreground|background), text.src, text.comp, text.screen, "
                "steps, seed, device, output_dir, clip.model, loss.guidance (directional|geodesic).",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help="YAML config merged over configs/video/base.yaml")
-    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoint")
-    parser.add_argument("--quiet", action="store_true", help="no progress bars")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
-    return parser
+        base_config="configs/video/base.yaml", progress_help="no progress bars")
 
 
 def register_errors() -> None:

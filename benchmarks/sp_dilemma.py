@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import multiprocessing
 import os
 import sys
@@ -100,16 +99,12 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
     return cases
 
 
-def psnr(a, b) -> float:
-    mse = float(((a - b) ** 2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
-
-
 def run_case(job) -> dict:
     case, guidance, args, out_dir = job
     import torch
 
     torch.set_num_threads(1)
+    from atlas import reconstruction_psnr
     from text2live_geo import edit_image
     from text2live_geo.io import read_image
     from text2live_geo.toyworld import world
@@ -140,7 +135,7 @@ def run_case(job) -> dict:
     return {
         "case": case.index, "kind": case.kind, "guidance": guidance, "src": case.src_text, "target_text":
         case.target_text, "target": case.target, "predicted": predicted, "hit": predicted == case.target,
-        "psnr_outside": psnr(composite[:, outside], source[:, outside]),
+        "psnr_outside": reconstruction_psnr(composite[:, outside], source[:, outside]),
         "alpha_outside_share": float((alpha * outside).sum() / alpha.sum().clamp(min=1e-8)),
         "alpha_inside_mean": float(alpha[mask].mean()), "seconds": seconds,
         "composite_png": str(result.run_dir / "composite.png"),

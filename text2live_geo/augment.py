@@ -34,6 +34,16 @@ def resize_short(images: torch.Tensor, short: int, max_ratio: float) -> torch.Te
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
+def colour_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation and hue shifts `factors` (4,) in [-j, j] applied to
+    `(B, 3, h, w)` in [0, 1] (hue shift in turns) -> `(B, 3, h, w)` clamped to [0, 1]."""
+    images = KE.adjust_brightness(images, float(factors[0]))
+    images = KE.adjust_contrast(images, 1 + float(factors[1]))
+    images = KE.adjust_saturation(images, 1 + float(factors[2]))
+    images = KE.adjust_hue(images, float(factors[3]) * 2 * math.pi)
+    return images.clamp(0, 1)
+
+
 class ViewAugmenter:
     """The Text2LIVE CLIP view recipe (DESIGN.md §4.1), batched and paired.
 

@@ -19,6 +19,17 @@ def register_user_error(kind: type[BaseException]) -> None:
     USER_ERRORS = USER_ERRORS + (kind,)
 
 
+def edit_parser(description: str, epilog: str, base_config: str, progress_help: str) -> argparse.ArgumentParser:
+    """The parser both run scripts share: --config, --resume, --quiet and key=value overrides."""
+    parser = argparse.ArgumentParser(description=description, epilog=epilog,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--config", help=f"YAML config merged over {base_config}")
+    parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoint")
+    parser.add_argument("--quiet", action="store_true", help=progress_help)
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")
+    return parser
+
+
 def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv=None) -> int:
     args = parser.parse_intermixed_args(argv)  # options may come between key=value overrides
     try:

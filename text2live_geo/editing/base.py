@@ -2,9 +2,18 @@
 anchor), bootstrap annealing, and checkpoint state."""
 from __future__ import annotations
 
-import torch
+import time
+from pathlib import Path
+from typing import Callable
 
-from .run import RunError, make_optimizer
+import torch
+from tqdm import tqdm
+
+from ..io import save_png
+from .run import MetricsLog, RunError, load_checkpoint, make_optimizer, save_checkpoint
+
+# record entries that are not loss values (kept out of the progress bar)
+_NOT_LOSSES = ("step", "lr", "seconds", "renders")
 
 
 class GeneratorTraining:
@@ -47,6 +56,29 @@ class GeneratorTraining:
         record["total"] = float(total.detach())
         return record
 
+    def train(self, run_dir: Path, progress: bool, snapshot: Callable[[], torch.Tensor]) -> float:
+        """Train from `self.step` to `cfg.steps`: one metrics line per step, a tqdm bar with the
+        losses, `snapshot()` saved every `log_every` steps, a checkpoint every `checkpoint_every`
+        steps and at the end. Returns the seconds spent."""
+        cfg = self.cfg
+        metrics = MetricsLog(Path(run_dir) / "metrics.jsonl")
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="edit", dynamic_ncols=True)
+        start = time.perf_counter()
+        while self.step < cfg.steps:
+            record = self.training_step()
+            record.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"],
+                          seconds=round(time.perf_counter() - start, 3))
+            metrics.write(record)
+            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in _NOT_LOSSES})
+            bar.update(1)
+            if cfg.log_every > 0 and self.step % cfg.log_every == 0 and self.step < cfg.steps:
+                save_png(snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
+            if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+                save_checkpoint(run_dir, self.state_dict())
+        bar.close()
+        save_checkpoint(run_dir, self.state_dict())
+        return time.perf_counter() - start
+
     # ---------------------------------------------------------------- checkpoints
     def extra_state(self) -> dict:
         return {}
@@ -63,6 +95,11 @@ class GeneratorTraining:
         if self.device.type == "cuda":
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
+
+    def resume(self, run_dir: Path, log=print) -> None:
+        """Continue the run folder's checkpoint (model, optimiser, RNG, step)."""
+        self.load_state_dict(load_checkpoint(run_dir, self.device))
+        log(f"resuming {run_dir} at step {self.step}")
 
     def load_state_dict(self, state: dict) -> None:
         self.check_state(state)

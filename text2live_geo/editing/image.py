@@ -7,19 +7,15 @@ views -> embeddings (one batched forward with gradient, one without) -> losses -
 from __future__ import annotations
 
 import copy
-import math
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import kornia.enhance as KE
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
-from tqdm import tqdm
 
-from ..augment import resize_short
+from ..augment import colour_jitter, resize_short
 from ..clip import ClipGuide
 from ..config import ImageEditConfig, to_yaml
 from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
@@ -27,8 +23,8 @@ from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective
-from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  load_run_config, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
+                  set_lr, timestamped)
 
 
 # ------------------------------------------------------------------------ internal dataset
@@ -49,14 +45,8 @@ class CropSampler:
             return source
         sample = source
         if torch.rand(()) < cfg.jitter_p:
-            rgb = sample[:, :3]
-            j = cfg.jitter
-            factors = torch.empty(4).uniform_(-1, 1) * j
-            rgb = KE.adjust_brightness(rgb, float(factors[0]))
-            rgb = KE.adjust_contrast(rgb, 1 + float(factors[1]))
-            rgb = KE.adjust_saturation(rgb, 1 + float(factors[2]))
-            rgb = KE.adjust_hue(rgb, float(factors[3]) * 2 * math.pi)
-            sample = torch.cat([rgb.clamp(0, 1), sample[:, 3:]], dim=1)
+            factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
+            sample = torch.cat([colour_jitter(sample[:, :3], factors), sample[:, 3:]], dim=1)
         if torch.rand(()) < cfg.flip_p:
             sample = sample.flip(-1)
         height, width = sample.shape[-2:]
@@ -222,34 +212,20 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     editor = ImageEditor(cfg, image, clip, device)
     if resume is not None:
         run_dir = resume
-        editor.load_state_dict(load_checkpoint(run_dir, device))
-        log(f"resuming {run_dir} at step {editor.step}")
+        editor.resume(run_dir, log)
     else:
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         save_png(image, run_dir / "input.png")
         if editor.relevancy is not None:
             save_png(editor.relevancy, run_dir / "relevancy.png")
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
 
-    bar = tqdm(total=cfg.steps, initial=editor.step, disable=not progress, desc="edit", dynamic_ncols=True)
-    start = time.perf_counter()
-    while editor.step < cfg.steps:
-        record = editor.training_step()
-        record.update(step=editor.step, lr=editor.optimizer.param_groups[0]["lr"],
-                      seconds=round(time.perf_counter() - start, 3))
-        metrics.write(record)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "lr", "seconds")})
-        bar.update(1)
-        if cfg.log_every > 0 and editor.step % cfg.log_every == 0 and editor.step < cfg.steps:
-            layers = editor.render()
-            save_png(side_by_side(image.to(device), layers.composite, layers.greenscreen),
-                     run_dir / "snapshots" / f"step_{editor.step:05d}.png")
-        if cfg.checkpoint_every > 0 and editor.step % cfg.checkpoint_every == 0:
-            save_checkpoint(run_dir, editor.state_dict())
-    bar.close()
-    save_checkpoint(run_dir, editor.state_dict())
+    def snapshot() -> torch.Tensor:
+        layers = editor.render()
+        return side_by_side(editor.image, layers.composite, layers.greenscreen)
+
+    editor.train(run_dir, progress, snapshot)
     layers = editor.render()
-    write_outputs(run_dir, image.to(device), layers)
+    write_outputs(run_dir, editor.image, layers)
     log(f"wrote {run_dir}")
     return ImageEditResult(run_dir=run_dir, layers=layers, input_image=image, steps=editor.step)

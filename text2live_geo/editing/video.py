@@ -26,16 +26,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional, Sequence
 
-import kornia.enhance as KE
 import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 from tqdm import tqdm
 
-from atlas import (AtlasMaps, Layer, NeuralAtlas, NoForegroundError, PixelBox, layer_crop_regions, sample_atlas,
+from atlas import (reconstruction_psnr, AtlasMaps, Layer, NeuralAtlas, NoForegroundError, PixelBox, layer_crop_regions, sample_atlas,
                    uv_bounding_box)
 
-from ..augment import resize_short
+from ..augment import colour_jitter, resize_short
 from ..clip import ClipGuide
 from ..config import VIDEO_CHOICES, VideoEditConfig, to_yaml
 from ..generator import SkipGenerator, batch_statistics_without_update
@@ -45,8 +44,8 @@ from ..video_io import FOLDER_FPS, Video, VideoWriter, read_video
 from .image import check_texts
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (CONFIG_NAME, MetricsLog, RunError, autocast_context, decayed_lr, load_checkpoint,
-                  load_run_config, make_run_dir, save_checkpoint, select_device, set_lr, timestamped)
+from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
+                  set_lr, timestamped)
 
 __all__ = [
     "AtlasCropSampler",
@@ -199,15 +198,6 @@ def _intersect(box: PixelBox, limit: PixelBox) -> PixelBox:
                     min(box.right, limit.right), min(box.bottom, limit.bottom))
 
 
-def _jitter(image: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast, saturation, hue shifts ``factors`` (4,) in [-j, j] on ``(B, 3, h, w)``."""
-    image = KE.adjust_brightness(image, float(factors[0]))
-    image = KE.adjust_contrast(image, 1 + float(factors[1]))
-    image = KE.adjust_saturation(image, 1 + float(factors[2]))
-    image = KE.adjust_hue(image, float(factors[3]) * 2 * math.pi)
-    return image.clamp(0, 1)
-
-
 class AtlasCropSampler:
     """The internal dataset of a video edit (ATLAS.md section 3).
 
@@ -268,9 +258,9 @@ class AtlasCropSampler:
         # colour jitter: one draw for the atlas crop and the frame crops
         if torch.rand(()) < cfg.jitter_p:
             factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
-            atlas_crop = _jitter(atlas_crop, factors)
+            atlas_crop = colour_jitter(atlas_crop, factors)
             for crop in crops:
-                crop.image = _jitter(crop.image, factors)
+                crop.image = colour_jitter(crop.image, factors)
         flipped = bool(torch.rand(()) < cfg.flip_p)
         direct = None
         if cfg.direct_frame:
@@ -541,8 +531,7 @@ def sampled_reconstruction_psnr(atlas: NeuralAtlas, frames: torch.Tensor, count:
     with torch.no_grad():
         predicted = atlas.query(x.float(), y.float(), t.float()).reconstruction.float().cpu()
     target = frames.cpu()[t, :, y, x].float()
-    mse = float(((predicted - target) ** 2).mean())
-    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+    return reconstruction_psnr(predicted, target)
 
 
 # ------------------------------------------------------------------------- outputs
@@ -663,34 +652,20 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     editor = VideoEditor(cfg, atlas_video, clip, device)
     if resume is not None:
         run_dir = resume
-        editor.load_state_dict(load_checkpoint(run_dir, device))
-        log(f"resuming {run_dir} at step {editor.step}")
+        editor.resume(run_dir, log)
     else:
         stem = _video_name(Path(cfg.video.frames))
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         if editor.atlas_relevancy is not None:
             save_png(editor.atlas_relevancy, run_dir / "atlas_relevancy.png")
-    metrics = MetricsLog(run_dir / "metrics.jsonl")
 
-    bar = tqdm(total=cfg.steps, initial=editor.step, disable=not progress, desc="edit", dynamic_ncols=True)
-    start, first_step = time.perf_counter(), editor.step
-    while editor.step < cfg.steps:
-        record = editor.training_step()
-        record.update(step=editor.step, lr=editor.optimizer.param_groups[0]["lr"],
-                      seconds=round(time.perf_counter() - start, 3))
-        metrics.write(record)
-        bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "lr", "seconds", "renders")})
-        bar.update(1)
-        if cfg.log_every > 0 and editor.step % cfg.log_every == 0 and editor.step < cfg.steps:
-            layers = editor.render_atlas()
-            save_png(side_by_side(editor.video.atlas_image, layers.composite, layers.greenscreen),
-                     run_dir / "snapshots" / f"step_{editor.step:05d}.png")
-        if cfg.checkpoint_every > 0 and editor.step % cfg.checkpoint_every == 0:
-            save_checkpoint(run_dir, editor.state_dict())
-    bar.close()
-    train_seconds = time.perf_counter() - start
-    save_checkpoint(run_dir, editor.state_dict())
+    def snapshot() -> torch.Tensor:
+        layers = editor.render_atlas()
+        return side_by_side(editor.video.atlas_image, layers.composite, layers.greenscreen)
+
+    first_step = editor.step
+    train_seconds = editor.train(run_dir, progress, snapshot)
 
     timings = write_video_outputs(run_dir, editor, video.frames, fps, cfg.crf, cfg.render_batch, progress)
     trained = editor.step - first_step
