@@ -68,3 +68,15 @@ def test_checkpointed_encode_matches_plain_in_value_and_gradient(tiny_clip):
     (chunked * torch.arange(32.0)).sum().backward()
     torch.testing.assert_close(chunked, plain, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(views.grad, plain_grad, atol=1e-6, rtol=1e-4)
+
+
+def test_release_text_model_keeps_cached_embeddings(tiny_clip_dir):
+    clip = ClipGuide.load(str(tiny_clip_dir))
+    before = clip.text_embeddings("red circle", IMAGE_TEMPLATES)
+    weights = sum(p.numel() for p in clip.parameters())
+    clip.release_text_model()
+    assert sum(p.numel() for p in clip.parameters()) < weights
+    torch.testing.assert_close(clip.text_embeddings("red circle", IMAGE_TEMPLATES), before)
+    with pytest.raises(RuntimeError, match="released"):
+        clip.text_embeddings("blue circle", IMAGE_TEMPLATES)
+    assert clip.encode_images(torch.rand(2, 3, 32, 32)).shape[0] == 2

@@ -44,6 +44,7 @@ class ClipConfig:
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
     fill: str = "white"  # colour revealed by affine/perspective warps: white | black
     checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
+    memory_efficient: bool = True  # fused MLP tails in the view forward: same values, ~40 % less graph memory
 
 
 @dataclass
@@ -56,6 +57,7 @@ class GeneratorConfig:
     decorrelated_rgb: bool = True
     alpha_bias_init: float = 0.0  # initial alpha logit bias (0: reference; < 0: start nearly transparent)
     checkpoint_levels: int = 0  # >0: recompute the merges of this many top levels in the backward (less memory)
+    memory_efficient: bool = True  # fused pad+conv / batch norm+act blocks: same function, ~half the activation memory
 
 
 @dataclass

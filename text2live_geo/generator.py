@@ -8,6 +8,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .fused import batch_norm_act, fused_ok, reflect_pad_conv, upsample_norm_conv
+
 # Colour decorrelation (square root of the ImageNet colour covariance, normalised): the network
 # predicts decorrelated colour, mapped linearly to RGB before the sigmoid.
 _COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
@@ -21,9 +23,31 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return nn.Sequential(*layers)
 
 
-def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Sequential:
-    return nn.Sequential(_conv(in_channels, out_channels, kernel, stride), nn.BatchNorm2d(out_channels),
-                         nn.LeakyReLU(0.2, inplace=True))
+class ConvBNAct(nn.Sequential):
+    """(reflection pad +) conv -> batch norm -> LeakyReLU(0.2).
+
+    With `memory_efficient` (and gradients on, fp32, training mode) the same function runs
+    through `fused.reflect_pad_conv` + `fused.batch_norm_act`, which keep one activation per
+    block for the backward instead of three (padded input, conv output, activation)."""
+
+    memory_efficient = False
+    slope = 0.2
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        conv_block, norm = self[0], self[1]
+        if not (self.memory_efficient and norm.training and fused_ok(features)):
+            return super().forward(features)
+        conv = conv_block[-1]
+        if len(conv_block) > 1:  # reflection pad first
+            hidden = reflect_pad_conv(features, conv.weight, conv.bias, conv_block[0].padding[0], conv.stride[0])
+        else:
+            hidden = conv(features)
+        return batch_norm_act(hidden, norm, self.slope)
+
+
+def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> ConvBNAct:
+    return ConvBNAct(_conv(in_channels, out_channels, kernel, stride), nn.BatchNorm2d(out_channels),
+                     nn.LeakyReLU(ConvBNAct.slope, inplace=True))
 
 
 class _Scale(nn.Module):
@@ -39,12 +63,21 @@ class _Scale(nn.Module):
         self.merge = nn.Sequential(_conv_bn_act(merged, channels, 3), _conv_bn_act(channels, channels, 1))
 
     checkpointed = False  # recompute this level's full-resolution blocks in the backward
+    memory_efficient = False  # fused merge (`fused.upsample_norm_conv`): keeps no full-size tensor of its own
 
     def _merge(self, features: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
+        skip = self.skip(features) if self.skip is not None else None
+        if (self.memory_efficient and skip is not None and self.merge_norm.training
+                and fused_ok(skip, deep)):
+            first = self.merge[0]
+            conv_block = first[0]
+            pad = conv_block[0].padding[0] if len(conv_block) > 1 else 0
+            hidden = upsample_norm_conv(skip, deep, self.merge_norm, conv_block[-1].weight, conv_block[-1].bias, pad)
+            return self.merge[1](batch_norm_act(hidden, first[1], first.slope))
         # upsample to the exact size of this level, so any input size works
         deep = F.interpolate(deep, size=features.shape[-2:], mode="bilinear", align_corners=False)
-        if self.skip is not None:
-            deep = torch.cat([self.skip(features), deep], dim=1)
+        if skip is not None:
+            deep = torch.cat([skip, deep], dim=1)
         return self.merge(self.merge_norm(deep))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:
@@ -64,12 +97,14 @@ class SkipGenerator(nn.Module):
     `num_scales` stride-2 levels of `channels` channels with `skip_channels` skips, reflection
     padding, batch norm, LeakyReLU, bilinear upsampling; a 1x1 conv to 4 channels, the fixed
     decorrelated-colour-to-RGB map on the colour channels, then a sigmoid.
-    H and W must be at least `min_size` (2 ** num_scales + 1).
+    H and W must be at least `min_size` (2 ** num_scales + 1). `memory_efficient` (default)
+    computes the same function with fused blocks that keep about half the activations for the
+    backward (see `fused`); `checkpoint_levels` recomputes the top levels' merges instead.
     """
 
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
                  in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0,
-                 checkpoint_levels: int = 0):
+                 checkpoint_levels: int = 0, memory_efficient: bool = True):
         super().__init__()
         self.num_scales = num_scales
         deeper = None
@@ -82,6 +117,9 @@ class SkipGenerator(nn.Module):
                 break
             level.checkpointed = True
             level = level.deeper
+        for module in self.body.modules():
+            if isinstance(module, (ConvBNAct, _Scale)):
+                module.memory_efficient = memory_efficient
         self.head = nn.Conv2d(channels, 4, 1)
         if alpha_bias_init:
             # a negative alpha bias starts the edit layer nearly transparent: the composite
@@ -90,6 +128,13 @@ class SkipGenerator(nn.Module):
                 self.head.bias[3] = alpha_bias_init
         self.decorrelated_rgb = decorrelated_rgb
         self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
+
+    @classmethod
+    def from_config(cls, cfg) -> "SkipGenerator":
+        """From a `config.GeneratorConfig`."""
+        return cls(cfg.num_scales, cfg.channels, cfg.skip_channels, decorrelated_rgb=cfg.decorrelated_rgb,
+                   alpha_bias_init=cfg.alpha_bias_init, checkpoint_levels=cfg.checkpoint_levels,
+                   memory_efficient=cfg.memory_efficient)
 
     @property
     def min_size(self) -> int:

@@ -99,11 +99,7 @@ class ImageEditor(GeneratorTraining):
             self.generator = PixelParameterization(self.image).to(device)
             min_size = 1
         else:
-            self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels,
-                                           cfg.generator.skip_channels,
-                                           decorrelated_rgb=cfg.generator.decorrelated_rgb,
-                                           alpha_bias_init=cfg.generator.alpha_bias_init,
-                                           checkpoint_levels=cfg.generator.checkpoint_levels).to(device)
+            self.generator = SkipGenerator.from_config(cfg.generator).to(device)
             min_size = self.generator.min_size
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
@@ -202,7 +198,8 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     image, notes = read_image(cfg.image)
     for note in notes:
         log(f"note: {note}")
-    if clip is None:
+    owns_clip = clip is None
+    if owns_clip:
         clip = ClipGuide.load(cfg.clip.model, device)
     clip = clip.to(device)
     min_size = 1 if cfg.mode == "inversion" else 2 ** cfg.generator.num_scales + 1
@@ -210,6 +207,8 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
 
     torch.manual_seed(cfg.seed)
     editor = ImageEditor(cfg, image, clip, device)
+    if owns_clip:
+        clip.release_text_model()  # every text is embedded by now: free its weights
     if resume is not None:
         run_dir = resume
         editor.resume(run_dir, log)

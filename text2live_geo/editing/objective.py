@@ -99,7 +99,8 @@ class EditObjective:
         # without for the input (and anchor) views; the input views serve every loss
         with autocast_context(self.device, self.precision):
             output_embeds = self.clip.encode_images(torch.cat(grad_views),
-                                                    checkpoint_chunk=self.clip_cfg.checkpoint_chunk)
+                                                    checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
+                                                    memory_efficient=self.clip_cfg.memory_efficient)
             with torch.no_grad():
                 fixed_embeds = self.clip.encode_images(torch.cat(fixed_views))
 

@@ -321,10 +321,7 @@ class VideoEditor(GeneratorTraining):
     def __init__(self, cfg, video: AtlasVideo, clip: ClipGuide, device: torch.device):
         self.cfg, self.video, self.clip, self.device = cfg, video, clip, device
         self.layer: Layer = video.layer
-        self.generator = SkipGenerator(cfg.generator.num_scales, cfg.generator.channels, cfg.generator.skip_channels,
-                                       decorrelated_rgb=cfg.generator.decorrelated_rgb,
-                                       alpha_bias_init=cfg.generator.alpha_bias_init,
-                                           checkpoint_levels=cfg.generator.checkpoint_levels).to(device)
+        self.generator = SkipGenerator.from_config(cfg.generator).to(device)
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
         self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip, device, cfg.precision)
@@ -635,7 +632,8 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     log(f"NLA reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
     if psnr < 20:
         log("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
-    if clip is None:
+    owns_clip = clip is None
+    if owns_clip:
         clip = ClipGuide.load(cfg.clip.model, device)
     clip = clip.to(device)
 
@@ -650,6 +648,8 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         log(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
             f"{cfg.atlas.alpha_threshold}; they give no training crops (and get no visible edit)")
     editor = VideoEditor(cfg, atlas_video, clip, device)
+    if owns_clip:
+        clip.release_text_model()  # every text is embedded by now: free its weights
     if resume is not None:
         run_dir = resume
         editor.resume(run_dir, log)
