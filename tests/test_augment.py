@@ -1,3 +1,5 @@
+import math
+
 import torch
 
 from text2live_geo.augment import ViewAugmenter, resize_short, view_shape
@@ -56,3 +58,54 @@ def test_gradients_reach_the_image():
     views, = ViewAugmenter(4, 16)(image)
     views.mean().backward()
     assert image.grad.abs().sum() > 0
+
+
+def test_crop_views_are_the_crop_boxes_resized():
+    # without warps, view i is exactly the bilinear resize of crop box i (kornia's crop_and_resize
+    # uses the same corner-to-corner convention), from the one batched grid_sample
+    from kornia.geometry.transform import crop_and_resize
+
+    torch.manual_seed(4)
+    image = torch.rand(1, 3, 30, 32)  # below the antialiased pre-downscale size (20 / 0.6)
+    augment = ViewAugmenter(6, 20, flip_p=0, affine_p=0, perspective_p=0, jitter_p=0, gray_p=0)
+    torch.manual_seed(5)
+    views, = augment(image)
+    torch.manual_seed(5)
+    boxes = augment.crop_boxes(30, 32, image.device)
+    expected = crop_and_resize(image.expand(6, -1, -1, -1), boxes, (20, 21), mode="bilinear", align_corners=True)
+    torch.testing.assert_close(views, expected, atol=1e-5, rtol=0)
+
+
+def test_flip_mirrors_the_view():
+    torch.manual_seed(6)
+    image = torch.rand(1, 3, 30, 30)
+    plain = ViewAugmenter(5, 16, flip_p=0, affine_p=0, perspective_p=0, jitter_p=0, gray_p=0)
+    flipped = ViewAugmenter(5, 16, flip_p=1, affine_p=0, perspective_p=0, jitter_p=0, gray_p=0)
+    torch.manual_seed(7)
+    views, = plain(image)
+    torch.manual_seed(7)
+    mirrored, = flipped(image)
+    torch.testing.assert_close(mirrored, views.flip(-1), atol=1e-5, rtol=0)
+
+
+def test_colour_jitter_follows_torchvision_semantics():
+    from kornia.color import rgb_to_grayscale
+    from kornia.enhance import adjust_hue
+
+    from text2live_geo.augment import colour_jitter
+
+    torch.manual_seed(8)
+    images = torch.rand(2, 3, 8, 8) * 0.6 + 0.2
+    grey = rgb_to_grayscale(images)
+    torch.testing.assert_close(colour_jitter(images, torch.tensor([0.1, 0, 0, 0])), (images * 1.1).clamp(0, 1))
+    mean = grey.mean((-2, -1), keepdim=True)
+    torch.testing.assert_close(colour_jitter(images, torch.tensor([0, -0.1, 0, 0])), 0.9 * images + 0.1 * mean)
+    torch.testing.assert_close(colour_jitter(images, torch.tensor([0, 0, 0.1, 0])),
+                               (1.1 * images - 0.1 * grey).clamp(0, 1))
+    torch.testing.assert_close(colour_jitter(images, torch.tensor([0, 0, 0, 0.05])),
+                               adjust_hue(images, torch.tensor(0.05 * 2 * math.pi)), atol=1e-5, rtol=0)
+    # per-image offsets (B, 4), and gradients through the checkpointed hue shift
+    leaf = images.clone().requires_grad_(True)
+    out = colour_jitter(leaf, torch.tensor([[0.05, 0.05, 0.05, 0.05], [-0.05, -0.05, -0.05, -0.05]]))
+    out.sum().backward()
+    assert torch.isfinite(leaf.grad).all() and leaf.grad.abs().sum() > 0

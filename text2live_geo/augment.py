@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 
-import kornia.augmentation as K
 import kornia.enhance as KE
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
-from kornia.geometry.transform import crop_and_resize
+from kornia.geometry.linalg import transform_points
+from kornia.geometry.transform import get_perspective_transform, get_rotation_matrix2d
+from kornia.geometry import create_meshgrid
+from torch.utils.checkpoint import checkpoint
 
 
 def view_shape(height: int, width: int, short: int, max_ratio: float) -> tuple[int, int]:
@@ -34,13 +36,28 @@ def resize_short(images: torch.Tensor, short: int, max_ratio: float) -> torch.Te
     return F.interpolate(images, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
-def colour_jitter(images: torch.Tensor, factors: torch.Tensor) -> torch.Tensor:
-    """Brightness, contrast, saturation and hue shifts `factors` (4,) in [-j, j] applied to
-    `(B, 3, h, w)` in [0, 1] (hue shift in turns) -> `(B, 3, h, w)` clamped to [0, 1]."""
-    images = KE.adjust_brightness(images, float(factors[0]))
-    images = KE.adjust_contrast(images, 1 + float(factors[1]))
-    images = KE.adjust_saturation(images, 1 + float(factors[2]))
-    images = KE.adjust_hue(images, float(factors[3]) * 2 * math.pi)
+def colour_jitter(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
+    """torchvision ColorJitter semantics (the reference's), as one fixed-order pass.
+
+    images `(B, 3, h, w)` in [0, 1]; offsets `(4,)` or `(B, 4)`, each in [-j, j]: brightness
+    multiplies by 1 + o0, contrast blends with the mean grey level by 1 + o1, saturation blends
+    with the grayscale image by 1 + o2 (all three linear, so cheap to differentiate), and the
+    HSV hue shifts by o3 turns (kornia). Returns `(B, 3, h, w)` clamped to [0, 1].
+    """
+    offsets = torch.as_tensor(offsets, dtype=images.dtype, device=images.device)
+    offsets = offsets.expand(images.shape[0], 4).view(-1, 4, 1, 1, 1)
+    brightness, contrast, saturation, hue = (offsets[:, i] for i in range(4))
+    images = images * (1 + brightness)
+    grey_level = rgb_to_grayscale(images).mean((-2, -1), keepdim=True)
+    images = (1 + contrast) * images - contrast * grey_level
+    images = (1 + saturation) * images - saturation * rgb_to_grayscale(images)
+    images, angles = images.clamp(0, 1), hue.view(-1) * 2 * math.pi
+    if torch.is_grad_enabled() and images.requires_grad:
+        # the HSV round trip keeps ~8 full-size intermediates for the backward; recomputing it
+        # there (elementwise, cheap) keeps only its input
+        images = checkpoint(KE.adjust_hue, images, angles, use_reentrant=False)
+    else:
+        images = KE.adjust_hue(images, angles)
     return images.clamp(0, 1)
 
 
@@ -49,8 +66,10 @@ class ViewAugmenter:
 
     View 0 is the whole image resized; views 1.. are random crops of `crop_min`-1 of each side
     resized to the same size. Then hflip p .5; affine (15 deg, translate .1) p .8; perspective
-    (distortion .4) p .5; colour jitter .1 p .7; grayscale p .15; regions revealed by the warps
-    are filled with `fill` (1.0 white, 0.0 black). Randomness comes from torch's global RNG.
+    (distortion .4) p .5 -- composed into one homography per view and applied in ONE bilinear
+    resampling of all paired images at once; regions revealed by the warps are filled with
+    `fill` (1.0 white, 0.0 black). Then colour jitter .1 p .7 (`colour_jitter`) and grayscale
+    p .15. Randomness comes from torch's global RNG.
     """
 
     def __init__(self, n_views: int = 16, short: int = 224, max_ratio: float = 320 / 224,
@@ -61,16 +80,12 @@ class ViewAugmenter:
             raise ValueError("n_views must be >= 1")
         self.n_views, self.short, self.max_ratio, self.crop_min = n_views, short, max_ratio, crop_min
         self.fill, self.jitter, self.jitter_p, self.gray_p = fill, jitter, jitter_p, gray_p
-        # Geometric ops are channel-agnostic: all paired images go through them stacked along
-        # channels, so one parameter draw covers them all by construction.
-        self.geometric = K.AugmentationSequential(
-            K.RandomHorizontalFlip(p=flip_p),
-            K.RandomAffine(degrees=degrees, translate=(translate, translate), p=affine_p),
-            K.RandomPerspective(distortion_scale=distortion, p=perspective_p),
-        )
+        self.flip_p, self.affine_p, self.degrees, self.translate = flip_p, affine_p, degrees, translate
+        self.perspective_p, self.distortion = perspective_p, distortion
 
     def crop_boxes(self, height: int, width: int, device: torch.device) -> torch.Tensor:
-        """`(V, 4, 2)` corner boxes (x, y) in pixels; box 0 is the whole image."""
+        """`(V, 4, 2)` corner boxes (x, y) in pixels (top-left, top-right, bottom-right,
+        bottom-left); box 0 is the whole image."""
         fraction = torch.empty(self.n_views, device=device).uniform_(self.crop_min, 1.0)
         fraction[0] = 1.0
         box_w, box_h = fraction * (width - 1), fraction * (height - 1)
@@ -80,25 +95,66 @@ class ViewAugmenter:
         return torch.stack([torch.stack([x0, y0], -1), torch.stack([x1, y0], -1),
                             torch.stack([x1, y1], -1), torch.stack([x0, y1], -1)], dim=1)
 
+    def view_transforms(self, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """`(V, 3, 3)` homographies from source pixels to view pixels: crop `boxes` resized to
+        `size`, then hflip, affine (rotation about the centre + translation), perspective (each
+        corner moved inwards by up to `distortion` / 2 of the side), each with its probability."""
+        n, device, dtype = boxes.shape[0], boxes.device, boxes.dtype
+        h, w = size
+        corners = torch.tensor([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]],
+                               device=device, dtype=dtype).expand(n, 4, 2)
+        crop = get_perspective_transform(boxes, corners)
+        flip = torch.eye(3, device=device, dtype=dtype).repeat(n, 1, 1)
+        flipped = torch.rand(n, device=device) < self.flip_p
+        flip[flipped, 0, 0], flip[flipped, 0, 2] = -1.0, w - 1.0
+        affine_on = (torch.rand(n, device=device) < self.affine_p).to(dtype)
+        angle = affine_on * torch.empty(n, device=device, dtype=dtype).uniform_(-self.degrees, self.degrees)
+        centre = torch.tensor([(w - 1) / 2, (h - 1) / 2], device=device, dtype=dtype).expand(n, 2)
+        affine = torch.eye(3, device=device, dtype=dtype).repeat(n, 1, 1)
+        affine[:, :2] = get_rotation_matrix2d(centre, angle, torch.ones(n, 2, device=device, dtype=dtype))
+        shift = torch.empty(n, 2, device=device, dtype=dtype).uniform_(-self.translate, self.translate)
+        affine[:, :2, 2] += affine_on[:, None] * shift * torch.tensor([w, h], device=device, dtype=dtype)
+        inward = torch.tensor([[1.0, 1.0], [-1.0, 1.0], [-1.0, -1.0], [1.0, -1.0]], device=device, dtype=dtype)
+        perspective_on = (torch.rand(n, device=device) < self.perspective_p).to(dtype).view(n, 1, 1)
+        moved = torch.rand(n, 4, 2, device=device, dtype=dtype) * self.distortion / 2
+        moved = moved * torch.tensor([w - 1.0, h - 1.0], device=device, dtype=dtype)
+        perspective = get_perspective_transform(corners, corners + perspective_on * inward * moved)
+        return perspective @ affine @ flip @ crop
+
+    def _warp(self, stacked: torch.Tensor, boxes: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        """All views of `stacked` `(1, C, H, W)` in ONE bilinear resampling -> `(V, C, h, w)`.
+
+        Every view's composed transform is inverted into its sampling grid, and one
+        `grid_sample` reads the one source image for all views. Outside the crop box, `fill`
+        shows, as after a crop followed by warps with constant fill."""
+        n, (h, w) = boxes.shape[0], size
+        height, width = stacked.shape[-2:]
+        pixels = create_meshgrid(h, w, normalized_coordinates=False, device=stacked.device, dtype=stacked.dtype)
+        source = transform_points(torch.linalg.inv(self.view_transforms(boxes, size)),
+                                  pixels.reshape(1, -1, 2).expand(n, -1, -1))
+        source = source.view(n, h, w, 2)
+        lower, upper = boxes.amin(1).view(n, 1, 1, 2), boxes.amax(1).view(n, 1, 1, 2)
+        inside = ((source >= lower - 0.5) & (source <= upper + 0.5)).all(-1)  # (V, h, w)
+        scale = torch.tensor([2 / max(width - 1, 1), 2 / max(height - 1, 1)], device=stacked.device,
+                             dtype=stacked.dtype)
+        grid = source * scale - 1
+        # the source expanded (not copied) to one per view: the CPU kernel parallelises over views
+        views = F.grid_sample((stacked - self.fill).expand(n, -1, -1, -1), grid, mode="bilinear",
+                              padding_mode="zeros", align_corners=True)
+        views = views * inside[:, None].to(views.dtype)
+        return views + self.fill
+
     def _colour(self, views: torch.Tensor, groups: int) -> torch.Tensor:
-        """Per-view colour jitter + grayscale, the same draw for each of `groups` images."""
+        """Per-view colour jitter (p `jitter_p`) + grayscale (p `gray_p`), the same draw for
+        each of the `groups` images; only the jittered views go through the jitter."""
         n, device, dtype = self.n_views, views.device, views.dtype
-        apply = (torch.rand(n, device=device) < self.jitter_p).to(dtype)
-
-        def factor(low: float, high: float, identity: float) -> torch.Tensor:
-            value = torch.empty(n, device=device, dtype=dtype).uniform_(low, high)
-            return (apply * value + (1 - apply) * identity).repeat(groups)
-
-        j = self.jitter
-        brightness, contrast = factor(-j, j, 0.0), factor(1 - j, 1 + j, 1.0)
-        saturation, hue = factor(1 - j, 1 + j, 1.0), factor(-j, j, 0.0) * 2 * math.pi
+        jittered = (torch.rand(n, device=device) < self.jitter_p).nonzero().squeeze(1)
+        offsets = torch.empty(len(jittered), 4, device=device, dtype=dtype).uniform_(-self.jitter, self.jitter)
         gray = (torch.rand(n, device=device) < self.gray_p).repeat(groups).view(-1, 1, 1, 1)
-        views = KE.adjust_brightness(views, brightness, clip_output=False)
-        views = KE.adjust_contrast(views, contrast, clip_output=False)
-        views = KE.adjust_saturation(views.clamp(0, 1), saturation)
-        views = KE.adjust_hue(views, hue)
-        grayscale = rgb_to_grayscale(views).expand_as(views)
-        return torch.where(gray, grayscale, views).clamp(0, 1)
+        if len(jittered):
+            rows = (jittered[None] + n * torch.arange(groups, device=device)[:, None]).reshape(-1)
+            views = views.index_copy(0, rows, colour_jitter(views[rows], offsets.repeat(groups, 1)))
+        return torch.where(gray, rgb_to_grayscale(views).expand_as(views), views)
 
     def __call__(self, *images: torch.Tensor, size: tuple[int, int] | None = None) -> list[torch.Tensor]:
         """Paired views. Each image `(1, 3, H, W)` in [0, 1] (all the same size) ->
@@ -119,9 +175,7 @@ class ViewAugmenter:
             height, width = stacked.shape[-2:]
         size = size or view_shape(first.shape[-2], first.shape[-1], self.short, self.max_ratio)
         boxes = self.crop_boxes(height, width, first.device).to(stacked.dtype)
-        views = crop_and_resize(stacked.expand(self.n_views, -1, -1, -1), boxes, size, mode="bilinear")
-        # zero padding of (x - fill) reveals `fill` where the warps leave the image
-        views = self.geometric(views - self.fill) + self.fill
+        views = self._warp(stacked, boxes, size)  # crop + resize + flip + affine + perspective
         # (V, 3G, h, w) -> (G*V, 3, h, w), image-major
         views = views.view(self.n_views, groups, 3, *size).transpose(0, 1).reshape(groups * self.n_views, 3, *size)
         views = self._colour(views, groups)
