@@ -31,25 +31,30 @@ def _distance_to(colour: str, pixels: torch.Tensor) -> float:
     return float((pixels.mean(dim=1) - torch.tensor(COLOURS[colour])).norm())
 
 
-def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
-    size = 64
+def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
     result = edit_image(None, [
         f"image={ROOT / 'data' / 'toy_images' / 'red_circle.png'}", f"clip.model={TOY_CLIP}",
         "text.src=red circle", "text.comp=blue circle", "text.screen=blue circle", "text.bootstrap=red circle",
         "text.templates_per_step=14", f"crops.resize_short={size}", "generator.num_scales=4",
         "generator.channels=16", "clip.n_aug=8", "steps=60", "loss.bootstrap_steps=60", "optim.lr_decay=0.997",
-        "log_every=0", "checkpoint_every=0", f"output_dir={tmp_path}", "device=cpu", "seed=0",
+        "log_every=0", "checkpoint_every=0", f"output_dir={tmp_path}", "device=cpu", f"seed={seed}",
     ], progress=False, log=lambda *_: None)
     inside, outside = _masks(size)
     source, composite = result.input_image[0], result.layers.composite[0].cpu()
-    before_blue = _distance_to("blue", source[:, inside])
-    after_blue = _distance_to("blue", composite[:, inside])
-    print(f"blue distance {before_blue:.3f} -> {after_blue:.3f}")
-    assert after_blue < before_blue - 0.15, (before_blue, after_blue)
-    blue_gain = float(composite[2, inside].mean() - source[2, inside].mean())
-    red_loss = float(source[0, inside].mean() - composite[0, inside].mean())
-    assert blue_gain > 0.07 and red_loss > 0.1, (blue_gain, red_loss)
     mse_outside = float(((composite[:, outside] - source[:, outside]) ** 2).mean())
-    psnr_outside = 10 * math.log10(1 / max(mse_outside, 1e-10))
-    print(f"blue gain {blue_gain:.3f} red loss {red_loss:.3f} psnr outside {psnr_outside:.1f}")
-    assert psnr_outside > 30, psnr_outside
+    return {"blue_distance_drop": _distance_to("blue", source[:, inside]) - _distance_to("blue", composite[:, inside]),
+            "blue_gain": float(composite[2, inside].mean() - source[2, inside].mean()),
+            "red_loss": float(source[0, inside].mean() - composite[0, inside].mean()),
+            "psnr_outside": 10 * math.log10(1 / max(mse_outside, 1e-10))}
+
+
+def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
+    # A 60-step edit is a noisy optimisation: one seed in six measured puts blue blobs beside
+    # the circle instead of on it, so the test judges the median of three seeds.
+    runs = [_edit_measures(tmp_path / f"seed{seed}", seed) for seed in range(3)]
+    for seed, run in enumerate(runs):
+        print(f"seed {seed}: " + ", ".join(f"{key} {value:.3f}" for key, value in run.items()))
+    median = {key: sorted(run[key] for run in runs)[1] for key in runs[0]}
+    assert median["blue_distance_drop"] > 0.15, median
+    assert median["blue_gain"] > 0.07 and median["red_loss"] > 0.1, median
+    assert median["psnr_outside"] > 30, median
