@@ -5,12 +5,15 @@ Both modes run the same generator, losses (directional guidance, as in the refer
 image size and seed with a CLIP of the ViT-B/32 architecture (random weights, built from
 configs/clip/vit-b-32.json: the same compute as the real model, no download).
 
-- ours: one paired view draw; ONE batched CLIP forward with gradient for composite + green
-  screen views, one without gradient for the input views; each embedding shared by the losses.
-- baseline (--baseline / default comparison): the reference's structure: views encoded one
-  image at a time, the composite encoded twice (composition and directional losses draw their
-  own views), input views drawn separately (unpaired). 4 x V encodings per step, 3 x V with
-  gradient.
+- ours: one paired view draw (one resampling for all views); ONE batched CLIP forward with
+  gradient for composite + green screen views, one without gradient for the input views;
+  each embedding shared by the losses; fused generator blocks and CLIP MLP tails; the CLIP
+  text tower released once the texts are embedded (as `edit_image` does).
+- baseline (--baseline / default comparison): the reference's structure with plain modules:
+  views drawn one at a time (crop, resize, flip, affine, perspective, colour jitter as separate
+  kornia ops) and encoded one at a time, the composite encoded twice (composition and
+  directional losses draw their own views), input views drawn separately (unpaired).
+  4 x V encodings per step, 3 x V with gradient.
 
 Each mode runs in its own subprocess so peak memory (CUDA max allocated, or peak RSS on CPU)
 is per mode. Prints a table and, last, `speedup_vs_baseline: <ratio>`.
@@ -60,26 +63,57 @@ def parse_args(argv=None):
 
 # --------------------------------------------------------------------------- worker side
 def reference_style_objective_class():
+    import kornia.augmentation as K
     import torch
+    import torch.nn.functional as F
 
+    from text2live_geo.augment import view_shape
     from text2live_geo.editing.objective import EditObjective
     from text2live_geo.editing.run import autocast_context
 
     class ReferenceStyleObjective(EditObjective):
-        """The reference recipe's CLIP work: per-view encodes, duplicate composite encodes,
+        """The reference recipe's CLIP work: views drawn one at a time (crop of the full-size
+        image, resize, then flip / affine / perspective / colour jitter / grayscale as separate
+        kornia ops, i.e. torchvision's), encoded one at a time, the composite encoded twice,
         unpaired input views. Same loss formulas and weights as ours."""
 
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.per_view = K.AugmentationSequential(
+                K.RandomHorizontalFlip(p=0.5), K.RandomAffine(degrees=15.0, translate=(0.1, 0.1), p=0.8),
+                K.RandomPerspective(distortion_scale=0.4, p=0.5))
+            self.per_view_colour = K.AugmentationSequential(
+                K.ColorJitter(0.1, 0.1, 0.1, 0.1, p=0.7), K.RandomGrayscale(p=0.15))
+
+        def augment_one_by_one(self, image):
+            height, width = image.shape[-2:]
+            size = view_shape(height, width, self.view_size, self.clip_cfg.max_view_ratio)
+            views = []
+            for index in range(self.clip_cfg.n_aug):
+                crop = image
+                if index > 0:
+                    side = float(torch.empty(()).uniform_(self.clip_cfg.crop_min, 1.0))
+                    h, w = int(height * side), int(width * side)
+                    top, left = int(torch.randint(0, height - h + 1, ())), int(torch.randint(0, width - w + 1, ()))
+                    crop = image[..., top:top + h, left:left + w]
+                view = F.interpolate(crop, size=size, mode="bilinear", align_corners=False, antialias=True)
+                view = self.per_view(view - self.augment.fill) + self.augment.fill
+                views.append(self.per_view_colour(view.clamp(0, 1)))
+            return torch.cat(views)
+
         def _encode_each(self, views):
-            return torch.cat([self.clip.encode_images(view[None]) for view in views])  # one image at a time
+            return torch.cat([self.clip.encode_images(view[None], memory_efficient=False)  # plain CLIP, one
+                              for view in views])  # image at a time
 
         def __call__(self, source, layers, anchor=None, relevancy=None, bootstrap_weight=0.0, sparsity=True):
             loss_cfg = self.loss_cfg
             with autocast_context(self.device, self.precision):
-                composite_embeds = self._encode_each(self.augment(layers.composite)[0])  # composition loss
-                composite_again = self._encode_each(self.augment(layers.composite)[0])  # directional: again
+                views = self.augment_one_by_one
+                composite_embeds = self._encode_each(views(layers.composite))  # composition loss
+                composite_again = self._encode_each(views(layers.composite))  # directional: again
                 with torch.no_grad():
-                    input_embeds = self._encode_each(self.augment(source)[0])  # its own, unpaired draw
-                screen_embeds = self._encode_each(self.augment(layers.greenscreen)[0])
+                    input_embeds = self._encode_each(views(source))  # its own, unpaired draw
+                screen_embeds = self._encode_each(views(layers.greenscreen))
             rows = self.template_rows()
             src_text, comp_text = self.src_text[rows], self.comp_text[rows]
             terms = {"composition": self.composition_loss(composite_embeds, comp_text),
@@ -103,30 +137,83 @@ def reference_style_objective_class():
     return ReferenceStyleObjective
 
 
-class ClipCallRecorder:
-    """Records the shape / grad mode of every CLIP image call, to replay them in isolation."""
+class StepTimeline:
+    """Times the CLIP and generator work INSIDE real training steps (no replays in isolation):
+    each CLIP image call and generator forward is timed, and hooks mark when the backward
+    reaches its output (start) and its input or last parameter (end). Overlapping intervals
+    are merged, so `clip_s + generator_s + other_s == step_s`."""
 
-    def __init__(self, clip):
-        self.clip, self.calls, self.active = clip, [], False
+    def __init__(self, clip, generator, device, anchor_generator=None):
+        import torch
+
+        self.torch, self.device = torch, device
+        self.intervals = {"clip": [], "generator": []}
+        self.calls: list[tuple[str, tuple, bool]] = []  # CLIP calls: (method, input shape, with gradient)
+        self.active = False
         for name in ("encode_images", "structure_tokens"):
-            original = getattr(clip, name)
+            setattr(clip, name, self._wrap(getattr(clip, name), "clip", name))
+        generator.forward = self._wrap(generator.forward, "generator", "generator")
+        if anchor_generator is not None:  # the IMR anchor's no-grad forward is generator work too
+            anchor_generator.forward = self._wrap(anchor_generator.forward, "generator", "anchor generator")
+        self._generator_backward = None
+        for parameter in generator.parameters():  # the backward ends at the last parameter gradient
+            parameter.register_post_accumulate_grad_hook(self._parameter_grad)
 
-            def wrapper(images, _original=original, _name=name, **options):
-                if self.active:
-                    grad = bool(images.requires_grad and __import__("torch").is_grad_enabled())
-                    self.calls.append((_name, tuple(images.shape), grad, options))
-                return _original(images, **options)
+    def now(self) -> float:
+        from common import synchronize
 
-            setattr(clip, name, wrapper)
+        synchronize(self.device)
+        return time.perf_counter()
+
+    def _parameter_grad(self, _parameter) -> None:
+        if self.active and self._generator_backward is not None:
+            self._generator_backward[1] = self.now()
+
+    def _wrap(self, function, kind: str, name: str):
+        torch = self.torch
+
+        def wrapper(inputs, *args, **options):
+            if not self.active:
+                return function(inputs, *args, **options)
+            start = self.now()
+            out = function(inputs, *args, **options)
+            self.intervals[kind].append([start, self.now()])
+            grad = torch.is_grad_enabled() and out.requires_grad
+            if kind == "clip":
+                self.calls.append((name, tuple(inputs.shape), grad))
+            if grad:
+                span = [None, None]
+                self.intervals[kind].append(span)
+                if kind == "generator":
+                    self._generator_backward = span
+                out.register_hook(lambda g: span.__setitem__(0, self.now()))
+                if kind == "clip" and inputs.requires_grad:
+                    inputs.register_hook(lambda g: span.__setitem__(1, self.now()))
+            return out
+
+        return wrapper
+
+    def start_step(self) -> None:
+        self.intervals = {"clip": [], "generator": []}
+        self.calls, self._generator_backward, self.active = [], None, True
+
+    def seconds(self, kind: str) -> float:
+        spans = sorted(tuple(span) for span in self.intervals[kind] if None not in span)
+        total, end = 0.0, float("-inf")
+        for start, stop in spans:  # union of intervals
+            if stop > end:
+                total += stop - max(start, end)
+                end = stop
+        return total
 
 
 def worker(args, mode: str) -> dict:
     import torch
 
-    from common import peak_memory_gib, synchronize, timed, vit_b32_clip
+    from common import peak_memory_gib, timed, vit_b32_clip
     from text2live_geo.config import ImageEditConfig, load_config
     from text2live_geo.editing.image import ImageEditor
-    from text2live_geo.editing.run import autocast_context, select_device
+    from text2live_geo.editing.run import select_device
 
     device = select_device(args.device)
     precision = "fp32" if mode == "baseline" else args.precision
@@ -149,48 +236,39 @@ def worker(args, mode: str) -> dict:
         "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={guidance}", f"precision={precision}",
         "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=" + str(device),
         "text.src=horse", "text.comp=golden horse", "text.screen=golden horse",
-        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}"] + list(args.set)
+        f"clip.checkpoint_chunk={0 if mode == 'baseline' else args.checkpoint_chunk}",
+        # the reference's plain modules: no fused generator blocks, no fused CLIP MLP tails
+        f"generator.memory_efficient={mode != 'baseline'}", f"clip.memory_efficient={mode != 'baseline'}"]
+        + list(args.set)
         + ([] if mode == "baseline" else list(args.ours_set)))
     editor = ImageEditor(cfg, image, clip, device)
     if mode == "baseline":
         editor.objective = reference_style_objective_class()(cfg.text, cfg.clip, cfg.loss, clip, device, "fp32")
-    recorder = ClipCallRecorder(clip)
+    else:
+        clip.release_text_model()  # as edit_image does once every text is embedded (the reference keeps it)
+    timeline = StepTimeline(clip, editor.generator, device, editor.previous_generator)
 
-    step_seconds = []
+    step_seconds, clip_seconds, generator_seconds = [], [], []
     editor.training_step()  # warm-up
-    for index in range(args.steps):
-        recorder.active = index == 0
-        synchronize(device)
-        start = time.perf_counter()
+    for _ in range(args.steps):
+        timeline.start_step()
+        start = timeline.now()
         editor.training_step()
-        synchronize(device)
-        step_seconds.append(time.perf_counter() - start)
-    recorder.active = False
-    step = sorted(step_seconds)[len(step_seconds) // 2]
-
-    # component times, replayed in isolation with the same shapes
-    def clip_work():
-        for name, shape, grad, options in recorder.calls:
-            images = torch.rand(shape, device=device, requires_grad=grad)
-            with torch.set_grad_enabled(grad), autocast_context(device, precision):
-                out = getattr(clip, name)(images, **options)
-            if grad:
-                out.float().sum().backward()
-
-    def generator_work():
-        with autocast_context(device, precision):
-            rgba = editor.generator(editor.image)
-        rgba.float().mean().backward()
-
-    clip_seconds = timed(clip_work, device, repeats=1, warmup=0)
-    generator_seconds = timed(generator_work, device, repeats=2, warmup=1)
-    views_encoded = sum(shape[0] for name, shape, _, _ in recorder.calls if name == "encode_images")
+        step_seconds.append(timeline.now() - start)
+        timeline.active = False
+        clip_seconds.append(timeline.seconds("clip"))
+        generator_seconds.append(timeline.seconds("generator"))
+    order = sorted(range(args.steps), key=step_seconds.__getitem__)
+    middle = order[len(order) // 2]  # the median step, with its own component times
+    step, clip_s, generator_s = step_seconds[middle], clip_seconds[middle], generator_seconds[middle]
+    calls = timeline.calls
+    views_encoded = sum(shape[0] for name, shape, _ in calls if name == "encode_images")
     result = {"mode": mode, "guidance": guidance, "precision": precision, "device": str(device),
-              "step_s": step, "steps_s": step_seconds, "clip_s": clip_seconds, "generator_s": generator_seconds,
-              "clip_share": clip_seconds / step, "generator_share": generator_seconds / step,
-              "overhead_share": max(0.0, 1 - (clip_seconds + generator_seconds) / step),
+              "step_s": step, "steps_s": step_seconds, "clip_s": clip_s, "generator_s": generator_s,
+              "clip_share": clip_s / step, "generator_share": generator_s / step,
+              "overhead_share": max(0.0, 1 - (clip_s + generator_s) / step),
               "views_encoded": views_encoded, "views_per_s": views_encoded / step,
-              "clip_calls": len(recorder.calls), "peak_gib": peak_memory_gib(device)}
+              "clip_calls": len(calls), "peak_gib": peak_memory_gib(device)}
     if mode.startswith("ours"):
         from text2live_geo.losses.geodesic import geodesic_cosine
 
