@@ -68,6 +68,12 @@ def test_checkpointed_encode_matches_plain_in_value_and_gradient(tiny_clip):
     (chunked * torch.arange(32.0)).sum().backward()
     torch.testing.assert_close(chunked, plain, atol=1e-6, rtol=1e-5)
     torch.testing.assert_close(views.grad, plain_grad, atol=1e-6, rtol=1e-4)
+    views.grad = None
+    layered = tiny_clip.encode_images(views, checkpoint_layers=2)  # first 2 of 3 layers recomputed
+    (layered * torch.arange(32.0)).sum().backward()
+    torch.testing.assert_close(layered, plain, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close(views.grad, plain_grad, atol=1e-6, rtol=1e-4)
+    assert not any(layer.checkpointed for layer in tiny_clip._vision_layers)
 
 
 def test_release_text_model_keeps_cached_embeddings(tiny_clip_dir):

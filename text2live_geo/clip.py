@@ -7,6 +7,7 @@ passed in keep their autograd graph, so losses on the embeddings reach the gener
 from __future__ import annotations
 
 import ctypes
+import functools
 import gc
 import json
 import os
@@ -43,6 +44,13 @@ def _return_free_memory_to_os() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):
         pass
+
+
+def _layer_forward(layer: nn.Module, original, hidden_states: torch.Tensor, *args, **kwargs):
+    """A vision encoder layer's forward, activation-checkpointed while `layer.checkpointed`."""
+    if layer.checkpointed and torch.is_grad_enabled() and hidden_states.requires_grad:
+        return checkpoint(original, hidden_states, *args, use_reentrant=False, **kwargs)
+    return original(hidden_states, *args, **kwargs)
 
 
 def _lean_mlp_forward(mlp: nn.Module, hidden_states: torch.Tensor) -> torch.Tensor:
@@ -115,6 +123,12 @@ class ClipGuide(nn.Module):
                 mlp.fused_tail = False
                 mlp.forward = _lean_mlp_forward.__get__(mlp)
                 self._lean_mlps.append(mlp)
+        # The first layers can be activation-checkpointed (`encode_images(checkpoint_layers=)`):
+        # a middle ground between keeping every activation and checkpointing whole chunks.
+        self._vision_layers = list(model.vision_model.encoder.layers)
+        for layer in self._vision_layers:
+            layer.checkpointed = False
+            layer.forward = functools.partial(_layer_forward, layer, layer.forward)
 
     @classmethod
     def load(cls, name_or_path: str, device: torch.device | str = "cpu") -> "ClipGuide":
@@ -172,25 +186,33 @@ class ClipGuide(nn.Module):
         return self.model.visual_projection(out.pooler_output)
 
     def encode_images(self, images: torch.Tensor, checkpoint_chunk: int = 0,
-                      memory_efficient: bool = True) -> torch.Tensor:
+                      memory_efficient: bool = True, checkpoint_layers: int = 0) -> torch.Tensor:
         """Batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32.
 
         `checkpoint_chunk` > 0 (and gradients on): activation checkpointing in chunks of that
         many views: the backward re-runs one chunk's forward at a time, so the memory of the
         CLIP graph shrinks to one chunk's for about a third more CLIP compute.
         `memory_efficient` (without checkpointing): fused MLP tails (same values, about 40 %
-        less graph memory, no recompute beyond the GELU).
+        less graph memory, no recompute beyond the GELU). `checkpoint_layers` > 0: the first
+        that many vision layers are activation-checkpointed (their forward re-runs in the
+        backward), the rest keep their activations.
         """
         if checkpoint_chunk > 0 and torch.is_grad_enabled() and images.requires_grad:
             # (plain MLPs here: the recompute in the backward must save what the forward saved)
             embeds = torch.cat([checkpoint(self._embed, chunk, use_reentrant=False)
                                 for chunk in images.split(checkpoint_chunk)])
         else:
-            for mlp in self._lean_mlps:
-                mlp.fused_tail = memory_efficient
+            checkpointed = set(range(min(max(checkpoint_layers, 0), len(self._vision_layers))))
+            for index, layer in enumerate(self._vision_layers):
+                layer.checkpointed = index in checkpointed
+                # (a checkpointed layer's recompute must save what its forward saved: plain MLP)
+                if hasattr(layer.mlp, "fused_tail"):
+                    layer.mlp.fused_tail = memory_efficient and index not in checkpointed
             try:
                 embeds = self._embed(images)
             finally:
+                for layer in self._vision_layers:
+                    layer.checkpointed = False
                 for mlp in self._lean_mlps:
                     mlp.fused_tail = False
         return F.normalize(embeds.float(), dim=-1, eps=1e-6)

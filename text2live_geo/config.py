@@ -45,6 +45,9 @@ class ClipConfig:
     fill: str = "white"  # colour revealed by affine/perspective warps: white | black
     checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
     memory_efficient: bool = True  # fused MLP tails in the view forward: same values, ~40 % less graph memory
+    # activation checkpointing of the first N vision layers in the view forward (less memory,
+    # a little slower); None: 3/4 of the layers on CPU (where memory is scarce), none on CUDA
+    checkpoint_layers: Optional[int] = None
 
 
 @dataclass

@@ -38,6 +38,9 @@ class EditObjective:
         self.text_cfg, self.clip_cfg, self.loss_cfg = text_cfg, clip_cfg, loss_cfg
         self.clip, self.device, self.precision = clip, device, precision
         self.view_size = clip_cfg.view_size or clip.image_size
+        self.checkpoint_layers = clip_cfg.checkpoint_layers
+        if self.checkpoint_layers is None:  # measured on a 2-core CPU: ~0.1 GiB less for ~5-10 % more time
+            self.checkpoint_layers = 3 * clip.num_layers // 4 if torch.device(device).type == "cpu" else 0
         self.structure_size = clip_cfg.structure_size or self.view_size
         if fill is None:
             fill = 1.0 if clip_cfg.fill == "white" else 0.0
@@ -100,7 +103,8 @@ class EditObjective:
         with autocast_context(self.device, self.precision):
             output_embeds = self.clip.encode_images(torch.cat(grad_views),
                                                     checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
-                                                    memory_efficient=self.clip_cfg.memory_efficient)
+                                                    memory_efficient=self.clip_cfg.memory_efficient,
+                                                    checkpoint_layers=self.checkpoint_layers)
             with torch.no_grad():
                 fixed_embeds = self.clip.encode_images(torch.cat(fixed_views))
 
