@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 GAMMA_MIN = 1e-3  # |batch-norm weight| floor used by batch_norm_act (x_hat = (y - beta) / gamma)
-_BLOCK_BYTES = 32 * 2 ** 20  # batch_norm_act's backward works in channel blocks above this size
+_BLOCK_BYTES = 32 * 2 ** 20  # batch-norm backwards work in channel blocks above this tensor size
 
 
 def fused_ok(*tensors: torch.Tensor) -> bool:
@@ -74,6 +74,34 @@ def _safe_gamma(weight: torch.Tensor) -> torch.Tensor:
     return torch.where(weight >= 0, weight.clamp(min=GAMMA_MIN), weight.clamp(max=-GAMMA_MIN))
 
 
+def _running_stats_momentum(norm: torch.nn.BatchNorm2d) -> float | None:
+    """Counts the batch as nn.BatchNorm2d does and returns the running-stats momentum to use."""
+    momentum = norm.momentum
+    if norm.track_running_stats and norm.num_batches_tracked is not None:
+        norm.num_batches_tracked.add_(1)
+        if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
+            momentum = 1.0 / float(norm.num_batches_tracked)
+    return momentum
+
+
+def _channel_block(tensor: torch.Tensor) -> int:
+    """Channels per block for a per-channel backward: all of them for small tensors, else 1/8.
+    Batch norm is per channel, so its backward can run on channel blocks: the temporaries then
+    exist for one block at a time -- the generator's backward at full resolution sets the peak."""
+    channels = tensor.shape[1]
+    return channels if tensor.numel() * tensor.element_size() <= _BLOCK_BYTES else max(1, channels // 8)
+
+
+def _batch_norm_backward_from_output(grad, normalised, gamma, beta, invstd, mask):
+    """Batch-norm gradients from its output `normalised` = gamma * x_hat + beta (one channel
+    block: `gamma`, `beta`, `invstd` are that block's). The native backward computes
+    x_hat = (input - save_mean) * save_invstd and scales by weight * save_invstd: fed
+    (gamma x_hat + beta, beta, 1 / gamma, gamma^2 invstd) it computes exactly the gradients of
+    the forward, without its input."""
+    return torch.ops.aten.native_batch_norm_backward(
+        grad, normalised, gamma * gamma * invstd, None, None, beta, gamma.reciprocal(), True, 0.0, mask)
+
+
 class _BatchNormAct(torch.autograd.Function):
     @staticmethod
     def forward(ctx, z, weight, bias, running_mean, running_var, momentum: float, eps: float, slope: float):
@@ -90,11 +118,7 @@ class _BatchNormAct(torch.autograd.Function):
     def backward(ctx, grad_out):
         out, gamma, bias, invstd = ctx.saved_tensors
         mask = [ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2]]
-        # Batch norm is per channel, so the backward runs on channel blocks: its temporaries
-        # (activation gradient, recovered input) exist for one block at a time, and only the
-        # result is full size -- the generator's backward at full resolution sets the peak.
-        channels = out.shape[1]
-        block = channels if out.numel() * out.element_size() <= _BLOCK_BYTES else max(1, channels // 8)
+        channels, block = out.shape[1], _channel_block(out)
         grad_z = torch.empty_like(out) if mask[0] else None
         grad_weight, grad_bias = [], []
         for start in range(0, channels, block):
@@ -104,12 +128,7 @@ class _BatchNormAct(torch.autograd.Function):
             if ctx.slope != 1.0:
                 grad_b = torch.ops.aten.leaky_relu_backward(grad_b, out_b, ctx.slope, True)
                 normalised = F.leaky_relu(out_b, 1.0 / ctx.slope)  # the inverse of the activation
-            g = gamma[rows]
-            # The native backward computes x_hat = (input - save_mean) * save_invstd and scales
-            # by weight * save_invstd: fed (gamma x_hat + beta, beta, 1 / gamma, gamma^2 invstd)
-            # it computes exactly the gradients of the forward, from the output alone.
-            grads = torch.ops.aten.native_batch_norm_backward(
-                grad_b, normalised, g * g * invstd[rows], None, None, bias[rows], g.reciprocal(), True, 0.0, mask)
+            grads = _batch_norm_backward_from_output(grad_b, normalised, gamma[rows], bias[rows], invstd[rows], mask)
             if mask[0]:
                 grad_z[:, rows] = grads[0]
             grad_weight.append(grads[1])
@@ -122,13 +141,8 @@ class _BatchNormAct(torch.autograd.Function):
 def batch_norm_act(z: torch.Tensor, norm: torch.nn.BatchNorm2d, slope: float = 1.0) -> torch.Tensor:
     """leaky_relu(batch_norm(z), slope) with batch statistics (training mode, running buffers
     updated as `norm` would), keeping only the output. `slope` 1.0 = no activation."""
-    momentum = norm.momentum
-    if norm.track_running_stats and norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-        if momentum is None:  # cumulative moving average, as nn.BatchNorm2d
-            momentum = 1.0 / float(norm.num_batches_tracked)
-    return _BatchNormAct.apply(z, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum, norm.eps,
-                               slope)
+    return _BatchNormAct.apply(z, norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                               _running_stats_momentum(norm), norm.eps, slope)
 
 
 # --------------------------------------------------------------------------- skip-net merge
@@ -189,16 +203,13 @@ class _UpsampleNormConv(torch.autograd.Function):
             grad_out, grad_out.new_empty(1).expand(padded_shape), weight, None, [1, 1], [0, 0], [1, 1], False,
             [0, 0], 1, [True, False, False])[0]
         grad = _fold_reflection_pad_grad(grad, pad)  # (B, C, H, W) view of the same buffer
-        block = channels if grad.numel() * grad.element_size() <= _BLOCK_BYTES else max(1, channels // 8)
+        block = _channel_block(grad)
         grad_gamma, grad_beta = [], []
         for start in range(0, channels, block):
             rows = slice(start, min(channels, start + block))
-            g = gamma[rows]
-            # native backward fed (gamma x_hat + beta, beta, 1 / gamma, gamma^2 invstd): exactly
-            # the gradients of the batch norm, from its output (see _BatchNormAct)
-            grad_rows, grad_g, grad_b = torch.ops.aten.native_batch_norm_backward(
-                grad[:, rows].contiguous(), normed_channels(rows), g * g * invstd[rows], None, None, beta[rows],
-                g.reciprocal(), True, 0.0, [True, ctx.needs_input_grad[2], ctx.needs_input_grad[3]])
+            grad_rows, grad_g, grad_b = _batch_norm_backward_from_output(
+                grad[:, rows].contiguous(), normed_channels(rows), gamma[rows], beta[rows], invstd[rows],
+                [True, ctx.needs_input_grad[2], ctx.needs_input_grad[3]])
             grad[:, rows] = grad_rows
             grad_gamma.append(grad_g)
             grad_beta.append(grad_b)
@@ -234,13 +245,8 @@ def upsample_norm_conv(skip: torch.Tensor, deep: torch.Tensor, norm: torch.nn.Ba
     with batch statistics over the Cs + Cd channels (running buffers updated as `norm` would).
     Keeps only `skip` and `deep` for the backward (which both neighbours keep anyway) and
     recomputes the full-resolution normalised input there."""
-    momentum = norm.momentum
-    if norm.track_running_stats and norm.num_batches_tracked is not None:
-        norm.num_batches_tracked.add_(1)
-        if momentum is None:
-            momentum = 1.0 / float(norm.num_batches_tracked)
-    return _UpsampleNormConv.apply(skip, deep, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum,
-                                   norm.eps, weight, bias, pad)
+    return _UpsampleNormConv.apply(skip, deep, norm.weight, norm.bias, norm.running_mean, norm.running_var,
+                                   _running_stats_momentum(norm), norm.eps, weight, bias, pad)
 
 
 # --------------------------------------------------------------------------- CLIP MLP tail

@@ -98,8 +98,8 @@ class SkipGenerator(nn.Module):
     padding, batch norm, LeakyReLU, bilinear upsampling; a 1x1 conv to 4 channels, the fixed
     decorrelated-colour-to-RGB map on the colour channels, then a sigmoid.
     H and W must be at least `min_size` (2 ** num_scales + 1). `memory_efficient` (default)
-    computes the same function with fused blocks that keep about half the activations for the
-    backward (see `fused`); `checkpoint_levels` recomputes the top levels' merges instead.
+    computes the same function with fused blocks that keep about a third of the activations
+    for the backward (see `fused`); `checkpoint_levels` recomputes the top levels' merges instead.
     """
 
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
