@@ -49,8 +49,8 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
 
 
 def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
-    # A 60-step edit is a noisy optimisation: one seed in six measured puts blue blobs beside
-    # the circle instead of on it, so the test judges the median of three seeds.
+    # A 60-step edit is a noisy optimisation (with the previous toy CLIP one seed in six put
+    # blue blobs beside the circle instead of on it), so the test judges the median of three seeds.
     runs = [_edit_measures(tmp_path / f"seed{seed}", seed) for seed in range(3)]
     for seed, run in enumerate(runs):
         print(f"seed {seed}: " + ", ".join(f"{key} {value:.3f}" for key, value in run.items()))

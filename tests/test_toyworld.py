@@ -171,3 +171,16 @@ def test_toy_clip_editor_prompt_red_vs_blue_circle(toy_clip):
         model, ["a photo of red circle.", "a photo of blue circle.", "a photo of green circle."]), dim=-1)
     sims = txt @ img
     assert sims[0] > sims[1] and sims[0] > sims[2]
+
+
+@torch.no_grad()
+def test_toy_clip_knows_shape_on_held_out_scenes(toy_clip):
+    """Zero-shot shape on 100 held-out scenes (not the model card's 500): the true caption
+    against captions differing only in the shape. Chance is about 1/6."""
+    from text2live_geo.toyworld.evaluate import HELD_OUT_SEED, evaluate
+
+    model, tokenizer = toy_clip
+    result = evaluate(model, tokenizer, n=100, seed=HELD_OUT_SEED + 70_000)
+    assert result["shape"] >= 0.4, f"shape {result['shape']:.0%}"
+    assert result["shape_prompt"] >= 0.4, f"shape prompt {result['shape_prompt']:.0%}"
+    assert result["colour"] >= 0.9, f"colour {result['colour']:.0%}"
