@@ -98,7 +98,7 @@ def test_batch_loss_shape_head_uses_single_object_scenes_only(tmp_path):
 
     encoder = TextEncoder(CLIPTokenizer.from_pretrained(str(tmp_path / "clip")))
     batch = make_batch(cfg, 1, make_views(cfg.image_size))
-    labels = batch.labels["shape"]
+    labels = batch.shape_labels
     assert (labels >= 0).any() and (labels == -100).any()  # step 1 has one- and two-object scenes
     torch.manual_seed(0)
     head = torch.nn.Linear(cfg.vision_width, 6)

@@ -249,7 +249,7 @@ class Batch:
     swap_texts: dict[str, torch.Tensor]  # attribute -> (n, V) indices into `texts`
     swap_targets: dict[str, torch.Tensor]  # attribute -> (n,)
     swap_valid: dict[str, torch.Tensor]  # attribute -> (n, V) bool
-    labels: dict[str, torch.Tensor] = None  # attribute -> (B,) index of object 0's value, -100 for 2 objects
+    shape_labels: torch.Tensor  # (B,) index of the shape of single-object scenes, -100 for two objects
 
 
 def _swap_form(spec, rng):
@@ -296,7 +296,7 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
             attribute = "shape"
         spec = specs[i]
         form, template = _swap_form(spec, rng)
-        obj = int(rng.integers(len(spec.objects))) if form != "caption" else int(rng.integers(len(spec.objects)))
+        obj = int(rng.integers(len(spec.objects)))
         variants, target, valid = attribute_variants(spec, attribute, obj, form, template)
         lists = swap[attribute]
         lists[0].append(i)
@@ -310,10 +310,14 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
             swap_texts[a] = torch.tensor(txs)
             swap_targets[a] = torch.tensor(tg)
             swap_valid[a] = torch.tensor(va)
-    labels = {a: torch.tensor([ATTRIBUTES[a].index(describe(s.objects[0])[_SLOT[a]]) if len(s.objects) == 1
-                               else -100 for s in specs]) for a in ("colour", "shape", "texture")}
+    shape_labels = torch.tensor([shape_label(s) if len(s.objects) == 1 else -100 for s in specs])
     return Batch(images, list(texts), caption_index, positives, swap_images, swap_texts, swap_targets, swap_valid,
-                 labels)
+                 shape_labels)
+
+
+def shape_label(spec) -> int:
+    """Index in `ATTRIBUTES["shape"]` of the shape of the scene's first object."""
+    return ATTRIBUTES["shape"].index(describe(spec.objects[0])[_SLOT["shape"]])
 
 
 def make_teacher_batch(cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -326,8 +330,7 @@ def make_teacher_batch(cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch
     images = torch.stack([render_scene(s, cfg.image_size).image for s in specs]).float()
     flip = torch.from_numpy(rng.random(cfg.batch) < 0.5)
     images[flip] = images[flip].flip(-1)
-    labels = torch.tensor([ATTRIBUTES["shape"].index(describe(s.objects[0])[_SLOT["shape"]]) for s in specs])
-    return images, labels
+    return images, torch.tensor([shape_label(s) for s in specs])
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -451,8 +454,8 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig,
         distill_loss = F.mse_loss(distill_proj(tokens), target)
         stats["distill"] = distill_loss.item()
         total = total + cfg.distill_weight * distill_loss
-    labels = batch.labels["shape"] if batch.labels is not None else None
-    if shape_head is not None and cfg.shape_head_weight > 0 and labels is not None and (labels >= 0).any():
+    labels = batch.shape_labels
+    if shape_head is not None and cfg.shape_head_weight > 0 and (labels >= 0).any():
         logits = shape_head(vision.pooler_output)
         stats["head_shape"] = (logits.argmax(1) == labels)[labels >= 0].float().mean().item()
         total = total + cfg.shape_head_weight * F.cross_entropy(logits, labels, ignore_index=-100)
