@@ -1,6 +1,6 @@
-"""The toy CLIP's training pieces (text2live_geo/toyworld/train.py): batches, the CNN teacher and
-the feature-distillation term. The full run is a script (scripts/train_toy_clip.py); these check
-its parts on tiny settings."""
+"""The toy CLIP's training pieces (text2live_geo/toyworld/train.py): batches, the CNN teacher,
+the feature-distillation term, the vision stage and a tiny run of all stages. The full run is a
+script (scripts/train_toy_clip.py); these check its parts on tiny settings."""
 from __future__ import annotations
 
 import math
@@ -10,7 +10,7 @@ import torch
 
 from text2live_geo.toyworld.train import (
     ShapeTeacher, TextEncoder, TrainConfig, batch_loss, batch_stream, build_model, make_batch, make_teacher_batch,
-    make_views, normalize_pixels,
+    make_views, normalize_pixels, shape_logits, train, train_vision,
 )
 
 TINY = dict(batch=12, image_size=32, patch_size=8, vision_width=32, vision_layers=3, text_width=32, text_layers=1,
@@ -91,8 +91,9 @@ def test_batch_loss_with_distillation(tmp_path):
     assert "distill" not in stats0 and loss0.item() == pytest.approx(plain.item(), rel=1e-6)
 
 
-def test_batch_loss_shape_head_uses_single_object_scenes_only(tmp_path):
-    cfg = TrainConfig(**TINY, workers=0)
+@pytest.mark.parametrize("layer", [-1, 2])
+def test_batch_loss_shape_head_uses_single_object_scenes_only(tmp_path, layer):
+    cfg = TrainConfig(**TINY, workers=0, shape_head_layer=layer)
     model = build_model(cfg, tmp_path / "clip")
     from transformers import CLIPTokenizer
 
@@ -104,8 +105,58 @@ def test_batch_loss_shape_head_uses_single_object_scenes_only(tmp_path):
     head = torch.nn.Linear(cfg.vision_width, 6)
     plain, _ = batch_loss(model, encoder, batch, cfg)
     total, stats = batch_loss(model, encoder, batch, cfg, shape_head=head)
-    pooled = model.vision_model(pixel_values=normalize_pixels(batch.images)).pooler_output
+    out = model.vision_model(pixel_values=normalize_pixels(batch.images), output_hidden_states=True)
+    if layer < 0:  # the pooled (CLS) output
+        features = out.pooler_output
+    else:  # the layer-normalised mean patch token after `layer` blocks
+        features = torch.nn.functional.layer_norm(out.hidden_states[layer][:, 1:].mean(1), (cfg.vision_width,))
     single = labels >= 0
-    expected = torch.nn.functional.cross_entropy(head(pooled[single]), labels[single])
+    expected = torch.nn.functional.cross_entropy(head(features[single]), labels[single])
     assert total.item() == pytest.approx(plain.item() + cfg.shape_head_weight * expected.item(), rel=1e-5)
     assert 0.0 <= stats["head_shape"] <= 1.0
+
+
+def _vision_stage_loss(model, teacher, proj, head, cfg, images, labels):
+    pixels = normalize_pixels(images)
+    out = model.vision_model(pixel_values=pixels, output_hidden_states=True)
+    grid = cfg.image_size // cfg.patch_size
+    distill = torch.nn.functional.mse_loss(proj(out.hidden_states[cfg.distill_layer][:, 1:]),
+                                           teacher.targets(pixels, grid))
+    logits = shape_logits(out, head, cfg.shape_head_layer)
+    return distill.item(), torch.nn.functional.cross_entropy(logits, labels).item()
+
+
+def test_vision_stage_trains_the_vision_tower_only(tmp_path):
+    cfg = TrainConfig(**TINY, workers=0, vision_steps=40, teacher_steps=5, warmup=5, distill_layer=2)
+    model = build_model(cfg, tmp_path / "clip")
+    torch.manual_seed(0)
+    teacher = ShapeTeacher(width=16).eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    proj, head = torch.nn.Linear(cfg.vision_width, 16), torch.nn.Linear(cfg.vision_width, 6)
+    text_before = {n: p.detach().clone() for n, p in model.text_model.named_parameters()}
+    embed_before = model.vision_model.embeddings.patch_embedding.weight.detach().clone()
+    # its first batch (the stage starts after the teacher's steps)
+    images, labels = make_teacher_batch(cfg, cfg.teacher_steps)
+    distill0, head0 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)
+    stats = train_vision(model, teacher, proj, head, cfg, log=lambda _: None)
+    distill1, head1 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)
+    assert distill1 < 0.9 * distill0 and head1 < head0  # both terms fall
+    assert 0.0 <= stats["vision_shape"] <= 1.0
+    assert not torch.equal(model.vision_model.embeddings.patch_embedding.weight, embed_before)
+    assert all(torch.equal(p, text_before[n]) for n, p in model.text_model.named_parameters())
+
+
+def test_train_runs_all_stages_and_saves_a_loadable_clip(tmp_path):
+    from transformers import CLIPModel
+
+    out = tmp_path / "toy_clip"
+    cfg = TrainConfig(**TINY, workers=0, out=str(out), teacher_steps=10, vision_steps=10, steps=6, warmup=2,
+                      minutes=10.0)
+    summary = train(cfg, log=lambda _: None)
+    assert summary["steps_done"] == 6
+    assert set(summary["teacher_stats"]) == {"teacher_shape"} and set(summary["vision_stats"]) == {"vision_shape"}
+    assert summary["wall_time_s"] >= summary["teacher_time_s"] + summary["vision_time_s"]
+    model = CLIPModel.from_pretrained(str(out))
+    assert model.config.vision_config.image_size == 32 and model.config.vision_config.patch_size == 8
+    assert (out / "training.json").exists() and (out / "preprocessor_config.json").exists()
