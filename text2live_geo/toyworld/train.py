@@ -455,6 +455,14 @@ def shape_logits(vision_out, shape_head: torch.nn.Linear, layer: int = -1) -> to
     return shape_head(F.layer_norm(tokens, tokens.shape[-1:]))
 
 
+def distillation_loss(vision_out, pixels: torch.Tensor, teacher: ShapeTeacher, distill_proj: torch.nn.Linear,
+                      cfg: TrainConfig) -> torch.Tensor:
+    """MSE between the patch tokens after `cfg.distill_layer` blocks (hidden_states[0] is the
+    embedding), mapped by `distill_proj`, and the teacher's targets for `pixels` (B, 3, S, S)."""
+    tokens = vision_out.hidden_states[cfg.distill_layer][:, 1:]
+    return F.mse_loss(distill_proj(tokens), teacher.targets(pixels, cfg.image_size // cfg.patch_size))
+
+
 def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, shape_head: torch.nn.Linear,
                  cfg: TrainConfig, log=print) -> dict:
     """The vision stage: `cfg.vision_steps` steps of the vision tower (with `distill_proj` and
@@ -465,7 +473,6 @@ def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, sh
     vision = model.vision_model
     params = list(vision.parameters()) + list(distill_proj.parameters()) + list(shape_head.parameters())
     opt = torch.optim.AdamW(params, lr=cfg.lr, betas=(0.9, 0.98), eps=1e-6, weight_decay=cfg.weight_decay)
-    grid = cfg.image_size // cfg.patch_size
     accuracy = None
     # steps after the teacher's, so the scenes are new to the teacher's features too
     batches = batch_stream(cfg, first=cfg.teacher_steps, count=cfg.vision_steps, teacher=True)
@@ -476,7 +483,7 @@ def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, sh
         images, labels = next(batches)
         pixels = normalize_pixels(images)
         out = vision(pixel_values=pixels, output_hidden_states=True)
-        distill = F.mse_loss(distill_proj(out.hidden_states[cfg.distill_layer][:, 1:]), teacher.targets(pixels, grid))
+        distill = distillation_loss(out, pixels, teacher, distill_proj, cfg)
         logits = shape_logits(out, shape_head, cfg.shape_head_layer)
         loss = cfg.distill_weight * distill + cfg.shape_head_weight * F.cross_entropy(logits, labels)
         opt.zero_grad(set_to_none=True)
@@ -519,10 +526,7 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig,
     stats["swap"] = swap.item()
     total = contrastive + cfg.swap_weight * swap
     if distill:
-        # patch tokens after `distill_layer` encoder layers (hidden_states[0] is the embedding)
-        tokens = vision.hidden_states[cfg.distill_layer][:, 1:]
-        target = teacher.targets(pixels, cfg.image_size // cfg.patch_size)
-        distill_loss = F.mse_loss(distill_proj(tokens), target)
+        distill_loss = distillation_loss(vision, pixels, teacher, distill_proj, cfg)
         stats["distill"] = distill_loss.item()
         total = total + cfg.distill_weight * distill_loss
     labels = batch.shape_labels
@@ -609,12 +613,14 @@ def train(cfg: TrainConfig, log=print) -> dict:
     torch.manual_seed(cfg.seed + 1)
     distill_proj = torch.nn.Linear(cfg.vision_width, teacher.width) if teacher is not None else None
     shape_head = torch.nn.Linear(cfg.vision_width, len(ATTRIBUTES["shape"])) if cfg.shape_head_weight > 0 else None
-    clip_start = time.time()  # the minutes cap covers the vision and CLIP stages
+    budget_start = time.time()  # the minutes cap covers the vision and CLIP stages
     vision_stats = {}
     if cfg.vision_steps > 0 and distill_proj is not None and shape_head is not None:
         model.train()
         vision_stats = train_vision(model, teacher, distill_proj, shape_head, cfg, log)
-    vision_s = time.time() - clip_start
+    clip_start = time.time()
+    vision_s = clip_start - budget_start
+    clip_budget_s = max(1.0, cfg.minutes * 60 - vision_s)  # what the CLIP stage's schedule runs over
     named = list(model.named_parameters())
     for name, extra in (("distill_proj", distill_proj), ("shape_head", shape_head)):
         if extra is not None:
@@ -629,13 +635,13 @@ def train(cfg: TrainConfig, log=print) -> dict:
     batches = batch_stream(cfg, first=0, count=cfg.steps)
     bar = tqdm(range(cfg.steps), desc="toy clip", mininterval=10)
     for step in bar:
-        if time.time() - clip_start >= cfg.minutes * 60:
+        if time.time() - budget_start >= cfg.minutes * 60:
             log(f"stopping at step {step}: the {cfg.minutes} minute cap was reached")
             break
         # The schedule runs on whichever budget is closer to its end, steps or minutes, so a
         # slow (shared) machine still ends with a decayed learning rate. With a generous
         # --minutes the run is a pure function of the seed and the steps.
-        progress = max(step / cfg.steps, (time.time() - clip_start - vision_s) / max(1.0, cfg.minutes * 60 - vision_s))
+        progress = max(step / cfg.steps, (time.time() - clip_start) / clip_budget_s)
         warm = min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = warm * lr_at(cfg, progress)
