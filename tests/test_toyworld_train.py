@@ -9,9 +9,12 @@ import pytest
 import torch
 
 from text2live_geo.toyworld.train import (
-    ShapeTeacher, TextEncoder, TrainConfig, batch_loss, batch_stream, build_model, make_batch, make_teacher_batch,
-    make_views, normalize_pixels, shape_logits, train, train_vision,
+    ShapeTeacher, TextEncoder, TrainConfig, batch_loss, batch_stream, binding_negatives, build_model,
+    cls_attention_on_objects, image_features, make_batch, make_teacher_batch, make_views, normalize_pixels, patch_cover, shape_logits, train,
+    train_vision,
 )
+from text2live_geo.toyworld.text import consistent
+from text2live_geo.toyworld.world import COLOURS, allowed_colours, render_scene, sample_spec
 
 TINY = dict(batch=12, image_size=32, patch_size=8, vision_width=32, vision_layers=3, text_width=32, text_layers=1,
             heads=2, projection_dim=16, render_scale=1.0)
@@ -28,6 +31,127 @@ def test_batches_are_a_function_of_seed_and_step_and_stream_in_order():
     # the worker process yields exactly the batches of steps 3, 4 in that order
     streamed = list(batch_stream(TrainConfig(**TINY, workers=1), first=3, count=2))
     assert torch.equal(streamed[0].images, first.images) and torch.equal(streamed[1].images, other.images)
+
+
+def test_binding_negatives_recolour_the_object_or_paint_the_background():
+    import numpy as np
+
+    for seed in range(6):
+        scene = render_scene(sample_spec(seed, n_objects=1), 48)
+        recoloured, painted, text, source_text = binding_negatives(scene, np.random.default_rng(seed))
+        inside = scene.masks[0]
+        changed_in = (recoloured != scene.image).any(0)
+        # the recoloured image differs from the original inside the object only, the painted one
+        # outside it only, and there it is flat in the new colour, the one the text names
+        assert not changed_in[~inside].any() and changed_in[inside].float().mean() > 0.9
+        assert torch.equal(painted[:, inside], scene.image[:, inside])
+        colour = next(c for c in COLOURS if torch.allclose(painted[:, ~inside][:, 0], torch.tensor(COLOURS[c])))
+        assert torch.allclose(painted[:, ~inside], torch.tensor(COLOURS[colour]).view(3, 1))
+        obj = scene.spec.objects[0]
+        assert colour != obj.colour and colour in allowed_colours(scene.spec.background.colour)
+        assert text.objects[0][0] == colour and colour in text.text
+        assert consistent(scene.spec.with_object(0, colour=colour), text) and not consistent(scene.spec, text)
+
+
+def test_batch_binding_pairs_share_their_scene_view(tmp_path):
+    cfg = TrainConfig(**TINY, workers=0, binding_count=3)
+    batch = make_batch(cfg, 2, make_views(cfg.image_size))
+    plain = make_batch(TrainConfig(**TINY, workers=0, binding_count=0), 2, make_views(cfg.image_size))
+    # the binding pairs are extra: the batch's own images are those of the run without them
+    assert torch.equal(batch.images, plain.images) and batch.binding_images.shape == (3, 2, 3, 32, 32)
+    for k, i in enumerate(batch.binding_index):
+        original = batch.images[i]
+        recolour_changed = (batch.binding_images[k, 0] - original).abs().amax(0) > 0.1
+        paint_changed = (batch.binding_images[k, 1] - original).abs().amax(0) > 0.1
+        # same view: the object changed in one, the background in the other, barely overlapping
+        # (resampled edge pixels mix both)
+        assert recolour_changed.any() and paint_changed.any()
+        overlap = (recolour_changed & paint_changed).sum() / (recolour_changed | paint_changed).sum()
+        assert overlap < 0.15
+    model = build_model(cfg, tmp_path / "clip")
+    from transformers import CLIPTokenizer
+
+    encoder = TextEncoder(CLIPTokenizer.from_pretrained(str(tmp_path / "clip")))
+    total, stats = batch_loss(model, encoder, batch, cfg)
+    plain_total, _ = batch_loss(model, encoder, plain, cfg)
+    # the binding term: cross-entropy of the recoloured image among (original, recoloured, painted)
+    candidates = torch.cat([batch.images[batch.binding_index].unsqueeze(1), batch.binding_images], 1)
+    img = torch.nn.functional.normalize(image_features(model, candidates.flatten(0, 1)), dim=-1)
+    txt = torch.nn.functional.normalize(encoder.features(model, [batch.texts[t] for t in batch.binding_text]), dim=-1)
+    logits = model.logit_scale.exp() * (img.unflatten(0, (3, 3)) * txt.unsqueeze(1)).sum(-1)
+    expected = torch.nn.functional.cross_entropy(logits, torch.ones(3, dtype=torch.long))
+    assert total.item() == pytest.approx(plain_total.item() + cfg.binding_weight * expected.item(), rel=1e-4)
+    assert 0.0 <= stats["acc_binding"] <= 1.0
+    assert batch.mix_t is None and "colour_mix" not in stats
+
+    # colour mixing: the same scenes, each blend of original and recoloured view must split the
+    # two colour texts (1 - t, t)
+    mix_cfg = TrainConfig(**TINY, workers=0, binding_count=3, colour_mix_weight=0.5)
+    mixed_batch = make_batch(mix_cfg, 2, make_views(cfg.image_size))
+    assert torch.equal(mixed_batch.binding_images, batch.binding_images)
+    t = mixed_batch.mix_t
+    assert t.shape == (3,) and 0 <= t.min() and t.max() <= 1
+    mix_total, mix_stats = batch_loss(model, encoder, mixed_batch, mix_cfg)
+    blend = (1 - t.view(3, 1, 1, 1)) * batch.images[batch.binding_index] + t.view(3, 1, 1, 1) * batch.binding_images[:, 0]
+    blend_img = torch.nn.functional.normalize(image_features(model, blend), dim=-1)
+    texts = [[mixed_batch.texts[a], mixed_batch.texts[b]]
+             for a, b in zip(mixed_batch.binding_source_text, mixed_batch.binding_text)]
+    for source, target in texts:  # the same text but for the colour word (and its article)
+        diff = [(a, b) for a, b in zip(source.split(), target.split()) if a != b and {a, b} != {"a", "an"}]
+        assert len(source.split()) == len(target.split()) and len(diff) == 1
+        assert diff[0][0] in COLOURS and diff[0][1] in COLOURS
+    pair = torch.nn.functional.normalize(encoder.features(model, sum(texts, [])), dim=-1).unflatten(0, (3, 2))
+    mix_logits = model.logit_scale.exp() * (blend_img.unsqueeze(1) * pair).sum(-1)
+    soft = -(torch.stack([1 - t, t], 1) * mix_logits.log_softmax(1)).sum(1).mean()
+    assert mix_stats["colour_mix"] == pytest.approx(soft.item(), rel=1e-4)
+    assert mix_total.item() == pytest.approx(total.item() + 0.5 * soft.item(), rel=1e-4)
+
+
+def test_patch_cover_is_the_covered_share_of_each_patch():
+    masks = torch.zeros(1, 16, 16)
+    masks[0, 2:8, 4:16] = 1  # rows 2-7, columns 4-15 of 8-pixel patches
+    cover = patch_cover(masks, 8)
+    assert cover.shape == (1, 4)  # row-major 2 x 2 grid, the ViT's token order
+    assert torch.allclose(cover[0], torch.tensor([6 * 4 / 64, 6 * 8 / 64, 0.0, 0.0]))
+
+
+def test_batch_object_cover_follows_the_view():
+    cfg = TrainConfig(**TINY, workers=0, attention_weight=1.0)
+    batch = make_batch(cfg, 0, make_views(cfg.image_size))
+    cover = batch.object_cover
+    assert cover.shape == (12, 16) and 0 <= cover.min() and cover.max() <= 1 and (cover.sum(1) > 0).all()
+    # patches the objects fill differ from the image's corner (background) colour more than
+    # patches they miss
+    patches = torch.nn.functional.avg_pool2d(batch.images, 8).flatten(2)  # (B, 3, P)
+    corner = batch.images[:, :, :2, :2].mean((2, 3)).unsqueeze(-1)
+    distance = (patches - corner).norm(dim=1)
+    filled, empty = distance[cover > 0.99], distance[cover < 0.01]
+    assert filled.mean() > empty.mean() + 0.1
+    assert make_batch(TrainConfig(**TINY, workers=0, attention_weight=0.0), 0,
+                      make_views(cfg.image_size)).object_cover is None
+
+
+def test_cls_attention_on_objects_matches_the_blocks_attention(tmp_path):
+    cfg = TrainConfig(**TINY, workers=0, attention_weight=1.0)
+    model = build_model(cfg, tmp_path / "clip")
+    model.set_attn_implementation("eager")
+    batch = make_batch(cfg, 0, make_views(cfg.image_size))
+    out = model.vision_model(pixel_values=normalize_pixels(batch.images), output_hidden_states=True,
+                             output_attentions=True)
+    loss, mass = cls_attention_on_objects(model.vision_model, out.hidden_states, batch.object_cover)
+    cls_to_patches = out.attentions[-1][:, :, 0, 1:].mean(1)  # (B, P), the heads' mean
+    expected = (cls_to_patches * batch.object_cover).sum(-1) / cls_to_patches.sum(-1)
+    assert mass.item() == pytest.approx(expected.mean().item(), rel=1e-5)
+    assert loss.item() == pytest.approx(-torch.log(expected).mean().item(), rel=1e-5)
+    # a few steps on this term alone move the CLS attention onto the objects
+    opt = torch.optim.Adam(model.vision_model.parameters(), lr=3e-3)
+    for _ in range(30):
+        out = model.vision_model(pixel_values=normalize_pixels(batch.images), output_hidden_states=True)
+        loss, after = cls_attention_on_objects(model.vision_model, out.hidden_states, batch.object_cover)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert after.item() > mass.item() + 0.2
 
 
 def test_teacher_targets_are_token_grid_and_normalised():
@@ -47,10 +171,11 @@ def test_teacher_targets_are_token_grid_and_normalised():
 
 def test_teacher_batches_and_teacher_fits_them():
     cfg = TrainConfig(**TINY, workers=0)
-    images, labels = make_teacher_batch(cfg, 0)
-    again, _ = make_teacher_batch(cfg, 0)
+    images, labels, cover = make_teacher_batch(cfg, 0)
+    again, _, _ = make_teacher_batch(cfg, 0)
     assert images.shape == (12, 3, 32, 32) and torch.equal(images, again)
     assert labels.shape == (12,) and 0 <= labels.min() and labels.max() < 6
+    assert cover.shape == (12, 16) and (cover.sum(1) > 0).all()  # 4 x 4 patches, each scene's object
     torch.manual_seed(0)
     teacher = ShapeTeacher(width=16)
     opt = torch.optim.AdamW(teacher.parameters(), lr=3e-3)
@@ -137,7 +262,7 @@ def test_vision_stage_trains_the_vision_tower_only(tmp_path):
     text_before = {n: p.detach().clone() for n, p in model.text_model.named_parameters()}
     embed_before = model.vision_model.embeddings.patch_embedding.weight.detach().clone()
     # its first batch (the stage starts after the teacher's steps)
-    images, labels = make_teacher_batch(cfg, cfg.teacher_steps)
+    images, labels, _ = make_teacher_batch(cfg, cfg.teacher_steps)
     distill0, head0 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)
     stats = train_vision(model, teacher, proj, head, cfg, log=lambda _: None)
     distill1, head1 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)

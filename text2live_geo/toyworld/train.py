@@ -4,9 +4,9 @@ images and texts sampled fresh every step.
 Stages:
 1. teacher: a small CNN (`ShapeTeacher`) learns the shape of single-object scenes (supervised,
    about two minutes);
-2. optional vision stage (`train_vision`, off by default, see `TrainConfig.vision_steps`): the
-   vision tower alone, on the same kind of single-object scenes, with the distillation and the
-   shape classifier below (cheap steps: no text tower);
+2. vision stage (`train_vision`, see `TrainConfig.vision_steps`): the vision tower alone, on
+   the same kind of single-object scenes, with the distillation, the shape classifier and the
+   CLS attention term below (cheap steps: no text tower);
 3. CLIP stage, per step (batch of B freshly rendered scenes, one random true text each):
   * symmetric multi-positive InfoNCE with CLIP's learnable logit scale: a text is a positive
     for every image of the batch it is true of (`text.consistent`), not only its own;
@@ -15,7 +15,11 @@ Stages:
     exactly the ranking the editor relies on ("blue circle" vs "red circle");
   * feature distillation: the ViT's patch tokens after `distill_layer` layers, through a
     linear map, regress onto the teacher's feature map pooled to the patch grid;
-  * a linear shape classifier (`shape_logits`) on single-object scenes.
+  * a linear shape classifier (`shape_logits`) on single-object scenes;
+  * binding negatives (`binding_negatives`): a text naming colour c picks the scene with its
+    object recoloured to c over the original and over the original with its background painted c;
+  * CLS attention on the objects (`cls_attention_on_objects`), which keeps the editor's
+    relevancy map on the object.
 The teacher, the distillation map and the classifiers are training-only. Images are
 rendered at 1.5x the model's size and go through views like the editor's CLIP views but
 milder (kornia: random resized crop 0.85-1 of the side, hflip, affine, perspective, mild
@@ -28,6 +32,7 @@ import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Optional
 
 import numpy as np
@@ -36,7 +41,7 @@ import torch.nn.functional as F
 
 from .text import _SLOT, ATTRIBUTES, TextSpec, attribute_variants, consistent, describe, sample_text
 from .world import (
-    GREEN_SCREEN, SCREEN_TEMPLATES, TEXT_TEMPLATES, VOCABULARY, render_scene, sample_spec,
+    COLOURS, GREEN_SCREEN, SCREEN_TEMPLATES, TEXT_TEMPLATES, VOCABULARY, allowed_colours, render_scene, sample_spec,
 )
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -90,13 +95,31 @@ class TrainConfig:
     # -1: the classifier reads the pooled (CLS) output; k >= 1: the mean patch token after k
     # blocks (see `shape_logits`).
     shape_head_layer: int = -1
-    # Vision stage (off by default): before the contrastive stage, the vision tower alone trains
-    # for `vision_steps` on the teacher's kind of batches (single objects, mirrored only) with
-    # the distillation and the shape head. Its steps are cheap (no text tower) and its data
-    # clean: with 1500 steps (6 min) held-out zero-shot shape reached 80-83 % (vs 56 %), but the
-    # semantic test's recolour edit failed with every variant tried (median blue-distance drop
-    # 0.04-0.16 vs 0.40, or the circle turned black), so the shipped model does without it.
-    vision_steps: int = 0
+    # Vision stage: before the contrastive stage, the vision tower alone trains for
+    # `vision_steps` on the teacher's kind of batches (single objects, mirrored only) with the
+    # distillation and the shape head (+ the CLS attention term). Its steps are cheap (no text
+    # tower) and its data clean: with 1500 steps (6-7 min) held-out zero-shot shape reached
+    # 76-83 % (vs 56 % without), but alone it broke the recolour edit (its CLS attended to the
+    # outline and it rated a blue background almost as a blue object); the binding negatives
+    # and the CLS attention term below repair that.
+    vision_steps: int = 1500
+    # Binding negatives: for up to `binding_count` single-object scenes per batch, the text of the
+    # scene with its object recoloured to c must pick that image over the original and over the
+    # original with its background painted c (`binding_negatives`), weight `binding_weight`.
+    binding_count: int = 8
+    binding_weight: float = 1.0
+    # Colour mixing (needs binding_count > 0): each binding scene's original and recoloured views
+    # blended with t ~ U(0, 1) (the object's colour moves from c0 to c) must split the two colour
+    # texts (1 - t, t) (soft cross-entropy): the image's similarity to "c" grows along the path
+    # from c0 to c, which is the direction a recolour edit moves the pixels. Off: the one run with it
+    # (weight 1, and swap_colour_p 0.3) edited worse (semantic test median blue-distance drop 0.05
+    # vs 0.71), though its shape was 79.8 %.
+    colour_mix_weight: float = 0.0
+    # CLS attention on the objects (`cls_attention_on_objects`): -log of the share of the last
+    # block's head-averaged CLS attention over the patches that falls on the objects (weighted
+    # by how much of each patch they cover), in the vision and CLIP stages. The editor's
+    # relevancy map (bootstrap) is built from these attentions.
+    attention_weight: float = 1.0
     # 1: data (rendering + views) runs in a worker process next to the training thread;
     # 0: in the training process.
     workers: int = 1
@@ -222,17 +245,26 @@ class Views:
         hue_m = torch.linalg.inv(to_yiq) @ rot @ to_yiq
         return bright.view(n, 1, 1) * (hue_m @ sat_m), contrast
 
-    def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def draw(self, n: int, src_size: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The random parameters of `n` views: (homographies (n, 3, 3), colour matrices
+        (n, 3, 3), contrast factors (n,))."""
+        homographies = self.homographies(n, src_size, g)
+        return (homographies, *self.colour_matrices(n, g))
+
+    def apply(self, images: torch.Tensor, params: tuple[torch.Tensor, torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """The views of `images` (n, 3, s, s) under drawn `params`."""
         from kornia.geometry.transform import warp_perspective
 
+        H, m, contrast = params
         n = images.shape[0]
-        H = self.homographies(n, images.shape[-1], g)
         out = warp_perspective(images - 1.0, H, (self.size, self.size), padding_mode="zeros") + 1.0
-        m, contrast = self.colour_matrices(n, g)
         out = torch.einsum("nij,njhw->nihw", m, out)
         mean = out.mean((1, 2, 3), keepdim=True)
         out = contrast.view(n, 1, 1, 1) * out + (1 - contrast.view(n, 1, 1, 1)) * mean
         return out.clamp(0, 1)
+
+    def __call__(self, images: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+        return self.apply(images, self.draw(images.shape[0], images.shape[-1], g))
 
 
 def make_views(size: int) -> Views:
@@ -265,6 +297,15 @@ class Batch:
     swap_targets: dict[str, torch.Tensor]  # attribute -> (n,)
     swap_valid: dict[str, torch.Tensor]  # attribute -> (n, V) bool
     shape_labels: torch.Tensor  # (B,) index of the shape of single-object scenes, -100 for two objects
+    # Binding negatives (see `TrainConfig.binding_count`), k scenes of the batch:
+    binding_index: torch.Tensor = torch.zeros(0, dtype=torch.long)  # (k,) image indices
+    binding_images: torch.Tensor = torch.zeros(0, 2, 3, 1, 1)  # (k, 2, 3, S, S): recoloured, painted
+    binding_text: torch.Tensor = torch.zeros(0, dtype=torch.long)  # (k,) recoloured object's text in `texts`
+    # colour mixing (`TrainConfig.colour_mix_weight`): (k,) blend weights and the original colour's texts
+    mix_t: Optional[torch.Tensor] = None
+    binding_source_text: Optional[torch.Tensor] = None
+    # (B, P) share of each patch the objects cover (`patch_cover`), when `attention_weight` > 0
+    object_cover: Optional[torch.Tensor] = None
 
 
 def _swap_form(spec, rng):
@@ -286,9 +327,10 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
     g = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
     render = int(round(cfg.image_size * cfg.render_scale))
     specs = [sample_spec(rng) for _ in range(cfg.batch)]
-    images = torch.stack([render_scene(s, render).image for s in specs])
+    scenes = [render_scene(s, render) for s in specs]
+    view_params = views.draw(cfg.batch, render, g)
     with torch.no_grad():
-        images = views(images, g)
+        images = views.apply(torch.stack([s.image for s in scenes]), view_params)
     gray = torch.from_numpy(rng.random(cfg.batch) < cfg.grayscale_p)
     if gray.any():
         images[gray] = grayscale(images[gray])
@@ -326,8 +368,61 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
             swap_targets[a] = torch.tensor(tg)
             swap_valid[a] = torch.tensor(va)
     shape_labels = torch.tensor([shape_label(s) if len(s.objects) == 1 else -100 for s in specs])
-    return Batch(images, list(texts), caption_index, positives, swap_images, swap_texts, swap_targets, swap_valid,
-                 shape_labels)
+    batch = Batch(images, list(texts), caption_index, positives, swap_images, swap_texts, swap_targets, swap_valid,
+                  shape_labels)
+    if cfg.attention_weight > 0:
+        from kornia.geometry.transform import warp_perspective
+
+        masks = torch.stack([s.masks.any(0) for s in scenes]).float().unsqueeze(1)
+        masks = warp_perspective(masks, view_params[0], (cfg.image_size, cfg.image_size), padding_mode="zeros")
+        batch.object_cover = patch_cover(masks[:, 0], cfg.patch_size)
+    if cfg.binding_count > 0:
+        chosen = [i for i in range(cfg.batch) if len(specs[i].objects) == 1 and not bool(gray[i])][:cfg.binding_count]
+        pairs, text_index, source_index = [], [], []
+        for i in chosen:
+            recoloured, painted, text, source_text = binding_negatives(scenes[i], rng)
+            pairs.append(torch.stack([recoloured, painted]))
+            text_index.append(idx(text.text))
+            if cfg.colour_mix_weight > 0:
+                source_index.append(idx(source_text.text))
+        if chosen:
+            index = torch.tensor(chosen)
+            pairs_t = torch.stack(pairs)  # (k, 2, 3, s, s)
+            params = [p[index].repeat_interleave(2, 0) for p in view_params]  # each pair under its scene's view
+            with torch.no_grad():
+                viewed = views.apply(pairs_t.flatten(0, 1), params)
+            batch.binding_index, batch.binding_images = index, viewed.unflatten(0, (len(chosen), 2))
+            batch.binding_text, batch.texts = torch.tensor(text_index), list(texts)
+            if source_index:
+                batch.binding_source_text = torch.tensor(source_index)
+                batch.mix_t = torch.from_numpy(rng.random(len(chosen))).float()
+    return batch
+
+
+def patch_cover(masks: torch.Tensor, patch_size: int) -> torch.Tensor:
+    """(B, S, S) object masks in [0, 1] -> (B, (S / patch_size)^2) share of each patch (row-major,
+    the ViT's token order) that they cover."""
+    return F.avg_pool2d(masks.unsqueeze(1).float(), patch_size).flatten(1)
+
+
+def binding_negatives(scene, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor, TextSpec, TextSpec]:
+    """For a single-object scene: (the scene with its object in another colour c, the scene with
+    its background painted flat c instead, a true text of the first naming c, the same text with
+    the object's own colour). The text naming c must rank the recoloured image above both the
+    original and the painted one: the colour word binds to the object, not to whatever part of
+    the image has that colour."""
+    spec = scene.spec
+    obj = spec.objects[0]
+    colour = [c for c in allowed_colours(spec.background.colour) if c != obj.colour]
+    colour = colour[int(rng.integers(len(colour)))]
+    recoloured = spec.with_object(0, colour=colour)
+    size = scene.image.shape[-1]
+    painted = scene.image.clone()
+    painted[:, ~scene.masks[0]] = torch.tensor(COLOURS[colour], dtype=painted.dtype).view(3, 1)
+    form, template = _swap_form(recoloured, rng)
+    variants, target, _ = attribute_variants(recoloured, "colour", 0, form, template)
+    source = variants[ATTRIBUTES["colour"].index(obj.colour)]
+    return render_scene(recoloured, size).image, painted, variants[target], source
 
 
 def shape_label(spec) -> int:
@@ -335,18 +430,21 @@ def shape_label(spec) -> int:
     return ATTRIBUTES["shape"].index(describe(spec.objects[0])[_SLOT["shape"]])
 
 
-def make_teacher_batch(cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+def make_teacher_batch(cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The teacher's (and the vision stage's) batch of `step`: (images (B, 3, S, S) in [0, 1],
-    shape labels (B,)).
+    shape labels (B,), the objects' `patch_cover` (B, P)).
     One object per scene, rendered at the model's size, only mirrored: on the CLIP's views
     (crops that cut objects, perspective, colour jitter) the same CNN was still at 22 % shape
     after 800 steps; on these it reaches 95 % after 1000."""
     rng = np.random.default_rng([cfg.seed, 2, step])
     specs = [sample_spec(rng, n_objects=1) for _ in range(cfg.batch)]
-    images = torch.stack([render_scene(s, cfg.image_size).image for s in specs]).float()
+    scenes = [render_scene(s, cfg.image_size) for s in specs]
+    images = torch.stack([s.image for s in scenes]).float()
+    masks = torch.stack([s.masks[0] for s in scenes])
     flip = torch.from_numpy(rng.random(cfg.batch) < 0.5)
     images[flip] = images[flip].flip(-1)
-    return images, torch.tensor([shape_label(s) for s in specs])
+    masks[flip] = masks[flip].flip(-1)
+    return images, torch.tensor([shape_label(s) for s in specs]), patch_cover(masks, cfg.patch_size)
 
 
 class BatchStream(torch.utils.data.IterableDataset):
@@ -423,7 +521,7 @@ def train_teacher(cfg: TrainConfig, log=print) -> tuple[ShapeTeacher, dict]:
     accuracy = None
     batches = batch_stream(cfg, first=0, count=cfg.teacher_steps, teacher=True)
     for step in tqdm(range(cfg.teacher_steps), desc="cnn teacher", mininterval=10):
-        images, labels = next(batches)
+        images, labels, _ = next(batches)
         loss, acc = teacher.loss(normalize_pixels(images), labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -443,12 +541,12 @@ def shape_logits(vision_out, shape_head: torch.nn.Linear, layer: int = -1) -> to
     the layer-normalised mean of the patch tokens after `layer` blocks (like the teacher's head
     on its pooled features).
 
-    Measured with the vision stage (1500 steps; held-out zero-shot shape, fraction of the
-    editor's "red circle" relevancy map inside the circle, semantic test median PSNR outside):
-    CLS 82.8 %, 0.28, 23.5 dB; last layer (4, that run through the post-layernorm) 82.4 %, 0.31,
-    29.6 dB; layer 3 80.2 %, 0.37,
-    25.7 dB; layer 2 71.6 %, 0.59, 37.8 dB (the circle turned black). The shipped model (no
-    vision stage, CLS): 56.0 %, 0.66, 44.4 dB."""
+    Measured with the vision stage but without the binding negatives and the CLS attention term
+    (1500 steps; held-out zero-shot shape, fraction of the editor's "red circle" relevancy map
+    inside the circle, semantic test median PSNR outside): CLS 82.8 %, 0.28, 23.5 dB; last layer
+    (4, that run through the post-layernorm) 82.4 %, 0.31, 29.6 dB; layer 3 80.2 %, 0.37,
+    25.7 dB; layer 2 71.6 %, 0.59, 37.8 dB (the circle turned black). Without the vision stage
+    (CLS): 56.0 %, 0.66, 44.4 dB. The shipped model (CLS, with both terms): 76.0 %, 0.60, 53 dB."""
     if layer < 0:
         return shape_head(vision_out.pooler_output)
     tokens = vision_out.hidden_states[layer][:, 1:].mean(1)
@@ -461,6 +559,28 @@ def distillation_loss(vision_out, pixels: torch.Tensor, teacher: ShapeTeacher, d
     embedding), mapped by `distill_proj`, and the teacher's targets for `pixels` (B, 3, S, S)."""
     tokens = vision_out.hidden_states[cfg.distill_layer][:, 1:]
     return F.mse_loss(distill_proj(tokens), teacher.targets(pixels, cfg.image_size // cfg.patch_size))
+
+
+def cls_attention_on_objects(vision_model, hidden_states, cover: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """How much of the last block's CLS attention falls on the objects.
+
+    hidden_states: the vision tower's (L + 1) hidden states (`hidden_states[-2]` (B, 1 + P, D)
+    is the last block's input); cover (B, P) in [0, 1] from `patch_cover`. The CLS query's
+    attention over the P patch tokens, averaged over heads and renormalised over the patches
+    (the CLS key left out), gives mass = sum_p attention_p * cover_p in [0, 1] per image.
+    Returns (mean of -log mass, mean mass). The attention is recomputed from the block's own
+    layer norm and q/k projections (one query), so the tower can keep its fast attention kernel.
+    """
+    block = vision_model.encoder.layers[-1]
+    attention = block.self_attn
+    tokens = block.layer_norm1(hidden_states[-2])
+    n, t, width = tokens.shape
+    heads = attention.num_heads
+    query = attention.q_proj(tokens[:, :1]).view(n, 1, heads, -1).transpose(1, 2)  # (B, heads, 1, d)
+    keys = attention.k_proj(tokens).view(n, t, heads, -1).transpose(1, 2)  # (B, heads, T, d)
+    probs = ((query @ keys.transpose(-1, -2)) * attention.scale).softmax(-1)[:, :, 0, 1:].mean(1)  # (B, P)
+    mass = (probs * cover).sum(-1) / probs.sum(-1)
+    return -torch.log(mass.clamp_min(1e-6)).mean(), mass.mean()
 
 
 def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, shape_head: torch.nn.Linear,
@@ -480,12 +600,15 @@ def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, sh
         warm = min(1.0, (step + 1) / cfg.warmup)
         for g in opt.param_groups:
             g["lr"] = warm * lr_at(cfg, step / cfg.vision_steps)
-        images, labels = next(batches)
+        images, labels, cover = next(batches)
         pixels = normalize_pixels(images)
         out = vision(pixel_values=pixels, output_hidden_states=True)
         distill = distillation_loss(out, pixels, teacher, distill_proj, cfg)
         logits = shape_logits(out, shape_head, cfg.shape_head_layer)
         loss = cfg.distill_weight * distill + cfg.shape_head_weight * F.cross_entropy(logits, labels)
+        if cfg.attention_weight > 0:
+            attention_loss, _ = cls_attention_on_objects(vision, out.hidden_states, cover)
+            loss = loss + cfg.attention_weight * attention_loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -502,11 +625,28 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig,
                teacher: Optional[ShapeTeacher] = None, distill_proj: Optional[torch.nn.Linear] = None,
                shape_head: Optional[torch.nn.Linear] = None) -> tuple[torch.Tensor, dict]:
     pixels = normalize_pixels(batch.images)
+    n_images, n_binding = len(pixels), len(batch.binding_index)
     distill = teacher is not None and cfg.distill_weight > 0
     head = shape_head is not None and cfg.shape_head_weight > 0 and bool((batch.shape_labels >= 0).any())
-    vision = model.vision_model(pixel_values=pixels,
-                                output_hidden_states=distill or (head and cfg.shape_head_layer >= 0))
+    vision_in = pixels
+    mix = n_binding and batch.mix_t is not None and cfg.colour_mix_weight > 0
+    if n_binding:
+        extra = [batch.binding_images.flatten(0, 1)]
+        if mix:  # the views are linear in the pixels, so blending the views blends the scenes
+            t = batch.mix_t.view(-1, 1, 1, 1)
+            extra.append((1 - t) * batch.images[batch.binding_index] + t * batch.binding_images[:, 0])
+        vision_in = torch.cat([pixels, normalize_pixels(torch.cat(extra))])
+    attend = cfg.attention_weight > 0 and batch.object_cover is not None
+    vision = model.vision_model(pixel_values=vision_in,
+                                output_hidden_states=distill or attend or (head and cfg.shape_head_layer >= 0))
     img = F.normalize(model.visual_projection(vision.pooler_output), dim=-1)
+    if n_binding:
+        binding_img = img[n_images: n_images + 2 * n_binding].unflatten(0, (n_binding, 2))
+        mix_img = img[n_images + 2 * n_binding:]
+        img = img[:n_images]
+        # the distillation and the shape head see the batch's scenes only
+        vision = SimpleNamespace(pooler_output=vision.pooler_output[:n_images],
+                                 hidden_states=vision.hidden_states and tuple(h[:n_images] for h in vision.hidden_states))
     txt = F.normalize(encoder.features(model, batch.texts), dim=-1)
     scale = model.logit_scale.exp().clamp(max=100.0)
     logits = scale * img @ txt[batch.caption_index].T  # (B images, B texts)
@@ -525,10 +665,27 @@ def batch_loss(model, encoder: TextEncoder, batch: Batch, cfg: TrainConfig,
     swap = torch.stack(swap_losses).sum() / max(1, sum(len(v) for v in batch.swap_images.values()))
     stats["swap"] = swap.item()
     total = contrastive + cfg.swap_weight * swap
+    if n_binding:
+        # candidates per scene: original, recoloured (the target), background painted
+        candidates = torch.cat([img[batch.binding_index].unsqueeze(1), binding_img], 1)
+        binding_logits = scale * (candidates * txt[batch.binding_text].unsqueeze(1)).sum(-1)
+        target = torch.ones(n_binding, dtype=torch.long)
+        total = total + cfg.binding_weight * F.cross_entropy(binding_logits, target)
+        stats["acc_binding"] = (binding_logits.argmax(1) == 1).float().mean().item()
+    if mix:
+        pair = torch.stack([txt[batch.binding_source_text], txt[batch.binding_text]], 1)  # (k, 2, D)
+        mix_logits = scale * (mix_img.unsqueeze(1) * pair).sum(-1)
+        mix_loss = F.cross_entropy(mix_logits, torch.stack([1 - batch.mix_t, batch.mix_t], 1))
+        stats["colour_mix"] = mix_loss.item()
+        total = total + cfg.colour_mix_weight * mix_loss
     if distill:
         distill_loss = distillation_loss(vision, pixels, teacher, distill_proj, cfg)
         stats["distill"] = distill_loss.item()
         total = total + cfg.distill_weight * distill_loss
+    if attend:
+        attention_loss, mass = cls_attention_on_objects(model.vision_model, vision.hidden_states, batch.object_cover)
+        stats["cls_on_object"] = mass.item()
+        total = total + cfg.attention_weight * attention_loss
     labels = batch.shape_labels
     if head:
         logits = shape_logits(vision, shape_head, cfg.shape_head_layer)
