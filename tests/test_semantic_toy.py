@@ -49,12 +49,15 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
 
 
 def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
-    # A 60-step edit is a noisy optimisation (with the previous toy CLIP one seed in six put
-    # blue blobs beside the circle instead of on it), so the test judges the median of three seeds.
+    # A 60-step edit is a noisy optimisation (with an earlier toy CLIP one seed in six put blue
+    # blobs beside the circle instead of on it), so the test judges the median of three seeds.
+    # The shipped model measured (seeds 0/1/2): blue-distance drop 0.69/0.71/0.69 (of 1.07
+    # from red to blue), blue gain 0.43/0.41/0.40, red loss 0.58/0.65/0.64, PSNR outside
+    # 54/49/46 dB; the thresholds are about half of that (PSNR: 40 dB).
     runs = [_edit_measures(tmp_path / f"seed{seed}", seed) for seed in range(3)]
     for seed, run in enumerate(runs):
         print(f"seed {seed}: " + ", ".join(f"{key} {value:.3f}" for key, value in run.items()))
     median = {key: sorted(run[key] for run in runs)[1] for key in runs[0]}
-    assert median["blue_distance_drop"] > 0.15, median
-    assert median["blue_gain"] > 0.07 and median["red_loss"] > 0.1, median
-    assert median["psnr_outside"] > 30, median
+    assert median["blue_distance_drop"] > 0.35, median
+    assert median["blue_gain"] > 0.2 and median["red_loss"] > 0.3, median
+    assert median["psnr_outside"] > 40, median
