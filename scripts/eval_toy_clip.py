@@ -118,7 +118,7 @@ Measured with `{eval_command}` ({eval_s:.0f} s).
 ## Regenerate
 
 ```
-python scripts/train_toy_clip.py            # writes data/toy_clip (about {total_min:.0f} min on 2 CPU cores)
+python scripts/train_toy_clip.py --seed {seed}   # writes data/toy_clip (about {total_min:.0f} min on 2 CPU cores)
 python scripts/eval_toy_clip.py --n {n} --update-card
 ```
 """
