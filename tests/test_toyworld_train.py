@@ -10,11 +10,11 @@ import torch
 
 from text2live_geo.toyworld.train import (
     ShapeTeacher, TextEncoder, TrainConfig, batch_loss, batch_stream, binding_negatives, build_model,
-    cls_attention_on_objects, image_features, make_batch, make_teacher_batch, make_views, normalize_pixels, patch_cover, shape_logits, train,
-    train_vision,
+    cls_attention_on_objects, image_features, make_batch, make_teacher_batch, make_views, normalize_pixels,
+    object_shape_logits, patch_cover, shape_logits, train, train_vision,
 )
 from text2live_geo.toyworld.text import consistent
-from text2live_geo.toyworld.world import COLOURS, allowed_colours, render_scene, sample_spec
+from text2live_geo.toyworld.world import COLOURS, SHAPES, allowed_colours, render_scene, sample_spec
 
 TINY = dict(batch=12, image_size=32, patch_size=8, vision_width=32, vision_layers=3, text_width=32, text_layers=1,
             heads=2, projection_dim=16, render_scale=1.0)
@@ -131,6 +131,58 @@ def test_batch_object_cover_follows_the_view():
                       make_views(cfg.image_size)).object_cover is None
 
 
+
+def test_batch_each_object_cover_and_shape_labels():
+    import numpy as np
+
+    cfg = TrainConfig(**TINY, workers=0, object_shape_weight=1.0)
+    batch = make_batch(cfg, 1, make_views(cfg.image_size))
+    each, labels = batch.each_object_cover, batch.object_shape_labels
+    assert each.shape == (12, 2, 16) and labels.shape == (12, 2)
+    # objects never overlap and the warp is linear in the mask: the objects' covers add up to the union's
+    assert torch.allclose(each.sum(1), batch.object_cover, atol=1e-5)
+    rng = np.random.default_rng([cfg.seed, 1, 1])  # make_batch's first draws are the scene specs
+    specs = [sample_spec(rng) for _ in range(cfg.batch)]
+    assert {len(s.objects) for s in specs} == {1, 2}
+    for i, spec in enumerate(specs):
+        for k in range(2):
+            if k >= len(spec.objects):
+                assert labels[i, k] == -100 and each[i, k].sum() == 0
+            elif each[i, k].sum() < 0.5:  # (almost) cropped out of the view
+                assert labels[i, k] == -100
+            else:
+                assert labels[i, k] == SHAPES.index(spec.objects[k].shape)
+    assert (labels >= 0).sum() > cfg.batch
+    assert make_batch(TrainConfig(**TINY, workers=0), 1, make_views(cfg.image_size)).object_shape_labels is None
+
+
+def test_batch_loss_object_shape_head_pools_each_object(tmp_path):
+    from transformers import CLIPTokenizer
+
+    cfg = TrainConfig(**TINY, workers=0, object_shape_weight=0.7, attention_weight=0.0, binding_count=2)
+    model = build_model(cfg, tmp_path / "clip")
+    encoder = TextEncoder(CLIPTokenizer.from_pretrained(str(tmp_path / "clip")))
+    batch = make_batch(cfg, 1, make_views(cfg.image_size))
+    torch.manual_seed(0)
+    head = torch.nn.Linear(cfg.vision_width, len(SHAPES))
+    plain, _ = batch_loss(model, encoder, batch, cfg)
+    total, stats = batch_loss(model, encoder, batch, cfg, object_shape_head=head)
+    out = model.vision_model(pixel_values=normalize_pixels(batch.images), output_hidden_states=True)
+    tokens = out.hidden_states[-2][:, 1:]  # the last block's input, without CLS
+    logits, targets = [], []
+    for i in range(cfg.batch):
+        for k in range(2):
+            if batch.object_shape_labels[i, k] >= 0:
+                w = batch.each_object_cover[i, k]
+                pooled = (w[:, None] * tokens[i]).sum(0) / w.sum()
+                logits.append(head(torch.nn.functional.layer_norm(pooled, (cfg.vision_width,))))
+                targets.append(batch.object_shape_labels[i, k])
+    expected = torch.nn.functional.cross_entropy(torch.stack(logits), torch.stack(targets))
+    assert total.item() == pytest.approx(plain.item() + 0.7 * expected.item(), rel=1e-5)
+    assert 0.0 <= stats["object_shape"] <= 1.0
+    direct = object_shape_logits(out, batch.each_object_cover, head)
+    assert direct.shape == (cfg.batch, 2, len(SHAPES))
+
 def test_cls_attention_on_objects_matches_the_blocks_attention(tmp_path):
     cfg = TrainConfig(**TINY, workers=0, attention_weight=1.0)
     model = build_model(cfg, tmp_path / "clip")
@@ -187,6 +239,15 @@ def test_teacher_batches_and_teacher_fits_them():
         loss.backward()
         opt.step()
     assert loss.item() < 0.5 * first.item() and accuracy > 0.5
+
+
+def test_teacher_batch_object_sizes_reach_down_to_teacher_min_size():
+    # same draws, only the size range differs: the same shapes, drawn smaller
+    small_images, small_labels, small_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.13), 0)
+    large_images, large_labels, large_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.2), 0)
+    assert torch.equal(small_labels, large_labels)
+    small_area, large_area = small_cover.sum(1), large_cover.sum(1)
+    assert (small_area <= large_area + 0.05).all() and small_area.mean() < 0.9 * large_area.mean()
 
 
 def test_batch_loss_with_distillation(tmp_path):
