@@ -51,13 +51,15 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
 def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
     # A 60-step edit is a noisy optimisation (with an earlier toy CLIP one seed in six put blue
     # blobs beside the circle instead of on it), so the test judges the median of three seeds.
-    # The shipped model measured (seeds 0/1/2): blue-distance drop 0.68/0.75/0.76 (of 1.07
-    # from red to blue), blue gain 0.40/0.49/0.50, red loss 0.60/0.60/0.59, PSNR outside
-    # 49/54/46 dB; the thresholds are about half of that (PSNR: 40 dB).
+    # The shipped model measured here (seeds 0/1/2): blue-distance drop 0.57/0.72/0.74 (of 1.07
+    # from red to blue), blue gain 0.27/0.43/0.46, red loss 0.64/0.64/0.63, PSNR outside
+    # 50.5/49.2/50.8 dB (the same edits run from a script outside pytest: drop 0.63/0.73/0.73,
+    # PSNR 40.5/41.9/49.8 dB); the thresholds are about half of that (PSNR: 35 dB, an RMS
+    # change outside the object under 2 %).
     runs = [_edit_measures(tmp_path / f"seed{seed}", seed) for seed in range(3)]
     for seed, run in enumerate(runs):
         print(f"seed {seed}: " + ", ".join(f"{key} {value:.3f}" for key, value in run.items()))
     median = {key: sorted(run[key] for run in runs)[1] for key in runs[0]}
     assert median["blue_distance_drop"] > 0.35, median
     assert median["blue_gain"] > 0.2 and median["red_loss"] > 0.3, median
-    assert median["psnr_outside"] > 40, median
+    assert median["psnr_outside"] > 35, median
