@@ -131,7 +131,6 @@ def test_batch_object_cover_follows_the_view():
                       make_views(cfg.image_size)).object_cover is None
 
 
-
 def test_batch_each_object_cover_and_shape_labels():
     import numpy as np
 
@@ -182,6 +181,7 @@ def test_batch_loss_object_shape_head_pools_each_object(tmp_path):
     assert 0.0 <= stats["object_shape"] <= 1.0
     direct = object_shape_logits(out, batch.each_object_cover, head)
     assert direct.shape == (cfg.batch, 2, len(SHAPES))
+
 
 def test_cls_attention_on_objects_matches_the_blocks_attention(tmp_path):
     cfg = TrainConfig(**TINY, workers=0, attention_weight=1.0)
@@ -243,8 +243,8 @@ def test_teacher_batches_and_teacher_fits_them():
 
 def test_teacher_batch_object_sizes_reach_down_to_teacher_min_size():
     # same draws, only the size range differs: the same shapes, drawn smaller
-    small_images, small_labels, small_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.13), 0)
-    large_images, large_labels, large_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.2), 0)
+    _, small_labels, small_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.13), 0)
+    _, large_labels, large_cover = make_teacher_batch(TrainConfig(**TINY, teacher_min_size=0.2), 0)
     assert torch.equal(small_labels, large_labels)
     small_area, large_area = small_cover.sum(1), large_cover.sum(1)
     assert (small_area <= large_area + 0.05).all() and small_area.mean() < 0.9 * large_area.mean()
