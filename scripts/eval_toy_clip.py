@@ -73,7 +73,7 @@ mean/std (`preprocessor_config.json` is a CLIPImageProcessor config).
 {extra_recipe}- Feature distillation (training only): first a small CNN teacher (4 convolutions, 64
   channels) is trained for {teacher_steps} steps (lr {teacher_lr}) to classify the shape of
   single-object scenes (object size {teacher_sizes} of the side: two-object scenes draw theirs from
-  0.13-0.22) rendered at 64 px and only mirrored (its moving-average accuracy at
+  {pair_sizes}) rendered at 64 px and only mirrored (its moving-average accuracy at
   the end: {teacher_shape:.0%}); then,
   while the CLIP trains, the ViT's patch tokens after layer {distill_layer} go through a linear
   map and regress (MSE, weight {distill_weight}) onto the teacher's feature map average-pooled
@@ -169,7 +169,9 @@ def recipe_options(cfg: dict, training: dict) -> dict:
 def write_card(folder: Path, result: dict, command: str, seconds: float) -> None:
     from transformers import CLIPModel
 
-    from text2live_geo.toyworld.world import BACKGROUND_COLOURS, COLOURS, SHAPES, TEXTURES
+    from text2live_geo.toyworld.world import (
+        BACKGROUND_COLOURS, COLOURS, PAIR_OBJECT_SIZES, SHAPES, SINGLE_OBJECT_SIZES, TEXTURES,
+    )
 
     training = json.loads((folder / "training.json").read_text())
     cfg = training["config"]
@@ -186,7 +188,8 @@ def write_card(folder: Path, result: dict, command: str, seconds: float) -> None
         total_min=training["wall_time_s"] / 60, teacher_min=training.get("teacher_time_s", 0.0) / 60,
         **training["teacher_stats"], **recipe_options(cfg, training),
         swap_colour_pct=round(100 * cfg["swap_colour_p"]), swap_shape_pct=round(100 * (0.8 - cfg["swap_colour_p"])),
-        swap_texture_pct=20, teacher_sizes=f"{cfg.get('teacher_min_size', 0.2)}-0.34",
+        swap_texture_pct=20, teacher_sizes=f"{cfg.get('teacher_min_size', SINGLE_OBJECT_SIZES[0])}-{SINGLE_OBJECT_SIZES[1]}",
+        pair_sizes="-".join(map(str, PAIR_OBJECT_SIZES)),
         shape_note=(f"Shape reaches {result['shape']:.0%} zero-shot on held-out captions (target 80 %) and "
                     f"{result['shape_prompt']:.0%} with single-object editor prompts."
                     if result["shape"] >= 0.8 else

@@ -41,7 +41,8 @@ import torch.nn.functional as F
 
 from .text import _SLOT, ATTRIBUTES, TextSpec, attribute_variants, consistent, describe, sample_text
 from .world import (
-    COLOURS, GREEN_SCREEN, SCREEN_TEMPLATES, TEXT_TEMPLATES, VOCABULARY, allowed_colours, render_scene, sample_spec,
+    COLOURS, GREEN_SCREEN, SCREEN_TEMPLATES, SINGLE_OBJECT_SIZES, TEXT_TEMPLATES, VOCABULARY, allowed_colours,
+    render_scene, sample_spec,
 )
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -393,20 +394,23 @@ def make_batch(cfg: TrainConfig, step: int, views) -> Batch:
     if cfg.attention_weight > 0 or cfg.object_shape_weight > 0:
         from kornia.geometry.transform import warp_perspective
 
-        # channels: all objects, object 0, object 1 (empty for single-object scenes)
-        masks = torch.zeros(cfg.batch, 3, render, render)
+        # channels: all objects, then (for the per-object head) object 0, object 1 (empty for
+        # single-object scenes)
+        channels = 3 if cfg.object_shape_weight > 0 else 1
+        masks = torch.zeros(cfg.batch, channels, render, render)
         for i, s in enumerate(scenes):
             masks[i, 0] = s.masks.any(0)
-            masks[i, 1: 1 + len(s.masks)] = s.masks[:2]
+            if channels > 1:
+                masks[i, 1: 1 + len(s.masks)] = s.masks[:2]
         masks = warp_perspective(masks, view_params[0], (cfg.image_size, cfg.image_size), padding_mode="zeros")
-        cover = patch_cover(masks.flatten(0, 1), cfg.patch_size).unflatten(0, (cfg.batch, 3))
+        cover = patch_cover(masks.flatten(0, 1), cfg.patch_size).unflatten(0, (cfg.batch, channels))
         if cfg.attention_weight > 0:
             batch.object_cover = cover[:, 0]
         if cfg.object_shape_weight > 0:
             labels = torch.full((cfg.batch, 2), -100, dtype=torch.long)
             for i, s in enumerate(specs):
-                for k, obj in enumerate(s.objects[:2]):
-                    labels[i, k] = ATTRIBUTES["shape"].index(obj.shape)
+                for k in range(min(2, len(s.objects))):
+                    labels[i, k] = shape_label(s, k)
             batch.each_object_cover = cover[:, 1:]
             batch.object_shape_labels = labels.masked_fill(batch.each_object_cover.sum(-1) < 0.5, -100)
     if cfg.binding_count > 0:
@@ -458,19 +462,20 @@ def binding_negatives(scene, rng: np.random.Generator) -> tuple[torch.Tensor, to
     return render_scene(recoloured, size).image, painted, variants[target], source
 
 
-def shape_label(spec) -> int:
-    """Index in `ATTRIBUTES["shape"]` of the shape of the scene's first object."""
-    return ATTRIBUTES["shape"].index(describe(spec.objects[0])[_SLOT["shape"]])
+def shape_label(spec, index: int = 0) -> int:
+    """Index in `ATTRIBUTES["shape"]` of the shape of the scene's object `index` (the first by default)."""
+    return ATTRIBUTES["shape"].index(describe(spec.objects[index])[_SLOT["shape"]])
 
 
 def make_teacher_batch(cfg: TrainConfig, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The teacher's (and the vision stage's) batch of `step`: (images (B, 3, S, S) in [0, 1],
     shape labels (B,), the objects' `patch_cover` (B, P)).
-    One object per scene (size `cfg.teacher_min_size`-0.34 of the side), rendered at the model's
+    One object per scene (size `cfg.teacher_min_size` to the world's largest), rendered at the model's
     size, only mirrored: on the CLIP's views (crops that cut objects, perspective, colour jitter)
     the same CNN was still at 22 % shape after 800 steps; on these it reaches 95 % after 1000."""
     rng = np.random.default_rng([cfg.seed, 2, step])
-    specs = [sample_spec(rng, n_objects=1, size_range=(cfg.teacher_min_size, 0.34)) for _ in range(cfg.batch)]
+    sizes = (cfg.teacher_min_size, SINGLE_OBJECT_SIZES[1])
+    specs = [sample_spec(rng, n_objects=1, size_range=sizes) for _ in range(cfg.batch)]
     scenes = [render_scene(s, cfg.image_size) for s in specs]
     images = torch.stack([s.image for s in scenes]).float()
     masks = torch.stack([s.masks[0] for s in scenes])

@@ -7,7 +7,8 @@ deterministic per seed. Masks are the exact sets of pixels each object covers in
 was drawn.
 
 Public API:
-    COLOURS, BACKGROUND_COLOURS, SHAPES, TEXTURES, BACKGROUND_STYLES, VOCABULARY
+    COLOURS, BACKGROUND_COLOURS, SHAPES, TEXTURES, BACKGROUND_STYLES, VOCABULARY,
+    SINGLE_OBJECT_SIZES, PAIR_OBJECT_SIZES
     ObjectSpec, BackgroundSpec, SceneSpec, Scene
     sample_spec(rng_or_seed, n_objects=None) -> SceneSpec
     sample_scene(rng_or_seed, size=64, n_objects=None) -> Scene
@@ -59,6 +60,9 @@ SHAPES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross", "hea
 TEXTURES: tuple[str, ...] = ("plain", "striped", "dotted", "checkered")
 BACKGROUND_STYLES: tuple[str, ...] = ("flat", "gradient", "noise", "stripes")
 
+#: Object sizes (fraction of the image side) in single-object and in two-object scenes.
+SINGLE_OBJECT_SIZES: tuple[float, float] = (0.2, 0.34)
+PAIR_OBJECT_SIZES: tuple[float, float] = (0.13, 0.22)
 #: An object colour is never drawn on a background colour closer than this (RGB distance).
 MIN_BACKGROUND_DISTANCE = 0.35
 #: Per-channel half-range of the uniform colour jitter of an object.
@@ -386,7 +390,7 @@ def sample_background(rng: np.random.Generator, colour: str | None = None, style
     )
 
 
-def sample_object(rng: np.random.Generator, background_colour: str, *, size_range=(0.2, 0.34),
+def sample_object(rng: np.random.Generator, background_colour: str, *, size_range=SINGLE_OBJECT_SIZES,
                   shape: str | None = None, colour: str | None = None, texture: str | None = None,
                   plain_p: float = 0.4) -> ObjectSpec:
     shape = shape or SHAPES[rng.integers(len(SHAPES))]
@@ -420,7 +424,7 @@ def sample_spec(rng_or_seed: RngLike, n_objects: int | None = None, two_object_p
         return SceneSpec(objects=(sample_object(rng, bg.colour, **object_kwargs),), background=bg)
     objects: list[ObjectSpec] = []
     for _ in range(200):
-        obj = sample_object(rng, bg.colour, size_range=(0.13, 0.22), **object_kwargs)
+        obj = sample_object(rng, bg.colour, size_range=PAIR_OBJECT_SIZES, **object_kwargs)
         if any((obj.colour, obj.shape) == (o.colour, o.shape) for o in objects):
             continue
         if any(np.hypot(obj.cx - o.cx, obj.cy - o.cy) < 1.08 * (obj.size + o.size) for o in objects):
@@ -530,6 +534,7 @@ def classify_texture(image, mask) -> str:
 
 __all__ = [
     "COLOURS", "BACKGROUND_COLOURS", "GREEN_SCREEN", "SHAPES", "TEXTURES", "BACKGROUND_STYLES",
+    "SINGLE_OBJECT_SIZES", "PAIR_OBJECT_SIZES",
     "TEXT_TEMPLATES", "SCREEN_TEMPLATES", "VOCABULARY", "ObjectSpec", "BackgroundSpec", "SceneSpec",
     "Scene", "article", "object_phrase", "background_phrase", "caption_for", "render_scene",
     "render_background", "render_object", "shape_mask", "sample_background", "sample_object",
