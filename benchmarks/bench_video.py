@@ -73,7 +73,7 @@ def main(argv=None) -> dict:
     import torch
 
     from common import synchronize, vit_b32_clip
-    from text2live_geo.config import VIDEO_CHOICES, VideoEditConfig, load_config
+    from text2live_geo.config import VideoEditConfig, load_config
     from text2live_geo.editing.run import select_device
     from text2live_geo.editing.video import VideoEditor, prepare_atlas_video, write_video_outputs
 
@@ -83,7 +83,7 @@ def main(argv=None) -> dict:
     cfg = load_config(VideoEditConfig, HERE.parent / "configs" / "video" / "base.yaml", [
         "video.frames=unused", "atlas.checkpoint=unused", f"layer={args.layer}", f"atlas.resolution={resolution}",
         f"clip.n_aug={args.views}", f"precision={args.precision}", "text.src=horse", "text.comp=golden horse",
-        "text.screen=golden horse"], choices=VIDEO_CHOICES)
+        "text.screen=golden horse"])
     figures: dict = {"device": str(device), "torch": torch.__version__, "threads": torch.get_num_threads(),
                      "machine": platform.processor() or platform.machine(), "width": args.width,
                      "height": args.height, "frames": args.frames, "measured_frames": measured,

@@ -15,7 +15,7 @@ from PIL import Image
 
 from atlas.testing import make_tiny_atlas, write_frames
 from text2live_geo.cli import run_cli
-from text2live_geo.config import VIDEO_CHOICES, VideoEditConfig, load_config
+from text2live_geo.config import VideoEditConfig, load_config
 from text2live_geo.editing.video import load_atlas_for_video
 from text2live_geo.video_io import read_video, write_video
 
@@ -81,7 +81,7 @@ def test_three_step_run_writes_every_output_and_resumes(tiny, tiny_clip_dir, tmp
         assert (run_dir / name).is_file(), name
     records = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == [1, 2, 3]
-    saved = load_config(VideoEditConfig, run_dir / "config.yaml", choices=VIDEO_CHOICES)
+    saved = load_config(VideoEditConfig, run_dir / "config.yaml")
     assert saved.steps == 3 and saved.layer == "foreground" and saved.video.frames == str(tiny.frames_folder)
     summary = json.loads((run_dir / "summary.json").read_text())
     assert (summary["frames"], summary["width"], summary["height"], summary["fps"]) == (6, 24, 16, 10.0)
@@ -165,7 +165,7 @@ def _bad_input(kind, tiny, tmp_path):
     if kind == "no video given":
         return {"video.frames": None}, "no input video: pass video.frames="
     if kind == "bad layer":
-        return {"layer": "middle"}, "expected one of: foreground, background"
+        return {"layer": "middle"}, "expected one of [foreground, background]"
     raise AssertionError(kind)
 
 
@@ -183,8 +183,7 @@ def test_bad_input_is_one_clear_line(kind, tiny, tiny_clip_dir, tmp_path, capsys
 
 def test_frame_count_messages_name_the_fix(tiny, tmp_path):
     write_frames(torch.cat([tiny.frames, tiny.frames[:2]]), tmp_path / "eight")
-    cfg = load_config(VideoEditConfig, None, [f"video.frames={tmp_path / 'eight'}", f"atlas.checkpoint={tiny.folder}"],
-                      choices=VIDEO_CHOICES)
+    cfg = load_config(VideoEditConfig, None, [f"video.frames={tmp_path / 'eight'}", f"atlas.checkpoint={tiny.folder}"])
     with pytest.raises(Exception, match="video.max_frames=6"):
         load_atlas_for_video(cfg, read_video(tmp_path / "eight")[0], torch.device("cpu"))
     video, _ = read_video(tmp_path / "eight", max_frames=6)  # what the message says to do works

@@ -7,7 +7,7 @@ import torch
 
 from atlas import NeuralAtlas
 from atlas.testing import make_tiny_atlas
-from text2live_geo.config import VIDEO_CHOICES, VideoEditConfig, load_config
+from text2live_geo.config import VideoEditConfig, load_config
 from text2live_geo.editing.run import RunError, load_checkpoint, save_checkpoint
 from text2live_geo.editing.video import AtlasCropSampler, VideoEditor, prepare_atlas_video
 from text2live_geo.video_io import read_video
@@ -28,7 +28,7 @@ def video_config(tiny, **extra):
         "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "steps": 3,
     }
     values.update(extra)
-    return load_config(VideoEditConfig, None, [f"{k}={v}" for k, v in values.items()], choices=VIDEO_CHOICES)
+    return load_config(VideoEditConfig, None, [f"{k}={v}" for k, v in values.items()])
 
 
 def make_editor(tiny, tiny_clip, frames=None, **extra):
@@ -47,7 +47,7 @@ def set_constant_alpha(editor, logit: float) -> None:
 
 
 def test_video_config_defaults_are_the_video_recipe():
-    cfg = load_config(VideoEditConfig, None, [], choices=VIDEO_CHOICES)
+    cfg = load_config(VideoEditConfig, None, [])
     assert (cfg.loss.composition, cfg.loss.screen, cfg.loss.structure, cfg.loss.sparsity) == (1, 1, 3, 0.1)
     assert (cfg.loss.sparsity_l1, cfg.loss.sparsity_l0, cfg.loss.guidance) == (0.01, 0.005, "geodesic")
     assert (cfg.clip.n_aug, cfg.clip.fill, cfg.optim.name, cfg.optim.lr, cfg.optim.lr_decay, cfg.steps) == \

@@ -6,16 +6,76 @@ merged over the dataclass defaults in that order.
 """
 from __future__ import annotations
 
+import dataclasses
+import inspect
+import re
+import typing
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence, TypeVar
 
-from omegaconf import MISSING, OmegaConf
+from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 
 class ConfigError(ValueError):
     """A config file or override is wrong; the message names the key."""
+
+
+class Choice(str, Enum):
+    """A config value from a fixed set. Members are named by their value, so YAML files and
+    overrides write the plain word (`loss.guidance=geodesic`), omegaconf rejects any other word
+    at load with the key's name, and a member compares equal to (and hashes like) its string."""
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Mode(Choice):
+    generator = "generator"  # layered edit: a generator predicts an RGBA edit layer
+    inversion = "inversion"  # optimise the pixels directly, no generator
+
+
+class Guidance(Choice):
+    directional = "directional"  # Text2LIVE's directional CLIP loss
+    geodesic = "geodesic"  # IMC + IMR (Oh et al.)
+
+
+class Distance(Choice):
+    spherical = "spherical"
+    cosine = "cosine"
+
+
+class ImrAnchor(Choice):
+    previous = "previous"  # frozen generator of the previous step
+    source = "source"  # the input's views
+
+
+class GfkSolver(Choice):
+    hogsvd = "hogsvd"  # the published numerics, made deterministic
+    exact = "exact"  # closed form
+
+
+class OptimizerName(Choice):
+    madgrad = "madgrad"
+    adam = "adam"
+
+
+class Precision(Choice):
+    fp32 = "fp32"
+    bf16 = "bf16"
+    fp16 = "fp16"
+
+
+class Fill(Choice):
+    white = "white"
+    black = "black"
+
+
+class AtlasLayer(Choice):
+    foreground = "foreground"
+    background = "background"
 
 
 @dataclass
@@ -42,7 +102,7 @@ class ClipConfig:
     max_structure_ratio: float = 380 / 224
     n_aug: int = 16  # views per image per step (view 0 is the whole image)
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
-    fill: str = "white"  # colour revealed by affine/perspective warps: white | black
+    fill: Fill = Fill.white  # colour revealed by affine/perspective warps
     checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
     memory_efficient: bool = True  # fused MLP tails in the view forward: same values, ~28 % less graph memory
     # activation checkpointing of the first N vision layers in the view forward (less memory,
@@ -67,13 +127,13 @@ class GeneratorConfig:
 class LossConfig:
     """Loss weights and options (see README "Losses")."""
 
-    guidance: str = "geodesic"  # directional (Text2LIVE) | geodesic (IMC + IMR, Oh et al.)
-    distance: str = "spherical"  # spherical | cosine, for composition and screen
+    guidance: Guidance = Guidance.geodesic  # geodesic (IMC + IMR, Oh et al.) | directional (Text2LIVE)
+    distance: Distance = Distance.spherical  # for composition and screen
     composition: float = 1.0
     directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
     imr: float = 1.0  # weight of IMR (geodesic guidance only)
-    imr_anchor: str = "previous"  # previous (frozen generator of the last step) | source
-    gfk_solver: str = "hogsvd"  # hogsvd (reference numerics) | exact (closed form)
+    imr_anchor: ImrAnchor = ImrAnchor.previous  # previous (frozen generator of the last step) | source (input views)
+    gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
     gfk_null_dim: int = 256
     gfk_max_subspace_dim: int = 128
     screen: float = 1.0
@@ -87,7 +147,7 @@ class LossConfig:
 
 @dataclass
 class OptimConfig:
-    name: str = "madgrad"  # madgrad | adam
+    name: OptimizerName = OptimizerName.madgrad  # madgrad (reference) | adam
     lr: float = 0.0025
     momentum: float = 0.9
     weight_decay: float = 0.01
@@ -113,8 +173,8 @@ class CropConfig:
 class ImageEditConfig:
     """One image edit. `mode`: generator (layered edit) | inversion (optimise pixels)."""
 
-    image: str = MISSING
-    mode: str = "generator"
+    image: str = ""  # the input image (required)
+    mode: Mode = Mode.generator  # generator (layered edit) | inversion (optimise the pixels)
     text: TextConfig = field(default_factory=TextConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
@@ -124,37 +184,23 @@ class ImageEditConfig:
     steps: int = 1000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: Precision = Precision.fp32  # fp32 | bf16 | fp16 (autocast)
     output_dir: str = "runs"
     run_name: str = ""  # folder name under output_dir; empty: <image stem>-<timestamp>
     log_every: int = 100  # snapshot PNGs every this many steps
     checkpoint_every: int = 100
 
 
-CHOICES = {
-    "mode": ("generator", "inversion"),
-    "loss.guidance": ("directional", "geodesic"),
-    "loss.distance": ("spherical", "cosine"),
-    "loss.imr_anchor": ("previous", "source"),
-    "loss.gfk_solver": ("hogsvd", "exact"),
-    "optim.name": ("madgrad", "adam"),
-    "precision": ("fp32", "bf16", "fp16"),
-    "clip.fill": ("white", "black"),
-}
+ConfigT = TypeVar("ConfigT")
 
 
-def _check_choices(cfg: Any, choices: dict[str, Sequence[str]]) -> None:
-    for key, allowed in choices.items():
-        value = OmegaConf.select(cfg, key)
-        if value is not None and value not in allowed:
-            raise ConfigError(f"config key '{key}' is '{value}', expected one of: {', '.join(allowed)}")
-
-
-def load_config(schema: type, config_path: str | Path | None = None, overrides: Sequence[str] = (),
-                choices: dict[str, Sequence[str]] | None = None, base_path: str | Path | None = None):
+def load_config(schema: type[ConfigT], config_path: str | Path | None = None, overrides: Sequence[str] = (),
+                base_path: str | Path | None = None) -> ConfigT:
     """Merge `base_path`, then `config_path` (YAML), then `key=value` overrides over `schema`.
 
-    Returns a structured (typed) DictConfig. Raises ConfigError naming the offending key.
+    Returns an instance of the dataclass `schema` (typed all the way down: choices are `Choice`
+    enums). Raises ConfigError naming the offending key: unknown keys, wrong types and values
+    outside a choice's set all fail here, at load.
     """
     cfg = OmegaConf.structured(schema)
     try:
@@ -170,16 +216,16 @@ def load_config(schema: type, config_path: str | Path | None = None, overrides: 
                 raise ConfigError(f"override '{item}' is not of the form key=value")
         if overrides:
             cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or getattr(error, "key", None)
         reason = str(error).splitlines()[0]
         raise ConfigError(f"bad config key '{key}': {reason}" if key else f"bad config: {reason}") from None
-    _check_choices(cfg, CHOICES if choices is None else choices)
-    return cfg
 
 
-def to_yaml(cfg: Any) -> str:
-    return OmegaConf.to_yaml(cfg)
+def to_yaml(cfg: object) -> str:
+    """YAML of a config dataclass instance (what `load_config` reads back)."""
+    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
 
 
 # ------------------------------------------------------------------------------ video
@@ -187,7 +233,7 @@ def to_yaml(cfg: Any) -> str:
 class VideoInputConfig:
     """The input video: a folder of frames (sorted by file name) or a video file."""
 
-    frames: str = MISSING  # folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...) read with imageio-ffmpeg
+    frames: str = ""  # (required) folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...) read with imageio-ffmpeg
     max_frames: int = 0  # keep only the first max_frames frames (0: all)
     fps: Optional[float] = None  # output frame rate; None: the input video's, or 10 for a frames folder
 
@@ -196,7 +242,7 @@ class VideoInputConfig:
 class AtlasInputConfig:
     """The neural layered atlas (public NLA checkpoint folder) and how it is baked and cropped."""
 
-    checkpoint: str = MISSING  # NLA folder holding `checkpoint` and `config.json`
+    checkpoint: str = ""  # (required) NLA folder holding `checkpoint` and `config.json`
     num_frames: int = 0  # N for NLA's time normalisation; 0: maximum_number_of_frames of config.json
     resolution: int = 2000  # side R of the baked atlas image
     alpha_threshold: float = 0.95  # foreground pixels: NLA alpha above this
@@ -226,9 +272,9 @@ class VideoEditConfig:
 
     video: VideoInputConfig = field(default_factory=VideoInputConfig)
     atlas: AtlasInputConfig = field(default_factory=AtlasInputConfig)
-    layer: str = "foreground"
+    layer: AtlasLayer = AtlasLayer.foreground  # the atlas layer the generator edits: foreground | background
     text: TextConfig = field(default_factory=TextConfig)
-    clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill="black"))
+    clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill=Fill.black))
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(
         structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005))
@@ -237,7 +283,7 @@ class VideoEditConfig:
     steps: int = 3000
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
-    precision: str = "fp32"  # fp32 | bf16 | fp16
+    precision: Precision = Precision.fp32  # fp32 | bf16 | fp16 (autocast)
     output_dir: str = "runs"
     run_name: str = ""  # folder name under output_dir; empty: <video stem>-<layer>-<timestamp>
     log_every: int = 100  # atlas snapshot PNGs every this many steps (0: never)
@@ -246,7 +292,41 @@ class VideoEditConfig:
     crf: int = 18  # H.264 quality of the mp4 outputs (lower: better, larger)
 
 
-VIDEO_CHOICES = {
-    **{key: allowed for key, allowed in CHOICES.items() if key != "mode"},
-    "layer": ("foreground", "background"),
-}
+BASE_CONFIG_HEADER = """\
+# Every default of {schema} ({module}), written by scripts/write_base_configs.py.
+# The dataclasses are the one source of defaults: change them there and rerun the script
+# (a test checks that this file agrees). Example configs and key=value overrides go on top.
+"""
+
+
+def field_comments(schema: type, prefix: str = "") -> dict[str, str]:
+    """`dotted.key -> the comment on its line` in the dataclass source, nested dataclasses included."""
+    comments: dict[str, str] = {}
+    hints = typing.get_type_hints(schema)
+    for line in inspect.getsource(schema).splitlines():
+        match = re.match(r"\s+(\w+): [^#]*#\s*(.+)$", line)
+        if match and match.group(1) in hints:
+            comments[prefix + match.group(1)] = match.group(2).strip()
+    for item in dataclasses.fields(schema):
+        if dataclasses.is_dataclass(hints[item.name]):
+            comments.update(field_comments(hints[item.name], f"{prefix}{item.name}."))
+    return comments
+
+
+def default_yaml(schema: type) -> str:
+    """The YAML of `schema`'s defaults, each key with its comment from the dataclass source and
+    a header saying where the values come from."""
+    comments = field_comments(schema)
+    path: list[str] = []
+    lines = [BASE_CONFIG_HEADER.format(schema=schema.__name__, module="text2live_geo/config.py").rstrip()]
+    for line in OmegaConf.to_yaml(OmegaConf.structured(schema)).splitlines():
+        depth = (len(line) - len(line.lstrip())) // 2
+        key = line.strip().split(":")[0]
+        path = path[:depth] + [key]
+        comment = comments.get(".".join(path))
+        lines.append(f"{line:<40} # {comment}" if comment else line)
+    return "\n".join(lines) + "\n"
+
+
+#: shipped base config files -> the schema whose defaults they hold
+BASE_CONFIGS = {"configs/image/base.yaml": ImageEditConfig, "configs/video/base.yaml": VideoEditConfig}

@@ -13,7 +13,6 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 
 from ..augment import colour_jitter, resize_short
 from ..clip import ClipGuide
@@ -191,7 +190,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer).
     """
     cfg, resume = load_run_config(ImageEditConfig, config_path, overrides, resume, base_config)
-    if OmegaConf.is_missing(cfg, "image") or not cfg.image:
+    if not cfg.image:
         raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
     check_texts(cfg)
     device = select_device(cfg.device)

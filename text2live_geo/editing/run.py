@@ -113,7 +113,7 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
         group["lr"] = lr
 
 
-def load_run_config(schema: type, config_path, overrides, resume, base_config, choices=None):
+def load_run_config(schema: type, config_path, overrides, resume, base_config):
     """A run's config: the run folder's saved config when resuming (overrides on top), else
     base config, then `config_path`, then overrides. Returns (config, resume folder or None)."""
     from ..config import load_config
@@ -122,5 +122,5 @@ def load_run_config(schema: type, config_path, overrides, resume, base_config, c
         resume = Path(resume)
         if not (resume / CONFIG_NAME).is_file():
             raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
-        return load_config(schema, resume / CONFIG_NAME, overrides, choices=choices), resume
-    return load_config(schema, config_path, overrides, choices=choices, base_path=base_config), None
+        return load_config(schema, resume / CONFIG_NAME, overrides), resume
+    return load_config(schema, config_path, overrides, base_path=base_config), None

@@ -28,7 +28,6 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from omegaconf import OmegaConf
 from tqdm import tqdm
 
 from atlas import (reconstruction_psnr, AtlasMaps, Layer, NeuralAtlas, NoForegroundError, PixelBox, layer_crop_regions, sample_atlas,
@@ -36,7 +35,7 @@ from atlas import (reconstruction_psnr, AtlasMaps, Layer, NeuralAtlas, NoForegro
 
 from ..augment import colour_jitter, resize_short
 from ..clip import ClipGuide
-from ..config import VIDEO_CHOICES, VideoEditConfig, to_yaml
+from ..config import VideoEditConfig, to_yaml
 from ..generator import SkipGenerator, batch_statistics_without_update
 from ..io import InputError, save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
@@ -472,7 +471,7 @@ class VideoEditor(GeneratorTraining):
 
     # ---------------------------------------------------------------- checkpoints
     def extra_state(self) -> dict:
-        return {"layer": self.layer}
+        return {"layer": str(self.layer)}  # a plain string: checkpoints load with weights_only
 
     def check_state(self, state: dict) -> None:
         if state.get("layer", self.layer) != self.layer:
@@ -613,10 +612,10 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
     is loaded and `overrides` apply on top (e.g. `steps=4000` to train longer).
     """
-    cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config, VIDEO_CHOICES)
-    if OmegaConf.is_missing(cfg.video, "frames") or not cfg.video.frames:
+    cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config)
+    if not cfg.video.frames:
         raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
-    if OmegaConf.is_missing(cfg.atlas, "checkpoint") or not cfg.atlas.checkpoint:
+    if not cfg.atlas.checkpoint:
         raise RunError("no atlas: pass atlas.checkpoint=path/to/nla_folder (holding 'checkpoint' and 'config.json')")
     check_texts(cfg)
     device = select_device(cfg.device)
