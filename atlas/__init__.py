@@ -1,7 +1,7 @@
 """Neural layered atlases (NLA, Kasten et al. 2021): networks, the public checkpoint format,
 per-pixel queries, baking atlases to images, rendering frames back, and edit-region crops.
 
-Conventions are those of ``ATLAS.md`` sections 1-3; see :mod:`atlas.model` (coordinates) and
+Conventions are described in ``docs/atlas.md``; see :mod:`atlas.model` (coordinates) and
 :mod:`atlas.coordinates` (atlas pixels and ``grid_sample`` grids).
 """
 

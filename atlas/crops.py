@@ -1,4 +1,4 @@
-"""Regions worth editing: per-frame boxes and the atlas region they touch (ATLAS.md section 3).
+"""Regions worth editing: per-frame boxes and the atlas region they touch (docs/atlas.md, "Atlas crops").
 
 Background: every frame's box is the whole frame and the atlas region is the box of all its
 pixels' atlas coordinates. Foreground: a frame's box is the bounding box of its pixels with NLA

@@ -1,6 +1,6 @@
 """The Neural Layered Atlas model, its public checkpoint format and per-pixel queries.
 
-Coordinates (ATLAS.md section 2): a pixel at column x, row y of frame t is normalised to
+Coordinates (docs/atlas.md, "Coordinates"): a pixel at column x, row y of frame t is normalised to
 ``(x / (L/2) - 1, y / (L/2) - 1, t / (N/2) - 1)`` with ``L = max(W, H)`` and N the atlas's frame
 count. A mapping network gives ``o`` in (-1, 1); the foreground uv is ``0.5 o + 0.5`` in (0, 1)^2
 and the background uv ``0.5 o - 0.5`` in (-1, 0)^2, so both layers share one atlas network that

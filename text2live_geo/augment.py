@@ -62,7 +62,7 @@ def colour_jitter(images: torch.Tensor, offsets: torch.Tensor) -> torch.Tensor:
 
 
 class ViewAugmenter:
-    """The Text2LIVE CLIP view recipe (DESIGN.md §4.1), batched and paired.
+    """The Text2LIVE CLIP view recipe (docs/text2live.md, "CLIP views"), batched and paired.
 
     View 0 is the whole image resized; views 1.. are random crops of `crop_min`-1 of each side
     resized to the same size. Then hflip p .5; affine (15 deg, translate .1) p .8; perspective

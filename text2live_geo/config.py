@@ -265,7 +265,7 @@ class AtlasCropConfig:
 
 @dataclass
 class VideoEditConfig:
-    """One video edit on a neural layered atlas (Text2LIVE video recipe, ATLAS.md section 3).
+    """One video edit on a neural layered atlas (Text2LIVE video recipe, docs/video.md, "The video recipe").
 
     `layer`: foreground | background, the atlas layer the generator edits.
     """

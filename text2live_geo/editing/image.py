@@ -28,7 +28,7 @@ from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_
 
 # ------------------------------------------------------------------------ internal dataset
 class CropSampler:
-    """The internal dataset: each step a random crop of the input (DESIGN.md §4.1).
+    """The internal dataset: each step a random crop of the input (docs/text2live.md, "Internal dataset").
 
     `source` is `(1, C, H, W)`: RGB plus optional extra channels (the relevancy map) that
     follow every geometric change; colour jitter touches RGB only. Every `full_image_every`

@@ -1,4 +1,4 @@
-"""Video editing on a neural layered atlas (Text2LIVE video recipe, ATLAS.md section 3).
+"""Video editing on a neural layered atlas (Text2LIVE video recipe, docs/video.md, "The video recipe").
 
 The generator edits one layer's atlas (a 2D texture of the foreground object or of the
 background), and the edit is mapped back to every frame through the NLA uv maps, so it is
@@ -198,7 +198,7 @@ def _intersect(box: PixelBox, limit: PixelBox) -> PixelBox:
 
 
 class AtlasCropSampler:
-    """The internal dataset of a video edit (ATLAS.md section 3).
+    """The internal dataset of a video edit (docs/video.md, "The video recipe", step 1).
 
     Each step: a centre frame t in [gap, N - 1 - gap] and frames {t - gap, t, t + gap} (gap 2,
     shrunk for videos under 5 frames); frames without a box (a foreground absent there) are
@@ -447,7 +447,7 @@ class VideoEditor(GeneratorTraining):
         Returns:
             edit ``(B, 3, H, W)`` and its visible opacity ``(B, 1, H, W)``: the edit alpha times the
             NLA alpha (foreground) or times 1 - NLA alpha (background). Then
-            ``(1 - visible) * original + visible * edit`` equals ATLAS.md's
+            ``(1 - visible) * original + visible * edit`` equals (docs/video.md, "Final render")
             ``NLA alpha * fg layer + (1 - NLA alpha) * bg layer`` with the edited layer
             ``(1 - a) * original + a * edit`` and the other layer the original frames.
         """

@@ -3,9 +3,9 @@
 The loss compares two batches of (CLIP) features through the geodesic flow
 kernel (GFK) that links the PCA subspace of the first batch to the PCA subspace
 of the second batch on the Grassmann manifold, as in the geodesic knowledge
-distillation of Simon et al. (CVPR 2021). See DESIGN.md section 4.2.
+distillation of Simon et al. (CVPR 2021). See docs/geodesic.md.
 
-Notation (DESIGN.md 4.2, with ``X1`` of shape ``(n1, d)`` and ``X2`` of shape
+Notation (docs/geodesic.md, "Notation"; ``X1`` of shape ``(n1, d)`` and ``X2`` of shape
 ``(n2, d)``, rows L2-normalised):
 
 1. Subspaces. ``pca(X, k)``: ``D = X^T`` (``d x n``), centre with the
@@ -256,7 +256,7 @@ def gfk_kernel(
         along the flow).
 
     Solvers:
-        ``"exact"``: closed form of DESIGN.md 4.2 steps 1-3 -- SVD of
+        ``"exact"``: closed form of docs/geodesic.md ("Subspaces" to "Kernel") -- SVD of
         ``A = Ps^T Pt`` gives ``U1``, ``cos theta`` and ``V``;
         ``U2 = -normalise_columns(Rs^T Pt V)``; with the full complement this is
         exactly ``int_0^1 Phi(s) Phi(s)^T ds``.
@@ -279,7 +279,7 @@ def gfk_kernel(
         ``"exact"``: with the full complement the two agree up to rounding
         unless the HOGSVD eigenvalues nearly collide; with the truncated
         complement ``B^T B != I - A^T A`` so ``V`` is not the principal-angle
-        basis and values differ noticeably (DESIGN: up to ~0.2 in the cosine).
+        basis and values differ noticeably (docs/geodesic.md, "Solvers": up to ~0.3 in the cosine).
     """
     _check_features(x1, "x1")
     _check_features(x2, "x2")
@@ -397,7 +397,7 @@ class _GeodesicLoss(nn.Module):
 
 
 class InterModalityConsistency(_GeodesicLoss):
-    """IMC: geodesic replacement of the directional CLIP loss (DESIGN.md 4.2, step 5).
+    """IMC: geodesic replacement of the directional CLIP loss (docs/geodesic.md, "IMC").
 
     ``loss = 1 - mean_i sim(dI_i, dT_{i mod T})`` with
     ``dI = normalise(image_output - image_source)`` (row per view) and
@@ -431,7 +431,7 @@ class InterModalityConsistency(_GeodesicLoss):
 
 
 class IntraModalityRegularisation(_GeodesicLoss):
-    """IMR: ``1 - mean sim(anchor.detach(), output)`` (DESIGN.md 4.2, step 5).
+    """IMR: ``1 - mean sim(anchor.detach(), output)`` (docs/geodesic.md, "IMR").
 
     The anchor (e.g. image features of the same views from the previous step's
     frozen generator, or of the input views) is detached, so gradients reach
