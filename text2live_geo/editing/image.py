@@ -23,8 +23,8 @@ from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective
-from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
-                  set_lr, timestamped)
+from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
+                  select_device, set_lr, timestamped)
 
 
 # ------------------------------------------------------------------------ internal dataset
@@ -79,12 +79,6 @@ def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str)
         raise RunError(f"image '{name}' is {width}x{height} px; the generator needs at least {min_size} px per "
                        f"side (use a larger image or a smaller generator.num_scales)")
     return image.clamp(0, 1)
-
-
-def check_texts(cfg) -> None:
-    for key in ("src", "comp", "screen"):
-        if not str(getattr(cfg.text, key)).strip():
-            raise RunError(f"text.{key} is empty: give it a description, e.g. text.{key}='golden horse'")
 
 
 # ---------------------------------------------------------------------------- the editor

@@ -41,11 +41,10 @@ from ..generator import SkipGenerator, batch_statistics_without_update
 from ..io import InputError, save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
 from ..video_io import FOLDER_FPS, Video, VideoWriter, read_video
-from .image import check_texts
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
-                  set_lr, timestamped)
+from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
+                  select_device, set_lr, timestamped)
 
 __all__ = [
     "AtlasCropSampler",
