@@ -5,19 +5,18 @@ Conventions are described in ``docs/atlas.md``; see :mod:`atlas.model` (coordina
 :mod:`atlas.coordinates` (atlas pixels and ``grid_sample`` grids).
 """
 
+# The modules, lowest first; each imports only modules listed before it (tests/test_atlas_package.py):
+#   layers (Layer, uv offsets), chunking (pixel chunks, progress), config (config.json sizes),
+#   networks (IMLP) -> coordinates (atlas pixels, PixelBox) -> nla_format (the public checkpoint)
+#   -> model (NeuralAtlas, AtlasMaps) -> crops (regions worth editing), render (sample, render, PSNR)
+#   -> testing (tiny atlases).
 from .config import ATLAS_SKIP_LAYERS, AtlasConfig
 from .coordinates import PixelBox, atlas_pixels_to_grid, uv_bounding_box, uv_to_atlas_pixels, uv_to_grid
 from .crops import LayerCropRegions, NoForegroundError, atlas_region, foreground_frame_boxes, layer_crop_regions
-from .model import (
-    AtlasCheckpointError,
-    AtlasMaps,
-    AtlasQuery,
-    Layer,
-    NeuralAtlas,
-    layer_uv_offset,
-    save_nla_checkpoint,
-)
+from .layers import Layer, layer_uv_offset
+from .model import AtlasMaps, AtlasQuery, NeuralAtlas
 from .networks import IMLP, encoding_frequencies, positional_encoding
+from .nla_format import AtlasCheckpointError, save_nla_checkpoint
 from .render import bake_atlas, reconstruction_psnr, render_frames, sample_atlas
 
 __all__ = [

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .model import Layer, layer_uv_offset
+from .layers import Layer, layer_uv_offset
 
 __all__ = [
     "PixelBox",

@@ -15,7 +15,8 @@ from dataclasses import dataclass
 import torch
 
 from .coordinates import PixelBox, uv_bounding_box
-from .model import AtlasMaps, Layer, layer_uv_offset
+from .layers import Layer, layer_uv_offset
+from .model import AtlasMaps
 
 __all__ = [
     "LayerCropRegions",

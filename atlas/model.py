@@ -1,4 +1,4 @@
-"""The Neural Layered Atlas model, its public checkpoint format and per-pixel queries.
+"""The Neural Layered Atlas model: per-pixel queries, whole-video maps and baked atlases.
 
 Coordinates (docs/atlas.md, "Coordinates"): a pixel at column x, row y of frame t is normalised to
 ``(x / (L/2) - 1, y / (L/2) - 1, t / (N/2) - 1)`` with ``L = max(W, H)`` and N the atlas's frame
@@ -13,20 +13,28 @@ The uv components are (u, v) = (horizontal, vertical): u goes with the column x,
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 from torch import nn
 
+from .chunking import DEFAULT_CHUNK_SIZE, chunk_ranges, progress_bar
 from .config import ATLAS_SKIP_LAYERS, AtlasConfig
+from .coordinates import PixelBox
+from .layers import Layer, layer_uv_offset
 from .networks import IMLP
 
-if TYPE_CHECKING:
-    from .coordinates import PixelBox
+# the checkpoint format lives in atlas.nla_format; its names stay importable from here
+from .nla_format import (
+    CHECKPOINT_FILENAME,
+    CONFIG_FILENAME,
+    NLA_STATE_DICT_KEYS,
+    AtlasCheckpointError,
+    read_nla_checkpoint,
+    save_nla_checkpoint,
+)
 
 __all__ = [
     "AtlasCheckpointError",
@@ -40,53 +48,6 @@ __all__ = [
     "layer_uv_offset",
     "save_nla_checkpoint",
 ]
-
-Layer = Literal["foreground", "background"]
-
-CHECKPOINT_FILENAME = "checkpoint"
-CONFIG_FILENAME = "config.json"
-
-#: NeuralAtlas sub-module -> key of its state dict in the public checkpoint.
-NLA_STATE_DICT_KEYS: dict[str, str] = {
-    "foreground_mapping": "model_F_mapping1_state_dict",
-    "background_mapping": "model_F_mapping2_state_dict",
-    "atlas_network": "F_atlas_state_dict",
-    "alpha_network": "model_F_alpha_state_dict",
-}
-
-_NETWORK_DESCRIPTIONS = {
-    "foreground_mapping": "foreground mapping network",
-    "background_mapping": "background mapping network",
-    "atlas_network": "atlas network",
-    "alpha_network": "alpha network",
-}
-
-#: NLA's optimiser parameter-group order: mapping1, mapping2, alpha, atlas.
-_OPTIMIZER_GROUP_ORDER = ("foreground_mapping", "background_mapping", "alpha_network", "atlas_network")
-
-DEFAULT_CHUNK_SIZE = 65536
-
-
-class AtlasCheckpointError(ValueError):
-    """An NLA checkpoint folder is missing a file or key, or does not match its config."""
-
-
-def layer_uv_offset(layer: Layer) -> float:
-    """Offset s of a layer's uv square: 0 for the foreground ((0, 1)^2), -1 for the background.
-
-    Args:
-        layer: "foreground" or "background".
-
-    Returns:
-        s, so that a layer's uv lies in (s, s + 1)^2 and its atlas pixel coordinates are
-        ``(uv - s) * R``.
-    """
-    if layer == "foreground":
-        return 0.0
-    if layer == "background":
-        return -1.0
-    raise ValueError(f"layer must be 'foreground' or 'background', got {layer!r}")
-
 
 @dataclass
 class AtlasQuery:
@@ -155,21 +116,6 @@ class AtlasMaps:
     def frames(self, indices: list[int] | torch.Tensor) -> "AtlasMaps":
         """Maps of a subset of frames, in the order given."""
         return AtlasMaps(self.uv_foreground[indices], self.uv_background[indices], self.alpha[indices])
-
-
-def _progress_bar(total: int, enabled: bool, description: str):
-    if not enabled:
-        return None
-    from tqdm.auto import tqdm  # optional dependency, imported only when asked for
-
-    return tqdm(total=total, desc=description, unit="px", unit_scale=True)
-
-
-def _chunk_ranges(total: int, chunk_size: int) -> Iterator[tuple[int, int]]:
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    for start in range(0, total, chunk_size):
-        yield start, min(start + chunk_size, total)
 
 
 class NeuralAtlas(nn.Module):
@@ -320,9 +266,9 @@ class NeuralAtlas(nn.Module):
         """Yield (start, end, xyt (end - start, 3)) over all N * H * W pixels, frame-major."""
         height, width = self.height, self.width
         total = self.num_frames * height * width
-        bar = _progress_bar(total, progress, description)
+        bar = progress_bar(total, progress, description)
         try:
-            for start, end in _chunk_ranges(total, chunk_size):
+            for start, end in chunk_ranges(total, chunk_size):
                 index = torch.arange(start, end, device=device)
                 t = torch.div(index, height * width, rounding_mode="floor")
                 within = index - t * (height * width)
@@ -412,13 +358,49 @@ class NeuralAtlas(nn.Module):
         resolution: int = 2000,
         device: torch.device | str | None = None,
         chunk_size: int = DEFAULT_CHUNK_SIZE,
-        box: "PixelBox | None" = None,
+        box: PixelBox | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Render a layer's atlas to an image (no gradient); see :func:`atlas.render.bake_atlas`."""
-        from .render import bake_atlas
+        """Render one layer's atlas to an image (no gradient; :func:`atlas.render.bake_atlas` as a function).
 
-        return bake_atlas(self, layer, resolution, device=device, chunk_size=chunk_size, box=box, progress=progress)
+        Pixel (row r, column c) holds ``self.atlas_rgb((c / R + s, r / R + s))``, s = 0 for the
+        foreground and -1 for the background; sample it back with :func:`atlas.render.sample_atlas` /
+        :func:`atlas.coordinates.uv_to_grid` (``align_corners=False``, half-pixel shift included).
+
+        Args:
+            layer: "foreground" or "background".
+            resolution: R, side of the full atlas image.
+            device: where pixels are evaluated; the parameters' device (None: that device).
+            chunk_size: pixels per network evaluation.
+            box: bake only this region of the R x R atlas (atlas pixels).
+            progress: show a tqdm progress bar.
+
+        Returns:
+            ``(3, R, R)`` image in [0, 1], or ``(3, box.height, box.width)`` with a box.
+        """
+        offset = layer_uv_offset(layer)
+        device = self._resolve_device(device)
+        if box is None:
+            box = PixelBox(0, 0, resolution, resolution)
+        elif box.left < 0 or box.top < 0 or box.right > resolution or box.bottom > resolution:
+            raise ValueError(f"box {box} is not inside the {resolution} x {resolution} atlas")
+        total = box.width * box.height
+        image = torch.empty(total, 3, device=device, dtype=self.dtype)
+        bar = progress_bar(total, progress, f"baking {layer} atlas")
+        try:
+            with torch.no_grad():
+                for start, end in chunk_ranges(total, chunk_size):
+                    index = torch.arange(start, end, device=device)
+                    row = torch.div(index, box.width, rounding_mode="floor")
+                    column = index - row * box.width
+                    uv = torch.stack((column + box.left, row + box.top), dim=1).to(self.dtype) / resolution + offset
+                    image[start:end] = self.atlas_rgb(uv)
+                    if bar is not None:
+                        bar.update(end - start)
+        finally:
+            if bar is not None:
+                bar.close()
+        return image.view(box.height, box.width, 3).permute(2, 0, 1).contiguous()
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
@@ -451,141 +433,8 @@ class NeuralAtlas(nn.Module):
             AtlasCheckpointError: a missing folder, file or key, an unreadable file, or a layer
                 whose shape differs from the config; the message names it.
         """
-        folder = Path(folder)
-        if not folder.is_dir():
-            raise AtlasCheckpointError(
-                f"NLA checkpoint folder not found: {folder} (expected a folder holding "
-                f"'{CHECKPOINT_FILENAME}' and '{CONFIG_FILENAME}')"
-            )
-        config_path = folder / CONFIG_FILENAME
-        checkpoint_path = folder / CHECKPOINT_FILENAME
-        if not config_path.is_file():
-            raise AtlasCheckpointError(f"NLA config file missing: {config_path} (the sizes are read from it)")
-        if not checkpoint_path.is_file():
-            raise AtlasCheckpointError(f"NLA checkpoint file missing: {checkpoint_path}")
-        try:
-            with open(config_path, encoding="utf-8") as handle:
-                config_values = json.load(handle)
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            raise AtlasCheckpointError(f"cannot read NLA config {config_path}: {error}") from error
-        if not isinstance(config_values, dict):
-            raise AtlasCheckpointError(f"NLA config {config_path} must hold a JSON object")
-        try:
-            config = AtlasConfig.from_json_dict(
-                config_values, num_frames=num_frames, width=width, height=height
-            )
-        except KeyError as error:
-            raise AtlasCheckpointError(
-                f"NLA config {config_path} has no key '{error.args[0]}' (and no override was given)"
-            ) from error
-        except (TypeError, ValueError) as error:
-            raise AtlasCheckpointError(f"invalid NLA config {config_path}: {error}") from error
-
-        try:
-            checkpoint = torch.load(checkpoint_path, map_location=device, weights_only=True)
-        except Exception as error:  # unpickling failures have many types
-            raise AtlasCheckpointError(f"cannot read NLA checkpoint {checkpoint_path}: {error}") from error
-        if not isinstance(checkpoint, dict):
-            raise AtlasCheckpointError(
-                f"NLA checkpoint {checkpoint_path} must hold a dict, got {type(checkpoint).__name__}"
-            )
-
-        atlas = cls(config)
-        for module_name, key in NLA_STATE_DICT_KEYS.items():
-            description = _NETWORK_DESCRIPTIONS[module_name]
-            if key not in checkpoint:
-                raise AtlasCheckpointError(
-                    f"NLA checkpoint {checkpoint_path} has no key '{key}' ({description}); "
-                    f"found keys: {sorted(map(str, checkpoint))}"
-                )
-            state_dict = checkpoint[key]
-            if not isinstance(state_dict, dict):
-                raise AtlasCheckpointError(f"'{key}' in {checkpoint_path} is not a state dict")
-            network: nn.Module = getattr(atlas, module_name)
-            _check_state_dict(network, state_dict, key, description, checkpoint_path)
-            network.load_state_dict(state_dict)
-        iteration = checkpoint.get("iteration", 0)
-        atlas.iteration = int(iteration.item() if torch.is_tensor(iteration) else iteration)
+        checkpoint = read_nla_checkpoint(folder, device, num_frames=num_frames, width=width, height=height)
+        atlas = cls(checkpoint.config)
+        checkpoint.load_into(atlas)
         return atlas.to(device).eval()
 
-
-def _check_state_dict(
-    network: nn.Module, state_dict: dict, key: str, description: str, checkpoint_path: Path
-) -> None:
-    """Raise AtlasCheckpointError unless ``state_dict`` matches ``network`` key for key and shape."""
-    expected = network.state_dict()
-    missing = [name for name in expected if name not in state_dict]
-    if missing:
-        raise AtlasCheckpointError(
-            f"'{key}' ({description}) in {checkpoint_path} is missing {missing[0]}"
-            + (f" and {len(missing) - 1} more" if len(missing) > 1 else "")
-            + " (config.json layer count larger than the checkpoint's?)"
-        )
-    unexpected = [name for name in state_dict if name not in expected]
-    if unexpected:
-        raise AtlasCheckpointError(
-            f"'{key}' ({description}) in {checkpoint_path} has unexpected entry {unexpected[0]}"
-            + (f" and {len(unexpected) - 1} more" if len(unexpected) > 1 else "")
-            + " (config.json layer count smaller than the checkpoint's?)"
-        )
-    for name, parameter in expected.items():
-        value = state_dict[name]
-        if not torch.is_tensor(value):
-            raise AtlasCheckpointError(f"{description} layer {name} in {checkpoint_path} is not a tensor")
-        if tuple(value.shape) != tuple(parameter.shape):
-            raise AtlasCheckpointError(
-                f"{description} layer {name} ('{key}'): checkpoint shape {tuple(value.shape)} "
-                f"does not match shape {tuple(parameter.shape)} from config.json"
-            )
-
-
-def _fresh_adam_state(atlas: NeuralAtlas) -> dict[str, Any]:
-    """State dict of a fresh ``torch.optim.Adam(lr=1e-4)`` over NLA's four parameter groups.
-
-    Written by hand (same structure as ``Adam.state_dict()``): building a real optimiser imports
-    torch's compiler stack, which takes seconds.
-    """
-    groups = []
-    next_index = 0
-    for name in _OPTIMIZER_GROUP_ORDER:
-        count = len(list(getattr(atlas, name).parameters()))
-        groups.append({
-            "lr": 1e-4, "betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0, "amsgrad": False,
-            "maximize": False, "foreach": None, "capturable": False, "differentiable": False,
-            "fused": None, "params": list(range(next_index, next_index + count)),
-        })
-        next_index += count
-    return {"state": {}, "param_groups": groups}
-
-
-def save_nla_checkpoint(
-    atlas: NeuralAtlas,
-    folder: str | Path,
-    iteration: int | None = None,
-    optimizer_state: dict | None = None,
-) -> Path:
-    """Write ``atlas`` in the public NLA format: ``folder/checkpoint`` and ``folder/config.json``.
-
-    Args:
-        atlas: the model (any device; tensors are saved from CPU copies).
-        folder: created if needed.
-        iteration: stored as ``iteration`` (default: ``atlas.iteration``).
-        optimizer_state: stored as ``optimizer_all_state_dict``; default is the state dict of a
-            fresh Adam (lr 1e-4) over NLA's four parameter groups (mapping1, mapping2, alpha, atlas).
-
-    Returns:
-        The folder.
-    """
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    if optimizer_state is None:
-        optimizer_state = _fresh_adam_state(atlas)
-    checkpoint: dict[str, Any] = {
-        key: {name: value.detach().cpu().clone() for name, value in getattr(atlas, module_name).state_dict().items()}
-        for module_name, key in NLA_STATE_DICT_KEYS.items()
-    }
-    checkpoint["iteration"] = int(atlas.iteration if iteration is None else iteration)
-    checkpoint["optimizer_all_state_dict"] = optimizer_state
-    torch.save(checkpoint, folder / CHECKPOINT_FILENAME)
-    atlas.config.save(folder / CONFIG_FILENAME)
-    return folder

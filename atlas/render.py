@@ -10,8 +10,10 @@ import math
 import torch
 from torch.nn import functional as F
 
+from .chunking import DEFAULT_CHUNK_SIZE
 from .coordinates import PixelBox, uv_to_grid
-from .model import DEFAULT_CHUNK_SIZE, AtlasMaps, Layer, NeuralAtlas, _chunk_ranges, _progress_bar, layer_uv_offset
+from .layers import Layer
+from .model import AtlasMaps, NeuralAtlas
 
 __all__ = ["bake_atlas", "reconstruction_psnr", "render_frames", "sample_atlas"]
 
@@ -25,47 +27,9 @@ def bake_atlas(
     box: PixelBox | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
-    """Render one layer's atlas to an image (no gradient).
-
-    Pixel (row r, column c) holds ``atlas.atlas_rgb((c / R + s, r / R + s))``, s = 0 for the
-    foreground and -1 for the background; sample it back with :func:`sample_atlas` /
-    :func:`atlas.coordinates.uv_to_grid` (``align_corners=False``, half-pixel shift included).
-
-    Args:
-        atlas: the NLA model.
-        layer: "foreground" or "background".
-        resolution: R, side of the full atlas image.
-        device: where pixels are evaluated; the parameters' device (None: that device).
-        chunk_size: pixels per network evaluation.
-        box: bake only this region of the R x R atlas (atlas pixels).
-        progress: show a tqdm progress bar.
-
-    Returns:
-        ``(3, R, R)`` image in [0, 1], or ``(3, box.height, box.width)`` with a box.
-    """
-    offset = layer_uv_offset(layer)
-    device = atlas._resolve_device(device)
-    if box is None:
-        box = PixelBox(0, 0, resolution, resolution)
-    elif box.left < 0 or box.top < 0 or box.right > resolution or box.bottom > resolution:
-        raise ValueError(f"box {box} is not inside the {resolution} x {resolution} atlas")
-    total = box.width * box.height
-    image = torch.empty(total, 3, device=device, dtype=atlas.dtype)
-    bar = _progress_bar(total, progress, f"baking {layer} atlas")
-    try:
-        with torch.no_grad():
-            for start, end in _chunk_ranges(total, chunk_size):
-                index = torch.arange(start, end, device=device)
-                row = torch.div(index, box.width, rounding_mode="floor")
-                column = index - row * box.width
-                uv = torch.stack((column + box.left, row + box.top), dim=1).to(atlas.dtype) / resolution + offset
-                image[start:end] = atlas.atlas_rgb(uv)
-                if bar is not None:
-                    bar.update(end - start)
-    finally:
-        if bar is not None:
-            bar.close()
-    return image.view(box.height, box.width, 3).permute(2, 0, 1).contiguous()
+    """Render one layer's atlas to an image (no gradient): :meth:`atlas.model.NeuralAtlas.bake`,
+    which documents the pixel grid, the arguments and the result."""
+    return atlas.bake(layer, resolution, device=device, chunk_size=chunk_size, box=box, progress=progress)
 
 
 def sample_atlas(

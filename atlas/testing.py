@@ -27,8 +27,9 @@ from PIL import Image
 from torch import nn
 
 from .config import AtlasConfig
-from .model import NeuralAtlas, save_nla_checkpoint
+from .model import NeuralAtlas
 from .networks import IMLP
+from .nla_format import save_nla_checkpoint
 
 __all__ = ["TinyAtlas", "make_tiny_atlas", "write_frames"]
 

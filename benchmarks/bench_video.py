@@ -75,7 +75,9 @@ def main(argv=None) -> dict:
     from common import synchronize, vit_b32_clip
     from text2live_geo.config import VideoEditConfig, load_config
     from text2live_geo.editing.run import select_device
-    from text2live_geo.editing.video import VideoEditor, prepare_atlas_video, write_video_outputs
+    from text2live_geo.editing.video import VideoEditor
+    from text2live_geo.editing.video_input import prepare_atlas_video
+    from text2live_geo.editing.video_outputs import write_video_outputs
 
     device = select_device(args.device)
     measured = args.measure_frames or args.frames

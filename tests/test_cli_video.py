@@ -16,7 +16,7 @@ from PIL import Image
 from atlas.testing import make_tiny_atlas, write_frames
 from text2live_geo.cli import run_cli
 from text2live_geo.config import VideoEditConfig, load_config
-from text2live_geo.editing.video import load_atlas_for_video
+from text2live_geo.editing.video_input import load_atlas_for_video
 from text2live_geo.video_io import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]

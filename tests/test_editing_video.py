@@ -1,4 +1,6 @@
-"""text2live_geo.editing.video: atlas-crop sampler, training step, final render (tiny CPU models)."""
+"""text2live_geo.editing.video: the editor's renders, training step, checkpoints, final render (tiny CPU models).
+
+The sampler is tested in test_data_atlas_crops.py, the input preparation in test_editing_video_input.py."""
 import dataclasses
 import math
 
@@ -9,7 +11,8 @@ from atlas import NeuralAtlas
 from atlas.testing import make_tiny_atlas
 from text2live_geo.config import VideoEditConfig, load_config
 from text2live_geo.editing.run import RunError, load_checkpoint, save_checkpoint
-from text2live_geo.editing.video import AtlasCropSampler, VideoEditor, prepare_atlas_video
+from text2live_geo.editing.video import VideoEditor
+from text2live_geo.editing.video_input import prepare_atlas_video
 from text2live_geo.video_io import read_video
 
 CPU = torch.device("cpu")
@@ -70,35 +73,6 @@ def test_zero_alpha_edit_renders_the_reconstruction_unchanged(tiny, tiny_clip, l
     _, visible = editor.frame_edit(editor.render_atlas(), range(6))
     nla_alpha = editor.video.maps.alpha
     assert torch.allclose(visible, nla_alpha if layer == "foreground" else 1 - nla_alpha, atol=1e-6)
-
-
-def test_sampler_uses_only_frames_with_foreground_and_keeps_alpha(tiny, tiny_clip):
-    editor = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
-    video, sampler = editor.video, editor.sampler
-    alpha_before = video.maps.alpha.clone()
-    assert video.frames_with_box == [2, 3, 4]
-    assert sampler.gap == 2 and sampler.centres == [2, 3]  # triplets {0, 2, 4} and {1, 3, 5}
-    seen = set()
-    for step in range(1, 25):
-        sample = sampler.sample(step)
-        assert not sample.whole_atlas
-        frames = [crop.frame for crop in sample.frame_crops]
-        seen.update(frames)
-        assert frames and all(video.frame_boxes[f] is not None for f in frames)
-        assert sample.direct_crop is not None and sample.direct_crop.frame in frames
-        box = sample.atlas_box
-        assert min(box.width, box.height) >= editor.generator.min_size
-        assert sample.atlas_crop.shape[-2:] == (box.height, box.width)
-        for crop in sample.frame_crops:
-            frame_box = video.frame_boxes[crop.frame]
-            assert crop.box.union(frame_box) == frame_box
-            assert crop.box.width >= math.floor(0.95 * frame_box.width)
-            assert crop.image.shape[-2:] == crop.uv.shape[1:3] == crop.nla_alpha.shape[-2:]
-            pixels = (crop.uv - 0.0) * video.resolution  # foreground: atlas pixels (uv - 0) * R
-            assert pixels[..., 0].min() >= box.left - 1 and pixels[..., 0].max() <= box.right
-            assert pixels[..., 1].min() >= box.top - 1 and pixels[..., 1].max() <= box.bottom
-    assert seen == {2, 3, 4}
-    assert torch.equal(video.maps.alpha, alpha_before)  # never binarised in place
 
 
 def test_sample_renders_line_up_with_the_atlas(tiny, tiny_clip):
@@ -166,27 +140,6 @@ def test_short_videos_sample_and_step(tmp_path, tiny_clip, frames, layer):
         sample = editor.sampler.sample(step)
         assert 1 <= len(sample.frame_crops) <= min(3, frames)
     assert math.isfinite(editor.training_step()["total"])
-
-
-def test_sampler_falls_back_when_no_regular_triplet_has_foreground(tiny, tiny_clip):
-    editor = make_editor(tiny, tiny_clip)
-    video = dataclasses.replace(editor.video, frame_boxes=[None, editor.video.frame_boxes[2], None, None, None, None])
-    video = dataclasses.replace(video, frames=video.frames[:5], maps=video.maps.frames(list(range(5))))
-    sampler = AtlasCropSampler(video, editor.cfg.crops, editor.generator.min_size)
-    assert sampler.centres == [1, 3]  # 1 (alone) and 3 (with 1) are the only ways to reach frame 1
-    assert all(crop.frame == 1 for crop in sampler.sample(1).frame_crops)
-
-
-def test_no_foreground_anywhere_is_a_run_error(tiny, tiny_clip):
-    cfg = video_config(tiny, **{"atlas.alpha_threshold": 0.999})
-    with pytest.raises(RunError, match="alpha_threshold"):
-        prepare_atlas_video(tiny.atlas, tiny.frames, "foreground", cfg.atlas, 3, CPU)
-
-
-def test_frames_smaller_than_the_generator_are_a_run_error(tiny):
-    cfg = video_config(tiny, **{"generator.num_scales": 5})  # needs 33 px; frames are 16 px high
-    with pytest.raises(RunError, match="num_scales"):
-        prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 5, CPU)
 
 
 def test_checkpoint_round_trip_continues_identically(tiny, tiny_clip, tmp_path):

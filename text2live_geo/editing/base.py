@@ -3,6 +3,7 @@ anchor), bootstrap annealing, and checkpoint state."""
 from __future__ import annotations
 
 import time
+from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Callable
 
@@ -16,23 +17,50 @@ from .run import MetricsLog, RunError, load_checkpoint, make_optimizer, save_che
 _NOT_LOSSES = ("step", "lr", "seconds", "renders")
 
 
-class GeneratorTraining:
-    """Mixin for an editor with `cfg`, `device`, `generator`, `previous_generator` (or None);
-    call `setup_optimisation()` at the end of `__init__`."""
+class GeneratorTraining(ABC):
+    """Base of an editor: it trains `generator` step by step with what is shared here.
+
+    A subclass sets the first four attributes below in `__init__`, then calls
+    `setup_optimisation()`; it implements `training_step()` (sample -> generator -> composite ->
+    CLIP views -> losses -> `optimise()`) and `has_bootstrap_target()`, and may override the
+    checkpoint hooks `extra_state()` and `check_state()`. `train()` runs the loop.
+
+    Attributes:
+        cfg: the run's config; this class reads `steps`, `log_every`, `checkpoint_every`,
+            `precision`, `optim` and `loss.bootstrap` / `loss.bootstrap_steps`.
+        device: the run's device.
+        generator: the model being trained.
+        previous_generator: a frozen copy of `generator` that takes its weights at every update,
+            so it is the previous step's model (the IMR anchor), or None.
+        optimizer: set by `setup_optimisation()`: MADGRAD or Adam over the generator's parameters.
+        scaler: set by `setup_optimisation()`: the gradient scaler (active for fp16 on CUDA only).
+        step: set by `setup_optimisation()`: optimisation steps taken.
+    """
 
     cfg: object
     device: torch.device
     generator: torch.nn.Module
     previous_generator: torch.nn.Module | None
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    step: int
 
+    # ---------------------------------------------------- what a subclass provides
+    @abstractmethod
+    def training_step(self) -> dict[str, float]:
+        """One optimisation step; returns its metrics record (the loss values and the weighted
+        total, as `optimise()` returns them, plus anything the editor adds)."""
+
+    @abstractmethod
+    def has_bootstrap_target(self) -> bool:
+        """True when the edit has a bootstrap (relevancy) target; else the bootstrap weight is 0."""
+
+    # ------------------------------------------------------------- the update step
     def setup_optimisation(self) -> None:
         self.optimizer = make_optimizer(self.generator.parameters(), self.cfg.optim)
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.cfg.precision == "fp16" and self.device.type == "cuda")
         self.step = 0
-
-    def has_bootstrap_target(self) -> bool:
-        raise NotImplementedError
 
     def bootstrap_weight(self, step: int) -> float:
         """Bootstrap weight annealed linearly from loss.bootstrap to 0 over loss.bootstrap_steps."""
@@ -81,10 +109,11 @@ class GeneratorTraining:
 
     # ---------------------------------------------------------------- checkpoints
     def extra_state(self) -> dict:
+        """Hook: more entries for the checkpoint (e.g. which layer a video edit edits)."""
         return {}
 
     def check_state(self, state: dict) -> None:
-        """Raise RunError when a checkpoint does not belong to this edit."""
+        """Hook: raise RunError when a checkpoint does not belong to this edit."""
 
     def state_dict(self) -> dict:
         state = {"step": self.step, "generator": self.generator.state_dict(),

@@ -1,4 +1,4 @@
-"""Image editing: the internal crop dataset, one training step, the loop, and final outputs.
+"""Image editing: the editor (one training step), final outputs, and the run (`edit_image`).
 
 `ImageEditor.training_step` is the whole path of one step, top to bottom:
 sample a crop -> generator -> RGBA -> composite / green screen -> one paired draw of CLIP
@@ -14,51 +14,17 @@ from typing import Optional, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..augment import colour_jitter, resize_short
+from ..augment import resize_short
 from ..clip import ClipGuide
 from ..config import ImageEditConfig, to_yaml
+from ..data.image_crops import CropSampler
 from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
 from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective
-from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
-                  set_lr, timestamped)
-
-
-# ------------------------------------------------------------------------ internal dataset
-class CropSampler:
-    """The internal dataset: each step a random crop of the input (docs/text2live.md, "Internal dataset").
-
-    `source` is `(1, C, H, W)`: RGB plus optional extra channels (the relevancy map) that
-    follow every geometric change; colour jitter touches RGB only. Every `full_image_every`
-    steps (and at step 0) the whole image is returned. Crops never go below `min_size`.
-    """
-
-    def __init__(self, source: torch.Tensor, cfg, min_size: int, enabled: bool = True):
-        self.source, self.cfg, self.min_size, self.enabled = source, cfg, min_size, enabled
-
-    def sample(self, step: int) -> torch.Tensor:
-        cfg, source = self.cfg, self.source
-        if not self.enabled or (cfg.full_image_every > 0 and step % cfg.full_image_every == 0):
-            return source
-        sample = source
-        if torch.rand(()) < cfg.jitter_p:
-            factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
-            sample = torch.cat([colour_jitter(sample[:, :3], factors), sample[:, 3:]], dim=1)
-        if torch.rand(()) < cfg.flip_p:
-            sample = sample.flip(-1)
-        height, width = sample.shape[-2:]
-        scale = float(torch.empty(()).uniform_(cfg.scale_min, cfg.scale_max))
-        scale = max(scale, self.min_size / (cfg.crop_min * min(height, width)))
-        size = (max(round(height * scale), self.min_size), max(round(width * scale), self.min_size))
-        if size != (height, width):
-            sample = F.interpolate(sample, size=size, mode="bilinear", align_corners=False)
-        crop_h = max(round(size[0] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
-        crop_w = max(round(size[1] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
-        top = int(torch.randint(0, size[0] - crop_h + 1, ()))
-        left = int(torch.randint(0, size[1] - crop_w + 1, ()))
-        return sample[..., top:top + crop_h, left:left + crop_w]
+from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
+                  select_device, set_lr, timestamped)
 
 
 @dataclass
@@ -78,12 +44,6 @@ def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str)
         raise RunError(f"image '{name}' is {width}x{height} px; the generator needs at least {min_size} px per "
                        f"side (use a larger image or a smaller generator.num_scales)")
     return image.clamp(0, 1)
-
-
-def check_texts(cfg) -> None:
-    for key in ("src", "comp", "screen"):
-        if not str(getattr(cfg.text, key)).strip():
-            raise RunError(f"text.{key} is empty: give it a description, e.g. text.{key}='golden horse'")
 
 
 # ---------------------------------------------------------------------------- the editor

@@ -124,3 +124,10 @@ def load_run_config(schema: type, config_path, overrides, resume, base_config):
             raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
         return load_config(schema, resume / CONFIG_NAME, overrides), resume
     return load_config(schema, config_path, overrides, base_path=base_config), None
+
+
+def check_texts(cfg) -> None:
+    """RunError when one of the edit's texts (text.src, text.comp, text.screen) is empty."""
+    for key in ("src", "comp", "screen"):
+        if not str(getattr(cfg.text, key)).strip():
+            raise RunError(f"text.{key} is empty: give it a description, e.g. text.{key}='golden horse'")

@@ -15,6 +15,10 @@ The final render runs the generator once on the whole (cropped) atlas and sample
 every pixel of every frame: edited layer = (1 - a) * original + a * edit, and
 frame = NLA alpha * foreground layer + (1 - NLA alpha) * background layer, the unedited layer
 being the original video.
+
+The parts around the editor: `video_input` loads the atlas and prepares the input
+(`AtlasVideo`), `text2live_geo.data.atlas_crops` samples what each step sees, `video_outputs`
+writes the final render; `edit_video` at the end of this module runs them in order.
 """
 from __future__ import annotations
 
@@ -28,248 +32,28 @@ from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
-from atlas import (reconstruction_psnr, AtlasMaps, Layer, NeuralAtlas, NoForegroundError, PixelBox, layer_crop_regions, sample_atlas,
-                   uv_bounding_box)
+from atlas import Layer, sample_atlas
 
-from ..augment import colour_jitter, resize_short
+from ..augment import resize_short
 from ..clip import ClipGuide
 from ..config import VideoEditConfig, to_yaml
+from ..data.atlas_crops import AtlasCropSampler, AtlasSample, AtlasVideo
 from ..generator import SkipGenerator, batch_statistics_without_update
-from ..io import InputError, save_png, side_by_side
+from ..io import save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
-from ..video_io import FOLDER_FPS, Video, VideoWriter, read_video
-from .image import check_texts
+from ..video_io import FOLDER_FPS, read_video
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (CONFIG_NAME, RunError, autocast_context, decayed_lr, load_run_config, make_run_dir, select_device,
-                  set_lr, timestamped)
+from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
+                  select_device, set_lr, timestamped)
+from .video_input import load_atlas_for_video, prepare_atlas_video, sampled_reconstruction_psnr
+from .video_outputs import write_video_outputs
 
-__all__ = [
-    "AtlasCropSampler",
-    "AtlasSample",
-    "AtlasVideo",
-    "FrameCrop",
-    "LayerRender",
-    "VideoEditResult",
-    "VideoEditor",
-    "edit_video",
-    "load_atlas_for_video",
-    "prepare_atlas_video",
-    "write_video_outputs",
-]
+__all__ = ["LayerRender", "VideoEditResult", "VideoEditor", "as_seen_in_frames", "edit_video"]
 
 
-# --------------------------------------------------------------------- per-run data
-@dataclass
-class AtlasVideo:
-    """Everything about the input that a video edit precomputes once, on the run's device.
-
-    Attributes:
-        frames: ``(N, 3, H, W)`` the input video at the atlas's frame size, in [0, 1].
-        maps: per-frame uv maps ``(N, H, W, 2)`` and NLA alpha ``(N, 1, H, W)``.
-        layer: the edited layer, "foreground" or "background".
-        resolution: side R of the full baked atlas.
-        frame_boxes: per frame, the region (frame pixels) training crops come from; None for a
-            foreground frame without confident foreground (it is never sampled).
-        atlas_box: the atlas-pixel region every frame box touches (the part worth editing).
-        atlas_image: ``(1, 3, h, w)`` the baked atlas inside ``atlas_box``.
-    """
-
-    frames: torch.Tensor
-    maps: AtlasMaps
-    layer: Layer
-    resolution: int
-    frame_boxes: list[Optional[PixelBox]]
-    atlas_box: PixelBox
-    atlas_image: torch.Tensor
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def frames_with_box(self) -> list[int]:
-        return [index for index, box in enumerate(self.frame_boxes) if box is not None]
-
-
-def prepare_atlas_video(atlas: NeuralAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg, num_scales: int,
-                        device: torch.device, progress: bool = False) -> AtlasVideo:
-    """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
-
-    Args:
-        atlas: the NLA model, on ``device``.
-        frames: ``(N, 3, H, W)`` input frames at the atlas's size (N, W, H of the atlas).
-        layer: "foreground" or "background".
-        atlas_cfg: an AtlasInputConfig (resolution, alpha_threshold, box_border, chunk_size).
-        num_scales: generator scales; crops must be at least ``2^num_scales + 1`` pixels.
-        device: the run's device.
-        progress: tqdm bars for the (long, at full size) precomputes.
-
-    Raises:
-        RunError: frames or atlas too small for the generator, or a foreground with no pixel
-            above the alpha threshold in any frame.
-    """
-    min_size = 2 ** num_scales + 1
-    height, width = frames.shape[-2:]
-    if min(height, width) < min_size:
-        raise RunError(f"frames are {width}x{height} px; the generator needs at least {min_size} px per side "
-                       f"(use a smaller generator.num_scales)")
-    if atlas_cfg.resolution < min_size:
-        raise RunError(f"atlas.resolution={atlas_cfg.resolution} is below the generator's minimum side {min_size}")
-    maps = atlas.precompute_maps(device, chunk_size=atlas_cfg.chunk_size, progress=progress)
-    try:
-        regions = layer_crop_regions(maps, layer, atlas_cfg.resolution, num_scales, atlas_cfg.alpha_threshold,
-                                     atlas_cfg.box_border)
-    except NoForegroundError as error:
-        raise RunError(f"{error} (lower atlas.alpha_threshold, or edit layer=background)") from None
-    # a thin region (a nearly static layer) is padded so the generator can run on it
-    atlas_box = regions.atlas_box.padded_to(min_size, atlas_cfg.resolution, atlas_cfg.resolution)
-    atlas_image = atlas.bake(layer, atlas_cfg.resolution, device=device, chunk_size=atlas_cfg.chunk_size,
-                             box=atlas_box, progress=progress)[None]
-    return AtlasVideo(frames=frames.to(device), maps=maps, layer=layer, resolution=atlas_cfg.resolution,
-                      frame_boxes=regions.frame_boxes, atlas_box=atlas_box, atlas_image=atlas_image)
-
-
-# ------------------------------------------------------------------ internal dataset
-@dataclass
-class FrameCrop:
-    """One frame's training crop.
-
-    Attributes:
-        frame: frame index.
-        box: the crop, in frame pixels.
-        image: ``(1, 3, h, w)`` original video pixels (colour-jittered with the atlas crop).
-        uv: ``(1, h, w, 2)`` the edited layer's uv at those pixels.
-        nla_alpha: ``(1, 1, h, w)`` NLA alpha at those pixels.
-    """
-
-    frame: int
-    box: PixelBox
-    image: torch.Tensor
-    uv: torch.Tensor
-    nla_alpha: torch.Tensor
-
-
-@dataclass
-class AtlasSample:
-    """What one training step sees (before flipping, which the renders apply).
-
-    Attributes:
-        frame_crops: crops of frames {t - gap, t, t + gap} that have a box (1 to 3).
-        atlas_box: atlas pixels covering every frame crop's uv (at least the generator's minimum).
-        atlas_crop: ``(1, 3, h, w)`` baked atlas inside ``atlas_box`` (colour-jittered).
-        atlas_relevancy: ``(1, 1, h, w)`` bootstrap target inside ``atlas_box``, or None.
-        direct_crop: the frame crop that also goes through the generator as it is, or None.
-        whole_atlas: True when the whole (cropped) atlas is one more sample this step.
-        flipped: everything is flipped horizontally this step.
-    """
-
-    frame_crops: list[FrameCrop]
-    atlas_box: PixelBox
-    atlas_crop: torch.Tensor
-    atlas_relevancy: Optional[torch.Tensor]
-    direct_crop: Optional[FrameCrop]
-    whole_atlas: bool
-    flipped: bool
-
-
-def _random_sub_box(box: PixelBox, fraction_min: float, min_size: int) -> PixelBox:
-    """A random box covering ``fraction_min``..1 of each side of ``box``, at least ``min_size``."""
-    def side(length: int) -> int:
-        wanted = round(length * random_uniform(fraction_min, 1.0))
-        return min(max(wanted, min_size), length)
-
-    width, height = side(box.width), side(box.height)
-    left = box.left + int(torch.randint(0, box.width - width + 1, ()))
-    top = box.top + int(torch.randint(0, box.height - height + 1, ()))
-    return PixelBox(left, top, left + width, top + height)
-
-
-def random_uniform(low: float, high: float) -> float:
-    """A uniform draw from torch's global RNG (so seeds and checkpoints cover it)."""
-    return float(torch.empty(()).uniform_(low, high))
-
-
-def _intersect(box: PixelBox, limit: PixelBox) -> PixelBox:
-    return PixelBox(max(box.left, limit.left), max(box.top, limit.top),
-                    min(box.right, limit.right), min(box.bottom, limit.bottom))
-
-
-class AtlasCropSampler:
-    """The internal dataset of a video edit (docs/video.md, "The video recipe", step 1).
-
-    Each step: a centre frame t in [gap, N - 1 - gap] and frames {t - gap, t, t + gap} (gap 2,
-    shrunk for videos under 5 frames); frames without a box (a foreground absent there) are
-    skipped, and only centres with at least one usable frame are drawn. Each frame gets a random
-    crop of ``crop_min``..1 of its box; the atlas crop is the bounding box, in atlas pixels, of
-    the crops' uvs. Colour jitter (p ``jitter_p``) is drawn once and applied to the atlas crop
-    and the frame crops alike; the flip (p ``flip_p``) is applied by the renders.
-    """
-
-    def __init__(self, video: AtlasVideo, cfg, min_size: int,
-                 atlas_relevancy: Optional[torch.Tensor] = None):
-        self.video, self.cfg, self.min_size = video, cfg, min_size
-        self.atlas_relevancy = atlas_relevancy
-        self.gap, self.centres = self._centre_frames()
-
-    def _usable_frames(self, centre: int, gap: int) -> list[int]:
-        """Frames {centre - gap, centre, centre + gap} inside the video that have a box."""
-        n, boxes = self.video.num_frames, self.video.frame_boxes
-        return [f for f in dict.fromkeys((centre - gap, centre, centre + gap)) if 0 <= f < n and boxes[f] is not None]
-
-    def _centre_frames(self) -> tuple[int, list[int]]:
-        n = self.video.num_frames
-        gap = max(0, min(self.cfg.frame_gap, (n - 1) // 2))
-        centres = [t for t in range(gap, n - gap) if self._usable_frames(t, gap)]
-        if not centres:  # e.g. a foreground present only in frame 1 of 5: no regular triplet holds it
-            centres = [t for t in range(n) if self._usable_frames(t, gap)]
-        if not centres:
-            raise RunError("no frame has a region to edit")
-        return gap, centres
-
-    def sample(self, step: int) -> AtlasSample:
-        video, cfg = self.video, self.cfg
-        centre = self.centres[int(torch.randint(0, len(self.centres), ()))]
-        frames = self._usable_frames(centre, self.gap)
-
-        # a random crop of each frame's box, and the atlas pixels their uvs reach
-        uv_map, crops = video.maps.uv(video.layer), []
-        for frame in frames:
-            box = _random_sub_box(video.frame_boxes[frame], cfg.crop_min, self.min_size)
-            crops.append(FrameCrop(frame=frame, box=box, image=box.crop(video.frames[frame:frame + 1]),
-                                   uv=uv_map[frame:frame + 1, box.top:box.bottom, box.left:box.right],
-                                   nla_alpha=box.crop(video.maps.alpha[frame:frame + 1])))
-        reached = uv_bounding_box(torch.cat([crop.uv.reshape(-1, 2) for crop in crops]), video.layer,
-                                  video.resolution)
-        # in coordinates of the baked atlas crop: padded to the generator's minimum inside it
-        whole = video.atlas_box
-        relative = _intersect(reached, whole)
-        relative = PixelBox(relative.left - whole.left, relative.top - whole.top,
-                            relative.right - whole.left, relative.bottom - whole.top)
-        relative = relative.padded_to(self.min_size, whole.width, whole.height)
-        atlas_box = PixelBox(relative.left + whole.left, relative.top + whole.top,
-                             relative.right + whole.left, relative.bottom + whole.top)
-        atlas_crop = relative.crop(video.atlas_image)
-        atlas_relevancy = relative.crop(self.atlas_relevancy) if self.atlas_relevancy is not None else None
-
-        # colour jitter: one draw for the atlas crop and the frame crops
-        if torch.rand(()) < cfg.jitter_p:
-            factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
-            atlas_crop = colour_jitter(atlas_crop, factors)
-            for crop in crops:
-                crop.image = colour_jitter(crop.image, factors)
-        flipped = bool(torch.rand(()) < cfg.flip_p)
-        direct = None
-        if cfg.direct_frame:
-            direct = next((crop for crop in crops if crop.frame == centre), crops[0])
-        whole_atlas = cfg.full_atlas_every > 0 and step % cfg.full_atlas_every == 0
-        return AtlasSample(frame_crops=crops, atlas_box=atlas_box, atlas_crop=atlas_crop,
-                           atlas_relevancy=atlas_relevancy, direct_crop=direct, whole_atlas=whole_atlas,
-                           flipped=flipped)
-
-
+# ---------------------------------------------------------------------- what the losses see
 @dataclass
 class LayerRender:
     """One sample for the losses: the unedited layer and its edit layers, all ``(1, C, h, w)``.
@@ -477,122 +261,6 @@ class VideoEditor(GeneratorTraining):
         if state.get("layer", self.layer) != self.layer:
             raise RunError(f"the checkpoint edits the {state['layer']} layer, not the {self.layer} layer "
                            "(do not override layer when resuming)")
-
-
-# ------------------------------------------------------------------------- inputs
-def load_atlas_for_video(cfg, video: Video, device: torch.device, log=print) -> tuple[NeuralAtlas, torch.Tensor]:
-    """Load the NLA checkpoint and match the video to it.
-
-    Returns:
-        The atlas (on ``device``) and the frames ``(N, 3, H, W)`` at the atlas's size (resized
-        when the video's size differs, with a note).
-
-    Raises:
-        atlas.AtlasCheckpointError: missing or mismatched checkpoint (a user error).
-        InputError: the frame count differs from the atlas's; the message has both numbers and
-            the key that fixes it.
-    """
-    atlas = NeuralAtlas.from_nla_checkpoint(cfg.atlas.checkpoint, device=device,
-                                            num_frames=cfg.atlas.num_frames or None)
-    config_path = Path(cfg.atlas.checkpoint) / "config.json"
-    count, expected = video.num_frames, atlas.num_frames
-    if count > expected:
-        raise InputError(f"the video has {count} frames but the atlas was fitted on {expected} "
-                         f"(maximum_number_of_frames in {config_path}): pass video.max_frames={expected} "
-                         f"to edit its first {expected} frames")
-    if count < expected:
-        raise InputError(f"the video has {count} frames but the atlas expects {expected} "
-                         f"(maximum_number_of_frames in {config_path}): give the whole video the atlas was "
-                         f"fitted on, or, if it was fitted on exactly these {count} frames (NLA normalises time "
-                         f"by min(maximum_number_of_frames, frames)), pass atlas.num_frames={count}")
-    frames = video.frames
-    if (video.width, video.height) != (atlas.width, atlas.height):
-        log(f"note: the frames are {video.width}x{video.height} but the atlas was fitted at "
-            f"{atlas.width}x{atlas.height}: the edit is trained on frames resized to {atlas.width}x{atlas.height} "
-            f"and composited back at {video.width}x{video.height}")
-        frames = F.interpolate(frames, size=(atlas.height, atlas.width), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)
-    return atlas, frames
-
-
-def sampled_reconstruction_psnr(atlas: NeuralAtlas, frames: torch.Tensor, count: int = 20000,
-                                seed: int = 0) -> float:
-    """PSNR (dB) of the NLA reconstruction against ``frames`` ``(N, 3, H, W)`` on ``count`` random
-    pixels: a cheap check that the atlas belongs to the video (a full pass costs minutes)."""
-    n, _, height, width = frames.shape
-    generator = torch.Generator().manual_seed(seed)
-    index = torch.randint(0, n * height * width, (count,), generator=generator)
-    t, within = index // (height * width), index % (height * width)
-    y, x = within // width, within % width
-    with torch.no_grad():
-        predicted = atlas.query(x.float(), y.float(), t.float()).reconstruction.float().cpu()
-    target = frames.cpu()[t, :, y, x].float()
-    return reconstruction_psnr(predicted, target)
-
-
-# ------------------------------------------------------------------------- outputs
-OUTPUT_VIDEO = "edited.mp4"
-OUTPUT_GREENSCREEN = "edit_on_greenscreen.mp4"
-OUTPUT_COMPARISON = "comparison.mp4"
-
-
-def write_video_outputs(run_dir: Path, editor: VideoEditor, original: torch.Tensor, fps: float, crf: int = 18,
-                        batch_size: int = 8, progress: bool = True) -> dict:
-    """The final render, streamed to disk a batch of frames at a time.
-
-    Writes ``edited.mp4``, ``frames/00000.png``..., ``edit_on_greenscreen.mp4``,
-    ``comparison.mp4`` (input | edited), and in atlas space ``atlas.png`` (the input atlas crop),
-    ``edited_atlas.png`` (RGBA: the edit layer on the atlas) and ``edited_atlas_composite.png``.
-
-    Args:
-        original: ``(N, 3, H', W')`` the input video at its own size (CPU is fine); when it
-            differs from the atlas's size, the frame-space edit is resized to it and composited
-            over the untouched input.
-
-    Returns:
-        Timing figures (seconds).
-    """
-    device = editor.device
-    start = time.perf_counter()
-    atlas_layers = editor.render_atlas()
-    save_png(editor.video.atlas_image, run_dir / "atlas.png")
-    save_png(torch.cat([atlas_layers.edit, atlas_layers.alpha], dim=1), run_dir / "edited_atlas.png")
-    save_png(atlas_layers.composite, run_dir / "edited_atlas_composite.png")
-    atlas_seconds = time.perf_counter() - start
-
-    count, _, height, width = original.shape
-    resize = (height, width) != tuple(editor.video.frames.shape[-2:])
-    bar = tqdm(total=count, disable=not progress, desc="render", unit="frame", dynamic_ncols=True)
-    writers = [VideoWriter(run_dir / OUTPUT_VIDEO, width, height, fps, crf),
-               VideoWriter(run_dir / OUTPUT_GREENSCREEN, width, height, fps, crf),
-               VideoWriter(run_dir / OUTPUT_COMPARISON, 2 * width + 4, height, fps, crf)]
-    try:
-        for first in range(0, count, batch_size):
-            frames = list(range(first, min(first + batch_size, count)))
-            edit, visible = editor.frame_edit(atlas_layers, frames)
-            if resize:
-                edit = F.interpolate(edit, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
-                visible = F.interpolate(visible, size=(height, width), mode="bilinear",
-                                        align_corners=False).clamp(0, 1)
-            source = original[frames].to(device)
-            edited = (1 - visible) * source + visible * edit
-            greenscreen = visible * edit + (1 - visible) * green_screen_like(edit)
-            writers[0].write(edited)
-            writers[1].write(greenscreen)
-            for index, frame in zip(frames, edited):
-                save_png(frame, run_dir / "frames" / f"{index:05d}.png")
-                writers[2].write(side_by_side(source[index - first:index - first + 1], frame[None]))
-            bar.update(len(frames))
-    except BaseException:
-        for writer in writers:
-            writer.abort()
-        raise
-    finally:
-        bar.close()
-    for writer in writers:
-        writer.close()
-    return {"render_atlas_seconds": round(atlas_seconds, 3),
-            "render_seconds": round(time.perf_counter() - start, 3)}
 
 
 # ---------------------------------------------------------------------------- the API

@@ -1,0 +1,83 @@
+"""The outputs of a video edit: the final render streamed to the run folder (videos, frames,
+the edited atlas)."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from ..io import save_png, side_by_side
+from ..layers import green_screen_like
+from ..video_io import VideoWriter
+
+if TYPE_CHECKING:  # the editor's module imports this one
+    from .video import VideoEditor
+
+__all__ = ["OUTPUT_COMPARISON", "OUTPUT_GREENSCREEN", "OUTPUT_VIDEO", "write_video_outputs"]
+
+OUTPUT_VIDEO = "edited.mp4"
+OUTPUT_GREENSCREEN = "edit_on_greenscreen.mp4"
+OUTPUT_COMPARISON = "comparison.mp4"
+
+
+def write_video_outputs(run_dir: Path, editor: VideoEditor, original: torch.Tensor, fps: float, crf: int = 18,
+                        batch_size: int = 8, progress: bool = True) -> dict:
+    """The final render, streamed to disk a batch of frames at a time.
+
+    Writes ``edited.mp4``, ``frames/00000.png``..., ``edit_on_greenscreen.mp4``,
+    ``comparison.mp4`` (input | edited), and in atlas space ``atlas.png`` (the input atlas crop),
+    ``edited_atlas.png`` (RGBA: the edit layer on the atlas) and ``edited_atlas_composite.png``.
+
+    Args:
+        original: ``(N, 3, H', W')`` the input video at its own size (CPU is fine); when it
+            differs from the atlas's size, the frame-space edit is resized to it and composited
+            over the untouched input.
+
+    Returns:
+        Timing figures (seconds).
+    """
+    device = editor.device
+    start = time.perf_counter()
+    atlas_layers = editor.render_atlas()
+    save_png(editor.video.atlas_image, run_dir / "atlas.png")
+    save_png(torch.cat([atlas_layers.edit, atlas_layers.alpha], dim=1), run_dir / "edited_atlas.png")
+    save_png(atlas_layers.composite, run_dir / "edited_atlas_composite.png")
+    atlas_seconds = time.perf_counter() - start
+
+    count, _, height, width = original.shape
+    resize = (height, width) != tuple(editor.video.frames.shape[-2:])
+    bar = tqdm(total=count, disable=not progress, desc="render", unit="frame", dynamic_ncols=True)
+    writers = [VideoWriter(run_dir / OUTPUT_VIDEO, width, height, fps, crf),
+               VideoWriter(run_dir / OUTPUT_GREENSCREEN, width, height, fps, crf),
+               VideoWriter(run_dir / OUTPUT_COMPARISON, 2 * width + 4, height, fps, crf)]
+    try:
+        for first in range(0, count, batch_size):
+            frames = list(range(first, min(first + batch_size, count)))
+            edit, visible = editor.frame_edit(atlas_layers, frames)
+            if resize:
+                edit = F.interpolate(edit, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
+                visible = F.interpolate(visible, size=(height, width), mode="bilinear",
+                                        align_corners=False).clamp(0, 1)
+            source = original[frames].to(device)
+            edited = (1 - visible) * source + visible * edit
+            greenscreen = visible * edit + (1 - visible) * green_screen_like(edit)
+            writers[0].write(edited)
+            writers[1].write(greenscreen)
+            for index, frame in zip(frames, edited):
+                save_png(frame, run_dir / "frames" / f"{index:05d}.png")
+                writers[2].write(side_by_side(source[index - first:index - first + 1], frame[None]))
+            bar.update(len(frames))
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    finally:
+        bar.close()
+    for writer in writers:
+        writer.close()
+    return {"render_atlas_seconds": round(atlas_seconds, 3),
+            "render_seconds": round(time.perf_counter() - start, 3)}
