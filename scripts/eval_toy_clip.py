@@ -20,12 +20,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from text2live_geo.toyworld.evaluate import HELD_OUT_SEED, evaluate, load  # noqa: E402
+from toyworld.evaluate import HELD_OUT_SEED, evaluate, load  # noqa: E402
 
 CARD = """# Toy CLIP (text2live_geo)
 
 A small `transformers.CLIPModel` + word-level `CLIPTokenizer` trained from scratch on the
-project's procedural toy world (`text2live_geo/toyworld`), so that CLIP-guided editing can
+project's procedural toy world (the `toyworld` package), so that CLIP-guided editing can
 be run and tested with real (toy) semantics without downloading pretrained weights. It
 knows only toy-world words: {n_colours} colours ({colours}), {n_shapes} shapes ({shapes}),
 {n_textures} textures ({textures}), background colours ({backgrounds}) and the words of the
@@ -118,7 +118,7 @@ Measured with `{eval_command}` ({eval_s:.0f} s).
   64 % at step 1250). The previous recipe (teacher objects 0.2-0.34) gave 79.8 % (seed 1) and
   76.0 % (seed 0).
 - Texture is only partly learned. Measure edits with the pixel classifiers of
-  `text2live_geo.toyworld` (`classify_colour`, `classify_texture`), not with this model.
+  `toyworld` (`classify_colour`, `classify_texture`), not with this model.
 - Only the toy-world words are single tokens; other words fall back to characters.
 
 ## Regenerate
@@ -169,7 +169,7 @@ def recipe_options(cfg: dict, training: dict) -> dict:
 def write_card(folder: Path, result: dict, command: str, seconds: float) -> None:
     from transformers import CLIPModel
 
-    from text2live_geo.toyworld.world import (
+    from toyworld.world import (
         BACKGROUND_COLOURS, COLOURS, PAIR_OBJECT_SIZES, SHAPES, SINGLE_OBJECT_SIZES, TEXTURES,
     )
 

@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 import torch
 
-from text2live_geo.toyworld import (
+from toyworld import (
     BACKGROUND_COLOURS, COLOURS, SHAPES, TEXTURES, VOCABULARY, BackgroundSpec, ObjectSpec, SceneSpec,
     caption_for, classify_colour, classify_texture, render_scene, sample_scene, sample_spec,
 )
-from text2live_geo.toyworld.text import attribute_variants, consistent, sample_text
+from toyworld.text import attribute_variants, consistent, sample_text
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY_CLIP = ROOT / "data" / "toy_clip"
@@ -121,7 +121,7 @@ def test_shipped_toy_images():
 def toy_clip():
     if not (TOY_CLIP / "config.json").exists():
         pytest.skip(f"no trained toy CLIP at {TOY_CLIP}; run `python scripts/train_toy_clip.py`")
-    from text2live_geo.toyworld.evaluate import load
+    from toyworld.evaluate import load
 
     return load(str(TOY_CLIP))
 
@@ -135,8 +135,8 @@ def test_toy_clip_loads_in_float32(toy_clip):
 
 @torch.no_grad()
 def test_toy_clip_ranks_true_colour_above_wrong_colour(toy_clip):
-    from text2live_geo.toyworld.evaluate import HELD_OUT_SEED, held_out_scenes, model_images
-    from text2live_geo.toyworld.train import TextEncoder, image_features
+    from toyworld.evaluate import HELD_OUT_SEED, held_out_scenes, model_images
+    from toyworld.train import TextEncoder, image_features
 
     model, tokenizer = toy_clip
     scenes = held_out_scenes(60, seed=HELD_OUT_SEED + 50_000, render_size=128)
@@ -160,7 +160,7 @@ def test_toy_clip_ranks_true_colour_above_wrong_colour(toy_clip):
 def test_toy_clip_editor_prompt_red_vs_blue_circle(toy_clip):
     from PIL import Image
 
-    from text2live_geo.toyworld.train import TextEncoder, image_features
+    from toyworld.train import TextEncoder, image_features
 
     model, tokenizer = toy_clip
     image = torch.from_numpy(np.asarray(Image.open(TOY_IMAGES / "red_circle.png").convert("RGB")) / 255.0)
@@ -177,7 +177,7 @@ def test_toy_clip_editor_prompt_red_vs_blue_circle(toy_clip):
 def test_toy_clip_knows_shape_on_held_out_scenes(toy_clip):
     """Zero-shot shape on 100 held-out scenes (not the model card's 500): the true caption
     against captions differing only in the shape. Chance is about 1/6."""
-    from text2live_geo.toyworld.evaluate import HELD_OUT_SEED, evaluate
+    from toyworld.evaluate import HELD_OUT_SEED, evaluate
 
     model, tokenizer = toy_clip
     result = evaluate(model, tokenizer, n=100, seed=HELD_OUT_SEED + 70_000)

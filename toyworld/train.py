@@ -777,7 +777,7 @@ def sincos_position_embedding(grid: int, width: int, cls: bool = True) -> torch.
 def build_model(cfg: TrainConfig, folder: Path):
     """A fresh CLIPModel (via `tiny_clip.build_clip`) whose vision position embeddings start
     as 2D sine-cosine (still learnable), which makes shape learnable in few steps."""
-    from ..tiny_clip import build_clip
+    from text2live_geo.tiny_clip import build_clip
 
     model = build_clip(
         folder, VOCABULARY, image_size=cfg.image_size, patch_size=cfg.patch_size,
