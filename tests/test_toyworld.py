@@ -136,7 +136,7 @@ def test_toy_clip_loads_in_float32(toy_clip):
 @torch.no_grad()
 def test_toy_clip_ranks_true_colour_above_wrong_colour(toy_clip):
     from toyworld.evaluate import HELD_OUT_SEED, held_out_scenes, model_images
-    from toyworld.train import TextEncoder, image_features
+    from toyworld.training.model import TextEncoder, image_features
 
     model, tokenizer = toy_clip
     scenes = held_out_scenes(60, seed=HELD_OUT_SEED + 50_000, render_size=128)
@@ -160,7 +160,7 @@ def test_toy_clip_ranks_true_colour_above_wrong_colour(toy_clip):
 def test_toy_clip_editor_prompt_red_vs_blue_circle(toy_clip):
     from PIL import Image
 
-    from toyworld.train import TextEncoder, image_features
+    from toyworld.training.model import TextEncoder, image_features
 
     model, tokenizer = toy_clip
     image = torch.from_numpy(np.asarray(Image.open(TOY_IMAGES / "red_circle.png").convert("RGB")) / 255.0)

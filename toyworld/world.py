@@ -19,9 +19,8 @@ Public API:
 """
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -148,13 +147,13 @@ class SceneSpec:
     objects: tuple[ObjectSpec, ...]
     background: BackgroundSpec = field(default_factory=BackgroundSpec)
 
-    def with_object(self, index: int = 0, **changes) -> "SceneSpec":
+    def with_object(self, index: int = 0, **changes) -> SceneSpec:
         """A copy with attributes of object `index` changed, e.g. `with_object(0, colour="blue")`."""
         objects = list(self.objects)
         objects[index] = replace(objects[index], **changes)
         return replace(self, objects=tuple(objects))
 
-    def with_background(self, **changes) -> "SceneSpec":
+    def with_background(self, **changes) -> SceneSpec:
         return replace(self, background=replace(self.background, **changes))
 
 
@@ -357,7 +356,7 @@ def render_scene(spec: SceneSpec, size: int = 64) -> Scene:
 # Sampling
 # --------------------------------------------------------------------------------------
 
-RngLike = Union[int, np.random.Generator, Sequence[int]]
+RngLike = int | np.random.Generator | Sequence[int]
 
 
 def as_rng(rng_or_seed: RngLike) -> np.random.Generator:
