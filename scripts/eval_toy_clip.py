@@ -119,7 +119,10 @@ Measured with `{eval_command}` ({eval_s:.0f} s).
   76.0 % (seed 0).
 - Texture is only partly learned. Measure edits with the pixel classifiers of
   `toyworld` (`classify_colour`, `classify_texture`), not with this model.
-- Only the toy-world words are single tokens; other words fall back to characters.
+- Only the toy-world words are single tokens; other words fall back to characters and carry
+  no meaning for the model. `known_words.json` lists the words it saw, grouped (written by the
+  training, `toyworld.training.model.write_known_words`); the editor warns about any other word
+  of an edit's texts (the edit still runs).
 
 ## Experiment history
 

@@ -1,6 +1,8 @@
-"""The shipped toy CLIP (data/toy_clip), loaded and measured with toyworld/evaluate.py."""
+"""The shipped toy CLIP (data/toy_clip), loaded and measured with toyworld/evaluate.py, and the
+files that ship with it."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,3 +84,11 @@ def test_toy_clip_knows_shape_on_held_out_scenes(toy_clip):
     assert result["shape_prompt"] >= 0.4, f"shape prompt {result['shape_prompt']:.0%}"
     assert result["colour"] >= 0.9, f"colour {result['colour']:.0%}"
 
+
+def test_shipped_known_words_match_the_world():
+    from toyworld.world import known_words
+
+    if not (TOY_CLIP / "config.json").exists():
+        pytest.skip(f"no trained toy CLIP at {TOY_CLIP}")
+    # written by training (toyworld.training.model.write_known_words); the editor warns about other words
+    assert json.loads((TOY_CLIP / "known_words.json").read_text()) == {"model": "toy CLIP", **known_words()}

@@ -348,3 +348,4 @@ def test_train_runs_all_stages_and_saves_a_loadable_clip(tmp_path):
     model = CLIPModel.from_pretrained(str(out))
     assert model.config.vision_config.image_size == 32 and model.config.vision_config.patch_size == 8
     assert (out / "training.json").exists() and (out / "preprocessor_config.json").exists()
+    assert (out / "known_words.json").exists()

@@ -10,7 +10,7 @@ import torch
 
 from toyworld import (
     COLOURS, SHAPES, TEXTURES, VOCABULARY, BackgroundSpec, ObjectSpec, SceneSpec,
-    caption_for, classify_colour, classify_texture, render_scene, sample_scene, sample_spec,
+    caption_for, classify_colour, classify_texture, known_words, render_scene, sample_scene, sample_spec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,3 +99,11 @@ def test_shipped_toy_images():
         assert classify_colour(image[mask]) == entry["colour"]
         assert entry["caption"].startswith(f"a {entry['object']}") or entry["caption"].startswith(f"an {entry['object']}")
 
+
+def test_known_words_group_the_vocabulary():
+    groups = known_words()
+    assert list(groups) == ["shapes", "colours", "textures", "other words"]
+    assert groups["shapes"] == list(SHAPES) and groups["textures"] == list(TEXTURES)
+    assert set(COLOURS) <= set(groups["colours"]) and {"gray", "beige"} <= set(groups["colours"])
+    words = [w for group in groups.values() for w in group]
+    assert sorted(words) == sorted(VOCABULARY)  # every word once

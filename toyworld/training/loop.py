@@ -40,7 +40,7 @@ from ..text import ATTRIBUTES
 from .config import TrainConfig
 from .data import batch_stream
 from .losses import batch_loss, cls_attention_on_objects, distillation_loss, shape_logits
-from .model import TextEncoder, build_model, normalize_pixels, write_preprocessor_config
+from .model import TextEncoder, build_model, normalize_pixels, write_known_words, write_preprocessor_config
 from .teacher import ShapeTeacher, train_teacher
 
 
@@ -164,6 +164,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     model.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
     write_preprocessor_config(out, cfg.image_size)
+    write_known_words(out)
     summary = {"config": asdict(cfg), "steps_done": done, "wall_time_s": round(wall, 1),
                "teacher_time_s": round(teacher_s, 1), "teacher_stats": teacher_stats,
                "vision_time_s": round(vision_s, 1), "vision_stats": vision_stats,

@@ -9,7 +9,7 @@ import torch
 
 from text2live_geo.clip import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 
-from ..world import VOCABULARY
+from ..world import VOCABULARY, known_words
 from .config import TrainConfig
 
 
@@ -97,3 +97,14 @@ def write_preprocessor_config(folder: Path, size: int) -> None:
         "do_rescale": True, "rescale_factor": 1 / 255, "do_normalize": True,
         "image_mean": list(OPENAI_CLIP_MEAN), "image_std": list(OPENAI_CLIP_STD), "do_convert_rgb": True,
     }, indent=2))
+
+
+KNOWN_WORDS_FILE = "known_words.json"
+
+
+def write_known_words(folder: Path | str) -> None:
+    """`known_words.json` in a toy CLIP folder: the words it saw in training, grouped
+    (`world.known_words`). The editor (`text2live_geo.clip`) reads it to warn about words of an
+    edit's texts the model never saw, which its tokenizer splits into letters."""
+    (Path(folder) / KNOWN_WORDS_FILE).write_text(json.dumps(
+        {"model": "toy CLIP", **known_words()}, indent=2) + "\n")
