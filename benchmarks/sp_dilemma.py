@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """The stability-plasticity benchmark, measured without CLIP.
 
-Held-out procedural scenes (text2live_geo.toyworld) are edited with the shipped toy CLIP
+Held-out procedural scenes (the `toyworld` package) are edited with the shipped toy CLIP
 (data/toy_clip) under `guidance=directional` and `guidance=geodesic` with both IMR anchors, at
 identical settings and seeds. Each edit is then measured from pixels alone, using the exact
 object mask the world drew:
@@ -57,7 +57,7 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
     import numpy as np
 
     from text2live_geo.io import save_png
-    from text2live_geo.toyworld import world
+    from toyworld import world
 
     styles = world.BACKGROUND_STYLES
     cases: list[EditCase] = []
@@ -107,7 +107,7 @@ def run_case(job) -> dict:
     from atlas import reconstruction_psnr
     from text2live_geo import edit_image
     from text2live_geo.io import read_image
-    from text2live_geo.toyworld import world
+    from toyworld import world
 
     overrides = [
         f"image={case.image_path}", f"clip.model={args.clip}", f"text.src={case.src_text}",

@@ -6,7 +6,7 @@
 For each sample: <name>.png (RGB), <name>_mask.png (object mask, 0/255) and an entry in
 captions.json with the caption, the object phrase (the editor's `src_text`), the spec of
 the scene and suggested edits (`comp_text` for a different colour). The specs re-render
-with `text2live_geo.toyworld.render_scene(SceneSpec(...), size)`.
+with `toyworld.render_scene(SceneSpec(...), size)`.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from text2live_geo.toyworld import BackgroundSpec, ObjectSpec, SceneSpec, object_phrase, render_scene  # noqa: E402
+from toyworld import BackgroundSpec, ObjectSpec, SceneSpec, object_phrase, render_scene  # noqa: E402
 
 SAMPLES: dict[str, tuple[SceneSpec, list[str]]] = {
     # The demo: "red circle" -> "blue circle" on a flat gray background.

@@ -5,7 +5,7 @@
     python scripts/train_toy_clip.py --minutes 2 --steps 200 --out /tmp/toy_clip
     python scripts/eval_toy_clip.py --update-card          # then measure + write MODEL_CARD.md
 
-Every field of `text2live_geo.toyworld.train.TrainConfig` is a flag (--vision-layers 4 ...).
+Every field of `toyworld.training.TrainConfig` is a flag (--vision-layers 4 ...).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from text2live_geo.toyworld.train import TrainConfig, train  # noqa: E402
+from toyworld.training import TrainConfig, train  # noqa: E402
 
 
 def main(argv=None) -> int:

@@ -10,7 +10,7 @@ import torch.nn.functional as F
 
 from text2live_geo import edit_image
 from text2live_geo.io import read_image
-from text2live_geo.toyworld.world import COLOURS
+from toyworld.world import COLOURS
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY_CLIP = ROOT / "data" / "toy_clip"

@@ -10,7 +10,9 @@ import ctypes
 import functools
 import gc
 import json
+import logging
 import os
+import re
 from pathlib import Path
 from typing import Sequence
 
@@ -100,6 +102,25 @@ def load_clip_parts(name_or_path: str):
     return model, tokenizer, mean, std
 
 
+def warn_unknown_words(model_folder: str, text: str) -> None:
+    """Log a warning naming the words of `text` that the model folder's `known_words.json` does
+    not list. A model that ships that file (the toy CLIP) saw only those words in training; its
+    tokenizer splits any other word into letters, which carry no meaning for it. Models without
+    the file (real CLIPs, hub ids) are not checked."""
+    path = Path(model_folder, "known_words.json") if model_folder else None
+    if path is None or not path.is_file():
+        return
+    groups = json.loads(path.read_text())
+    lists = {name: words for name, words in groups.items() if isinstance(words, list)}
+    known = {word for words in lists.values() for word in words}
+    unknown = [word for word in dict.fromkeys(re.findall(r"[^\W\d_]+", text.lower())) if word not in known]
+    if unknown:
+        knows = "; ".join(f"{name}: {', '.join(words)}" for name, words in lists.items() if name != "other words")
+        logging.getLogger(__name__).warning(
+            "the %s never saw %s (it knows %s); the edit runs, but expect no meaning from those words",
+            groups.get("model", "CLIP model"), ", ".join(repr(word) for word in unknown), knows)
+
+
 class ClipGuide(nn.Module):
     """Frozen CLIP with the operations the editing losses need.
 
@@ -177,6 +198,8 @@ class ClipGuide(nn.Module):
         """Unit-norm embeddings `(len(templates), d)` of `text` under each template; cached."""
         key = (text, "\x00".join(templates))
         if key not in self._text_cache:
+            if all(cached != text for cached, _ in self._text_cache):  # a new text: check its words once
+                warn_unknown_words(getattr(self.model, "name_or_path", ""), text)
             self._text_cache[key] = self.encode_texts([t.format(text) for t in templates])
         return self._text_cache[key].to(self.device)
 

@@ -9,9 +9,9 @@ the multi-positive targets of the contrastive loss (many images in a batch share
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import permutations
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -20,14 +20,14 @@ from .world import (
     article, background_phrase, object_phrase,
 )
 
-ObjDesc = tuple[Optional[str], Optional[str], Optional[str]]  # colour, texture, shape
+ObjDesc = tuple[str | None, str | None, str | None]  # colour, texture, shape
 
 
 @dataclass(frozen=True)
 class TextSpec:
     text: str
     objects: tuple[ObjDesc, ...]
-    background: Optional[str] = None
+    background: str | None = None
 
 
 def describe(obj: ObjectSpec) -> ObjDesc:
@@ -62,7 +62,7 @@ def with_article(phrase: str) -> str:
     return f"{article(phrase)} {phrase}"
 
 
-def full_text(descs: Sequence[ObjDesc], background: Optional[str]) -> str:
+def full_text(descs: Sequence[ObjDesc], background: str | None) -> str:
     text = " and ".join(with_article(phrase_of(d)) for d in descs)
     return text + (" " + background_phrase(background) if background else "")
 
@@ -74,7 +74,7 @@ def template_text(phrase: str, template: str) -> str:
 # Forms of a text about one object of the scene (phrase = "red striped circle"):
 #   "article": "a red striped circle"; "template": one of TEXT_TEMPLATES; "screen": a green
 #   screen template (only for green-screen scenes); "scene": the phrase + the background.
-def object_text(desc: ObjDesc, form: str, template: str = "{}", background: Optional[str] = None) -> TextSpec:
+def object_text(desc: ObjDesc, form: str, template: str = "{}", background: str | None = None) -> TextSpec:
     phrase = phrase_of(desc)
     if form == "article":
         return TextSpec(with_article(phrase), (desc,))

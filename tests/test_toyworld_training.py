@@ -1,4 +1,4 @@
-"""The toy CLIP's training pieces (text2live_geo/toyworld/train.py): batches, the CNN teacher,
+"""The toy CLIP's training pieces (toyworld/training/): batches, the CNN teacher,
 the feature-distillation term, the vision stage and a tiny run of all stages. The full run is a
 script (scripts/train_toy_clip.py); these check its parts on tiny settings."""
 from __future__ import annotations
@@ -8,13 +8,15 @@ import math
 import pytest
 import torch
 
-from text2live_geo.toyworld.train import (
-    ShapeTeacher, TextEncoder, TrainConfig, batch_loss, batch_stream, binding_negatives, build_model,
-    cls_attention_on_objects, image_features, make_batch, make_teacher_batch, make_views, normalize_pixels,
-    object_shape_logits, patch_cover, shape_logits, train, train_vision,
-)
-from text2live_geo.toyworld.text import consistent
-from text2live_geo.toyworld.world import COLOURS, SHAPES, allowed_colours, render_scene, sample_spec
+from toyworld.training import TrainConfig, train
+from toyworld.training.data import batch_stream, binding_negatives, make_batch, make_teacher_batch, patch_cover
+from toyworld.training.loop import train_vision
+from toyworld.training.losses import batch_loss, cls_attention_on_objects, object_shape_logits, shape_logits
+from toyworld.training.model import TextEncoder, build_model, image_features, normalize_pixels
+from toyworld.training.teacher import ShapeTeacher
+from toyworld.training.views import make_views
+from toyworld.text import consistent
+from toyworld.world import COLOURS, SHAPES, allowed_colours, render_scene, sample_spec
 
 TINY = dict(batch=12, image_size=32, patch_size=8, vision_width=32, vision_layers=3, text_width=32, text_layers=1,
             heads=2, projection_dim=16, render_scale=1.0)
@@ -346,3 +348,4 @@ def test_train_runs_all_stages_and_saves_a_loadable_clip(tmp_path):
     model = CLIPModel.from_pretrained(str(out))
     assert model.config.vision_config.image_size == 32 and model.config.vision_config.patch_size == 8
     assert (out / "training.json").exists() and (out / "preprocessor_config.json").exists()
+    assert (out / "known_words.json").exists()

@@ -8,7 +8,7 @@ was drawn.
 
 Public API:
     COLOURS, BACKGROUND_COLOURS, SHAPES, TEXTURES, BACKGROUND_STYLES, VOCABULARY,
-    SINGLE_OBJECT_SIZES, PAIR_OBJECT_SIZES
+    SINGLE_OBJECT_SIZES, PAIR_OBJECT_SIZES, known_words()
     ObjectSpec, BackgroundSpec, SceneSpec, Scene
     sample_spec(rng_or_seed, n_objects=None) -> SceneSpec
     sample_scene(rng_or_seed, size=64, n_objects=None) -> Scene
@@ -19,9 +19,8 @@ Public API:
 """
 from __future__ import annotations
 
-import dataclasses
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -97,6 +96,15 @@ def _vocabulary() -> tuple[str, ...]:
 VOCABULARY: tuple[str, ...] = _vocabulary()
 
 
+def known_words() -> dict[str, list[str]]:
+    """`VOCABULARY` grouped for people: shapes, colours (object and background colours),
+    textures, and the other words of the captions and templates."""
+    colours = list(COLOURS) + [w for name in BACKGROUND_COLOURS for w in name.split()
+                               if w not in COLOURS and w not in _FUNCTION_WORDS]
+    return {"shapes": list(SHAPES), "colours": colours, "textures": list(TEXTURES),
+            "other words": sorted(_FUNCTION_WORDS)}
+
+
 # --------------------------------------------------------------------------------------
 # Specs
 # --------------------------------------------------------------------------------------
@@ -148,13 +156,13 @@ class SceneSpec:
     objects: tuple[ObjectSpec, ...]
     background: BackgroundSpec = field(default_factory=BackgroundSpec)
 
-    def with_object(self, index: int = 0, **changes) -> "SceneSpec":
+    def with_object(self, index: int = 0, **changes) -> SceneSpec:
         """A copy with attributes of object `index` changed, e.g. `with_object(0, colour="blue")`."""
         objects = list(self.objects)
         objects[index] = replace(objects[index], **changes)
         return replace(self, objects=tuple(objects))
 
-    def with_background(self, **changes) -> "SceneSpec":
+    def with_background(self, **changes) -> SceneSpec:
         return replace(self, background=replace(self.background, **changes))
 
 
@@ -357,7 +365,7 @@ def render_scene(spec: SceneSpec, size: int = 64) -> Scene:
 # Sampling
 # --------------------------------------------------------------------------------------
 
-RngLike = Union[int, np.random.Generator, Sequence[int]]
+RngLike = int | np.random.Generator | Sequence[int]
 
 
 def as_rng(rng_or_seed: RngLike) -> np.random.Generator:
@@ -535,7 +543,7 @@ def classify_texture(image, mask) -> str:
 __all__ = [
     "COLOURS", "BACKGROUND_COLOURS", "GREEN_SCREEN", "SHAPES", "TEXTURES", "BACKGROUND_STYLES",
     "SINGLE_OBJECT_SIZES", "PAIR_OBJECT_SIZES",
-    "TEXT_TEMPLATES", "SCREEN_TEMPLATES", "VOCABULARY", "ObjectSpec", "BackgroundSpec", "SceneSpec",
+    "TEXT_TEMPLATES", "SCREEN_TEMPLATES", "VOCABULARY", "known_words", "ObjectSpec", "BackgroundSpec", "SceneSpec",
     "Scene", "article", "object_phrase", "background_phrase", "caption_for", "render_scene",
     "render_background", "render_object", "shape_mask", "sample_background", "sample_object",
     "sample_spec", "sample_scene", "allowed_colours", "as_rng", "robust_colour", "colour_distances",

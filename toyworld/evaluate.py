@@ -14,14 +14,14 @@ e.g. the other object's colour, are excluded):
 """
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .text import ATTRIBUTES, attribute_variants, describe, phrase_of
-from .train import TextEncoder, image_features
+from .training.model import TextEncoder, image_features
 from .world import TEXT_TEMPLATES, Scene, sample_scene
 
 HELD_OUT_SEED = 1_000_000
