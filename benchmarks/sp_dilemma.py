@@ -121,7 +121,7 @@ def run_case(job) -> dict:
         f"optim.lr_decay={args.lr_decay}",
     ] + GUIDANCES[guidance] + list(args.override)
     start = time.perf_counter()
-    result = edit_image(None, overrides, progress=False, log=lambda *_: None)
+    result = edit_image(None, overrides, progress=False)
     seconds = time.perf_counter() - start
     mask = read_image(case.mask_path)[0][0, 0] > 0.5
     composite, source = result.layers.composite[0].cpu(), result.input_image[0].cpu()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import logging
 import sys
 from pathlib import Path
 
@@ -34,7 +35,8 @@ def main(argv=None) -> int:
                             help=f"(default: {f.default})")
     args = parser.parse_args(argv)
     cfg = TrainConfig(**vars(args))
-    train(cfg, log=lambda msg: print(msg, flush=True))
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    train(cfg)
     return 0
 
 

@@ -52,10 +52,10 @@ def test_resume_matches_uninterrupted_run(tiny_clip_dir, image_path, tmp_path):
     from text2live_geo import edit_image
 
     base = tiny_overrides(image_path, tiny_clip_dir, tmp_path / "a", steps=4, checkpoint_every=2, run_name="r")
-    whole = edit_image(None, base, progress=False, log=lambda *_: None)
+    whole = edit_image(None, base, progress=False)
     half = edit_image(None, tiny_overrides(image_path, tiny_clip_dir, tmp_path / "b", steps=2, run_name="r"),
-                      progress=False, log=lambda *_: None)
-    resumed = edit_image(None, ["steps=4"], resume=half.run_dir, progress=False, log=lambda *_: None)
+                      progress=False)
+    resumed = edit_image(None, ["steps=4"], resume=half.run_dir, progress=False)
     torch.testing.assert_close(resumed.layers.composite, whole.layers.composite, atol=1e-4, rtol=0)
 
 

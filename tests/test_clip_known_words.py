@@ -70,6 +70,6 @@ def test_edit_with_unknown_words_runs_and_warns(tiny_clip_dir, image_path, tmp_p
     with caplog.at_level(logging.WARNING):
         result = edit_image(None, tiny_overrides(image_path, model, tmp_path / "out", steps=2,
                                                  **{"text.comp": "blue zebra", "text.screen": "blue zebra"}),
-                            progress=False, log=lambda _: None)
+                            progress=False)
     assert result is not None
     assert [m for m in _warnings(caplog) if "never saw 'zebra'" in m] and len(_warnings(caplog)) == 1

@@ -38,7 +38,7 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
         "text.templates_per_step=14", f"crops.resize_short={size}", "generator.num_scales=4",
         "generator.channels=16", "clip.n_aug=8", "steps=60", "loss.bootstrap_steps=60", "optim.lr_decay=0.997",
         "log_every=0", "checkpoint_every=0", f"output_dir={tmp_path}", "device=cpu", f"seed={seed}",
-    ], progress=False, log=lambda *_: None)
+    ], progress=False)
     inside, outside = _masks(size)
     source, composite = result.input_image[0], result.layers.composite[0].cpu()
     mse_outside = float(((composite[:, outside] - source[:, outside]) ** 2).mean())

@@ -327,7 +327,7 @@ def test_vision_stage_trains_the_vision_tower_only(tmp_path):
     # its first batch (the stage starts after the teacher's steps)
     images, labels, _ = make_teacher_batch(cfg, cfg.teacher_steps)
     distill0, head0 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)
-    stats = train_vision(model, teacher, proj, head, cfg, log=lambda _: None)
+    stats = train_vision(model, teacher, proj, head, cfg)
     distill1, head1 = _vision_stage_loss(model, teacher, proj, head, cfg, images, labels)
     assert distill1 < 0.9 * distill0 and head1 < head0  # both terms fall
     assert 0.0 <= stats["vision_shape"] <= 1.0
@@ -341,7 +341,7 @@ def test_train_runs_all_stages_and_saves_a_loadable_clip(tmp_path):
     out = tmp_path / "toy_clip"
     cfg = TrainConfig(**TINY, workers=0, out=str(out), teacher_steps=10, vision_steps=10, steps=6, warmup=2,
                       minutes=10.0)
-    summary = train(cfg, log=lambda _: None)
+    summary = train(cfg)
     assert summary["steps_done"] == 6
     assert set(summary["teacher_stats"]) == {"teacher_shape"} and set(summary["vision_stats"]) == {"vision_shape"}
     assert summary["wall_time_s"] >= summary["teacher_time_s"] + summary["vision_time_s"]

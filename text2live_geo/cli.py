@@ -8,6 +8,7 @@ from typing import Callable
 
 from .clip import ClipLoadError
 from .config import ConfigError
+from .console import setup_console_logging
 from .editing.run import RunError
 from .io import InputError
 
@@ -32,6 +33,7 @@ def edit_parser(description: str, epilog: str, base_config: str, progress_help: 
 
 def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser, argv=None) -> int:
     args = parser.parse_intermixed_args(argv)  # options may come between key=value overrides
+    setup_console_logging()
     try:
         main(args)
     except USER_ERRORS as error:

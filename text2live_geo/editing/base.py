@@ -2,6 +2,7 @@
 anchor), bootstrap annealing, and checkpoint state."""
 from __future__ import annotations
 
+import logging
 import time
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -15,6 +16,9 @@ from .run import MetricsLog, RunError, load_checkpoint, make_optimizer, save_che
 
 # record entries that are not loss values (kept out of the progress bar)
 _NOT_LOSSES = ("step", "lr", "seconds", "renders")
+
+
+logger = logging.getLogger(__name__)
 
 
 class GeneratorTraining(ABC):
@@ -125,10 +129,10 @@ class GeneratorTraining(ABC):
             state["cuda_rng"] = torch.cuda.get_rng_state(self.device)
         return state
 
-    def resume(self, run_dir: Path, log=print) -> None:
+    def resume(self, run_dir: Path) -> None:
         """Continue the run folder's checkpoint (model, optimiser, RNG, step)."""
         self.load_state_dict(load_checkpoint(run_dir, self.device))
-        log(f"resuming {run_dir} at step {self.step}")
+        logger.info(f"resuming {run_dir} at step {self.step}")
 
     def load_state_dict(self, state: dict) -> None:
         self.check_state(state)

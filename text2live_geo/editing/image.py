@@ -6,6 +6,7 @@ views -> embeddings (one batched forward with gradient, one without) -> losses -
 """
 from __future__ import annotations
 
+import logging
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,9 @@ from .base import GeneratorTraining
 from .objective import EditObjective
 from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
                   select_device, set_lr, timestamped)
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -143,7 +147,7 @@ def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix
 # ---------------------------------------------------------------------------- the API
 def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True, log=print) -> ImageEditResult:
+               clip: ClipGuide | None = None, progress: bool = True) -> ImageEditResult:
     """Run (or resume) one image edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
@@ -156,7 +160,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     device = select_device(cfg.device)
     image, notes = read_image(cfg.image)
     for note in notes:
-        log(f"note: {note}")
+        logger.info(f"note: {note}")
     owns_clip = clip is None
     if owns_clip:
         clip = ClipGuide.load(cfg.clip.model, device)
@@ -170,7 +174,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
         clip.release_text_model()  # every text is embedded by now: free its weights
     if resume is not None:
         run_dir = resume
-        editor.resume(run_dir, log)
+        editor.resume(run_dir)
     else:
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
@@ -185,5 +189,5 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     editor.train(run_dir, progress, snapshot)
     layers = editor.render()
     write_outputs(run_dir, editor.image, layers)
-    log(f"wrote {run_dir}")
+    logger.info(f"wrote {run_dir}")
     return ImageEditResult(run_dir=run_dir, layers=layers, input_image=image, steps=editor.step)

@@ -22,6 +22,7 @@ writes the final render; `edit_video` at the end of this module runs them in ord
 """
 from __future__ import annotations
 
+import logging
 import copy
 import json
 import math
@@ -54,6 +55,9 @@ __all__ = ["LayerRender", "VideoEditResult", "VideoEditor", "as_seen_in_frames",
 
 
 # ---------------------------------------------------------------------- what the losses see
+logger = logging.getLogger(__name__)
+
+
 @dataclass
 class LayerRender:
     """One sample for the losses: the unedited layer and its edit layers, all ``(1, C, h, w)``.
@@ -274,7 +278,7 @@ def _video_name(path: Path) -> str:
 
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True, log=print) -> VideoEditResult:
+               clip: ClipGuide | None = None, progress: bool = True) -> VideoEditResult:
     """Run (or resume) one video edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
@@ -290,15 +294,15 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
 
     video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
     for note in notes:
-        log(f"note: {note}")
-    atlas, frames = load_atlas_for_video(cfg, video, device, log)
+        logger.info(f"note: {note}")
+    atlas, frames = load_atlas_for_video(cfg, video, device)
     fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
     if fps <= 0:
         raise RunError(f"video.fps must be positive, got {cfg.video.fps}")
     psnr = sampled_reconstruction_psnr(atlas, frames)
-    log(f"NLA reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
+    logger.info(f"NLA reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
     if psnr < 20:
-        log("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
+        logger.info("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
     owns_clip = clip is None
     if owns_clip:
         clip = ClipGuide.load(cfg.clip.model, device)
@@ -312,14 +316,14 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     del atlas  # the maps and the baked atlas crop are all the edit needs
     skipped = atlas_video.num_frames - len(atlas_video.frames_with_box)
     if skipped:
-        log(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
+        logger.info(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
             f"{cfg.atlas.alpha_threshold}; they give no training crops (and get no visible edit)")
     editor = VideoEditor(cfg, atlas_video, clip, device)
     if owns_clip:
         clip.release_text_model()  # every text is embedded by now: free its weights
     if resume is not None:
         run_dir = resume
-        editor.resume(run_dir, log)
+        editor.resume(run_dir)
     else:
         stem = _video_name(Path(cfg.video.frames))
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
@@ -348,5 +352,5 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         "seconds_per_step": round(train_seconds / trained, 3) if trained else None, **timings,
     }
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    log(f"wrote {run_dir}")
+    logger.info(f"wrote {run_dir}")
     return VideoEditResult(run_dir=run_dir, frames=video.num_frames, steps=editor.step, summary=summary)

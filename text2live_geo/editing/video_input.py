@@ -2,6 +2,7 @@
 belong together, and the per-run precompute (uv maps, regions worth editing, the baked atlas crop)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import torch
@@ -17,7 +18,10 @@ from .run import RunError
 __all__ = ["load_atlas_for_video", "prepare_atlas_video", "sampled_reconstruction_psnr"]
 
 
-def load_atlas_for_video(cfg, video: Video, device: torch.device, log=print) -> tuple[NeuralAtlas, torch.Tensor]:
+logger = logging.getLogger(__name__)
+
+
+def load_atlas_for_video(cfg, video: Video, device: torch.device) -> tuple[NeuralAtlas, torch.Tensor]:
     """Load the NLA checkpoint and match the video to it.
 
     Returns:
@@ -44,7 +48,7 @@ def load_atlas_for_video(cfg, video: Video, device: torch.device, log=print) -> 
                          f"by min(maximum_number_of_frames, frames)), pass atlas.num_frames={count}")
     frames = video.frames
     if (video.width, video.height) != (atlas.width, atlas.height):
-        log(f"note: the frames are {video.width}x{video.height} but the atlas was fitted at "
+        logger.info(f"note: the frames are {video.width}x{video.height} but the atlas was fitted at "
             f"{atlas.width}x{atlas.height}: the edit is trained on frames resized to {atlas.width}x{atlas.height} "
             f"and composited back at {video.width}x{video.height}")
         frames = F.interpolate(frames, size=(atlas.height, atlas.width), mode="bilinear", align_corners=False,

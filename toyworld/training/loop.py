@@ -27,6 +27,7 @@ The teacher, the distillation map and the classifiers are training-only. Images 
 """
 from __future__ import annotations
 
+import logging
 import json
 import math
 import time
@@ -44,13 +45,16 @@ from .model import TextEncoder, build_model, normalize_pixels, write_known_words
 from .teacher import ShapeTeacher, train_teacher
 
 
+logger = logging.getLogger(__name__)
+
+
 def lr_at(cfg: TrainConfig, progress: float) -> float:
     """Linear warmup over `cfg.warmup` steps, then cosine decay to 2% over `progress` in [0, 1]."""
     return cfg.lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, max(0.0, progress)))))
 
 
 def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, shape_head: torch.nn.Linear,
-                 cfg: TrainConfig, log=print) -> dict:
+                 cfg: TrainConfig) -> dict:
     """The vision stage: `cfg.vision_steps` steps of the vision tower (with `distill_proj` and
     `shape_head`) on fresh single-object teacher batches, distillation + shape head only.
     Returns the final (moving-average) shape accuracy of the head."""
@@ -82,12 +86,12 @@ def train_vision(model, teacher: ShapeTeacher, distill_proj: torch.nn.Linear, sh
         acc = (logits.argmax(1) == labels).float().mean().item()
         accuracy = acc if accuracy is None else 0.95 * accuracy + 0.05 * acc
         if step % 250 == 0:
-            log(f"vision step {step} distill={distill.item():.3f} shape accuracy {accuracy:.3f}")
+            logger.info(f"vision step {step} distill={distill.item():.3f} shape accuracy {accuracy:.3f}")
     del batches
     return {"vision_shape": round(accuracy or 0.0, 4)}
 
 
-def train(cfg: TrainConfig, log=print) -> dict:
+def train(cfg: TrainConfig) -> dict:
     """Train the CNN teacher, then build, train and save the toy CLIP into `cfg.out`.
     Returns a summary dict (also written to `training.json`)."""
     from tqdm import tqdm
@@ -99,7 +103,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     start = time.time()
     teacher, teacher_stats = (None, {})
     if cfg.teacher_steps > 0 and cfg.distill_weight > 0:
-        teacher, teacher_stats = train_teacher(cfg, log)
+        teacher, teacher_stats = train_teacher(cfg)
     teacher_s = time.time() - start
     model = build_model(cfg, out)
     tokenizer = CLIPTokenizer.from_pretrained(str(out))
@@ -113,7 +117,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     vision_stats = {}
     if cfg.vision_steps > 0 and distill_proj is not None and shape_head is not None:
         model.train()
-        vision_stats = train_vision(model, teacher, distill_proj, shape_head, cfg, log)
+        vision_stats = train_vision(model, teacher, distill_proj, shape_head, cfg)
     clip_start = time.time()
     vision_s = clip_start - budget_start
     clip_budget_s = max(1.0, cfg.minutes * 60 - vision_s)  # what the CLIP stage's schedule runs over
@@ -133,7 +137,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
     bar = tqdm(range(cfg.steps), desc="toy clip", mininterval=10)
     for step in bar:
         if time.time() - budget_start >= cfg.minutes * 60:
-            log(f"stopping at step {step}: the {cfg.minutes} minute cap was reached")
+            logger.info(f"stopping at step {step}: the {cfg.minutes} minute cap was reached")
             break
         # The schedule runs on whichever budget is closer to its end, steps or minutes, so a
         # slow (shared) machine still ends with a decayed learning rate. With a generous
@@ -156,7 +160,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
         if step % 10 == 0:
             bar.set_postfix({k: f"{v:.3g}" for k, v in ema.items()})
         if step % 200 == 0:
-            log(f"step {step} lr={opt.param_groups[0]['lr']:.2e} " + " ".join(f"{k}={v:.3f}" for k, v in ema.items())
+            logger.info(f"step {step} lr={opt.param_groups[0]['lr']:.2e} " + " ".join(f"{k}={v:.3f}" for k, v in ema.items())
                 + f" elapsed={time.time() - start:.0f}s")
     del batches
     wall = time.time() - start
@@ -171,7 +175,7 @@ def train(cfg: TrainConfig, log=print) -> dict:
                "final_stats": {k: round(v, 4) for k, v in ema.items()},
                "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(summary, indent=2))
-    log(f"trained the teacher ({teacher_s / 60:.1f} min), the vision stage ({vision_s / 60:.1f} min) and {done} "
+    logger.info(f"trained the teacher ({teacher_s / 60:.1f} min), the vision stage ({vision_s / 60:.1f} min) and {done} "
         f"CLIP steps in {wall / 60:.1f} min in all; "
         f"saved to {out}")
     return summary

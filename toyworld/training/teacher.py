@@ -2,6 +2,7 @@
 single-object scenes, whose feature map is the target of the CLIP's feature distillation."""
 from __future__ import annotations
 
+import logging
 import torch
 import torch.nn.functional as F
 
@@ -9,6 +10,9 @@ from ..text import ATTRIBUTES
 from .config import TrainConfig
 from .data import batch_stream
 from .model import normalize_pixels
+
+
+logger = logging.getLogger(__name__)
 
 
 class ShapeTeacher(torch.nn.Module):
@@ -43,7 +47,7 @@ class ShapeTeacher(torch.nn.Module):
             return F.layer_norm(pooled, (self.width,))
 
 
-def train_teacher(cfg: TrainConfig, log=print) -> tuple[ShapeTeacher, dict]:
+def train_teacher(cfg: TrainConfig) -> tuple[ShapeTeacher, dict]:
     """Train the CNN teacher for `cfg.teacher_steps` steps; returns it frozen, with its final
     (moving-average) training accuracy."""
     from tqdm import tqdm
@@ -61,7 +65,7 @@ def train_teacher(cfg: TrainConfig, log=print) -> tuple[ShapeTeacher, dict]:
         opt.step()
         accuracy = acc if accuracy is None else 0.95 * accuracy + 0.05 * acc
         if step % 200 == 0:
-            log(f"teacher step {step} shape accuracy {accuracy:.3f}")
+            logger.info(f"teacher step {step} shape accuracy {accuracy:.3f}")
     del batches
     teacher.eval()
     for p in teacher.parameters():
