@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .config import GeneratorConfig
 from .fused import batch_norm_act, fused_ok, reflect_pad_conv, upsample_norm_conv
 
 # Colour decorrelation (square root of the ImageNet colour covariance, normalised): the network
@@ -130,7 +131,7 @@ class SkipGenerator(nn.Module):
         self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg) -> "SkipGenerator":
+    def from_config(cls, cfg: GeneratorConfig) -> "SkipGenerator":
         """From a `config.GeneratorConfig`."""
         return cls(cfg.num_scales, cfg.channels, cfg.skip_channels, decorrelated_rgb=cfg.decorrelated_rgb,
                    alpha_bias_init=cfg.alpha_bias_init, checkpoint_levels=cfg.checkpoint_levels,

@@ -14,6 +14,7 @@ import torch
 from atlas import AtlasMaps, Layer, PixelBox, uv_bounding_box
 
 from ..augment import colour_jitter
+from ..config import AtlasCropConfig
 from ..editing.run import RunError
 
 __all__ = ["AtlasCropSampler", "AtlasSample", "AtlasVideo", "FrameCrop", "random_uniform"]
@@ -128,7 +129,7 @@ class AtlasCropSampler:
     and the frame crops alike; the flip (p ``flip_p``) is applied by the renders.
     """
 
-    def __init__(self, video: AtlasVideo, cfg, min_size: int,
+    def __init__(self, video: AtlasVideo, cfg: AtlasCropConfig, min_size: int,
                  atlas_relevancy: Optional[torch.Tensor] = None):
         self.video, self.cfg, self.min_size = video, cfg, min_size
         self.atlas_relevancy = atlas_relevancy

@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import colour_jitter
+from ..config import CropConfig
 
 __all__ = ["CropSampler"]
 
@@ -17,7 +18,7 @@ class CropSampler:
     steps (and at step 0) the whole image is returned. Crops never go below `min_size`.
     """
 
-    def __init__(self, source: torch.Tensor, cfg, min_size: int, enabled: bool = True):
+    def __init__(self, source: torch.Tensor, cfg: CropConfig, min_size: int, enabled: bool = True):
         self.source, self.cfg, self.min_size, self.enabled = source, cfg, min_size, enabled
 
     def sample(self, step: int) -> torch.Tensor:

@@ -54,7 +54,7 @@ def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str)
 class ImageEditor(GeneratorTraining):
     """Holds everything of one image edit and runs its training steps."""
 
-    def __init__(self, cfg, image: torch.Tensor, clip: ClipGuide, device: torch.device):
+    def __init__(self, cfg: ImageEditConfig, image: torch.Tensor, clip: ClipGuide, device: torch.device):
         self.cfg, self.clip, self.device = cfg, clip, device
         self.image = image.to(device)
         inversion = cfg.mode == "inversion"

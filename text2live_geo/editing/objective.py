@@ -10,6 +10,7 @@ import torch
 
 from ..augment import ViewAugmenter, resize_short, view_shape
 from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
+from ..config import ClipConfig, LossConfig, TextConfig
 from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
 from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
@@ -33,7 +34,7 @@ class EditObjective:
     `fill` is the colour the view warps reveal (1.0 white for images, 0.0 black for video).
     """
 
-    def __init__(self, text_cfg, clip_cfg, loss_cfg, clip: ClipGuide, device: torch.device,
+    def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip: ClipGuide, device: torch.device,
                  precision: str = "fp32", fill: Optional[float] = None):
         self.text_cfg, self.clip_cfg, self.loss_cfg = text_cfg, clip_cfg, loss_cfg
         self.clip, self.device, self.precision = clip, device, precision

@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 import torch
 
+from ..config import ImageEditConfig, OptimConfig, VideoEditConfig, load_config
+
 
 class RunError(RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
@@ -93,7 +95,7 @@ class MetricsLog:
             handle.write(json.dumps(record) + "\n")
 
 
-def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg) -> torch.optim.Optimizer:
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
     """MADGRAD (reference recipe) or Adam, from an OptimConfig."""
     parameters = list(parameters)
     if cfg.name == "madgrad":
@@ -103,7 +105,7 @@ def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg) -> torch.optim
     return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
 
 
-def decayed_lr(cfg, step: int) -> float:
+def decayed_lr(cfg: OptimConfig, step: int) -> float:
     """lr after `step` steps of exponential decay, floored at min_lr."""
     return max(cfg.lr * cfg.lr_decay ** step, cfg.min_lr)
 
@@ -116,8 +118,6 @@ def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
 def load_run_config(schema: type, config_path, overrides, resume, base_config):
     """A run's config: the run folder's saved config when resuming (overrides on top), else
     base config, then `config_path`, then overrides. Returns (config, resume folder or None)."""
-    from ..config import load_config
-
     if resume is not None:
         resume = Path(resume)
         if not (resume / CONFIG_NAME).is_file():
@@ -126,7 +126,7 @@ def load_run_config(schema: type, config_path, overrides, resume, base_config):
     return load_config(schema, config_path, overrides, base_path=base_config), None
 
 
-def check_texts(cfg) -> None:
+def check_texts(cfg: ImageEditConfig | VideoEditConfig) -> None:
     """RunError when one of the edit's texts (text.src, text.comp, text.screen) is empty."""
     for key in ("src", "comp", "screen"):
         if not str(getattr(cfg.text, key)).strip():

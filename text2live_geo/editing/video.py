@@ -105,7 +105,7 @@ class VideoEditResult:
 class VideoEditor(GeneratorTraining):
     """Holds everything of one video edit and runs its training steps (mirrors ImageEditor)."""
 
-    def __init__(self, cfg, video: AtlasVideo, clip: ClipGuide, device: torch.device):
+    def __init__(self, cfg: VideoEditConfig, video: AtlasVideo, clip: ClipGuide, device: torch.device):
         self.cfg, self.video, self.clip, self.device = cfg, video, clip, device
         self.layer: Layer = video.layer
         self.generator = SkipGenerator.from_config(cfg.generator).to(device)

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from atlas import Layer, NeuralAtlas, NoForegroundError, layer_crop_regions, reconstruction_psnr
 
+from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
 from ..io import InputError
 from ..video_io import Video
@@ -21,7 +22,7 @@ __all__ = ["load_atlas_for_video", "prepare_atlas_video", "sampled_reconstructio
 logger = logging.getLogger(__name__)
 
 
-def load_atlas_for_video(cfg, video: Video, device: torch.device) -> tuple[NeuralAtlas, torch.Tensor]:
+def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.device) -> tuple[NeuralAtlas, torch.Tensor]:
     """Load the NLA checkpoint and match the video to it.
 
     Returns:
@@ -71,7 +72,7 @@ def sampled_reconstruction_psnr(atlas: NeuralAtlas, frames: torch.Tensor, count:
     return reconstruction_psnr(predicted, target)
 
 
-def prepare_atlas_video(atlas: NeuralAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg, num_scales: int,
+def prepare_atlas_video(atlas: NeuralAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg: AtlasInputConfig, num_scales: int,
                         device: torch.device, progress: bool = False) -> AtlasVideo:
     """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
 
