@@ -13,7 +13,8 @@ The uv components are (u, v) = (horizontal, vertical): u goes with the column x,
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ __all__ = [
     "AtlasCheckpointError",
     "AtlasMaps",
     "AtlasQuery",
+    "LayeredAtlas",
     "CHECKPOINT_FILENAME",
     "CONFIG_FILENAME",
     "Layer",
@@ -118,68 +120,32 @@ class AtlasMaps:
         return AtlasMaps(self.uv_foreground[indices], self.uv_background[indices], self.alpha[indices])
 
 
-class NeuralAtlas(nn.Module):
-    """A fitted NLA: two mapping networks, the shared atlas network and the alpha network.
+class LayeredAtlas(nn.Module, ABC):
+    """What every layered atlas offers, whatever represents it (NLA's MLPs in :class:`NeuralAtlas`,
+    our grids and textures in :class:`atlas.grid_model.GridAtlas`): per-pixel queries of the
+    foreground / background uv, the alpha and the shared atlas colour, and whole-video passes
+    (uv maps, reconstructions, baked atlas images) built on them.
 
-    Sub-modules (each an :class:`~atlas.networks.IMLP`): ``foreground_mapping`` (x, y, t) -> o,
-    ``background_mapping`` (x, y, t) -> o, ``atlas_network`` uv -> rgb (shared by both layers,
-    positional encoding, skips at layers 4 and 7), ``alpha_network`` (x, y, t) -> alpha.
-    The module follows the device of its parameters; move it with ``.to(device)``.
-
-    Args:
-        config: sizes of the networks and of the video (W, H, N).
+    A subclass provides the frame geometry (``width``, ``height``, ``num_frames``) and the four
+    per-pixel functions ``foreground_uv``, ``background_uv``, ``alpha_values``, ``atlas_rgb``
+    with the conventions of the module docstring.
     """
-
-    def __init__(self, config: AtlasConfig) -> None:
-        super().__init__()
-        self.config = config
-        self.foreground_mapping = IMLP(
-            3,
-            2,
-            hidden_dim=config.foreground_mapping_width,
-            num_layers=config.foreground_mapping_layers,
-            num_frequencies=config.foreground_mapping_frequencies if config.foreground_mapping_use_encoding else 0,
-        )
-        self.background_mapping = IMLP(
-            3,
-            2,
-            hidden_dim=config.background_mapping_width,
-            num_layers=config.background_mapping_layers,
-            num_frequencies=config.background_mapping_frequencies if config.background_mapping_use_encoding else 0,
-        )
-        self.atlas_network = IMLP(
-            2,
-            3,
-            hidden_dim=config.atlas_width,
-            num_layers=config.atlas_layers,
-            num_frequencies=config.atlas_frequencies,
-            skip_layers=ATLAS_SKIP_LAYERS,
-        )
-        self.alpha_network = IMLP(
-            3,
-            1,
-            hidden_dim=config.alpha_width,
-            num_layers=config.alpha_layers,
-            num_frequencies=config.alpha_frequencies,
-        )
-        #: training iteration stored in the checkpoint (0 for a fresh model).
-        self.iteration: int = 0
 
     # ------------------------------------------------------------------ geometry
     @property
+    @abstractmethod
     def num_frames(self) -> int:
         """N, the frame count used for the time normalisation."""
-        return self.config.num_frames
 
     @property
+    @abstractmethod
     def width(self) -> int:
         """W, frame width in pixels."""
-        return self.config.width
 
     @property
+    @abstractmethod
     def height(self) -> int:
         """H, frame height in pixels."""
-        return self.config.height
 
     @property
     def device(self) -> torch.device:
@@ -203,7 +169,7 @@ class NeuralAtlas(nn.Module):
             ``(P, 3)`` ``(x / (L/2) - 1, y / (L/2) - 1, t / (N/2) - 1)`` on the parameters' device
             and dtype, L = max(W, H).
         """
-        half_side = self.config.larger_side / 2.0
+        half_side = max(self.width, self.height) / 2.0
         half_frames = self.num_frames / 2.0
         device, dtype = self.device, self.dtype
         x = torch.as_tensor(x).to(device=device, dtype=dtype)
@@ -215,29 +181,22 @@ class NeuralAtlas(nn.Module):
             )
         return torch.stack((x / half_side - 1.0, y / half_side - 1.0, t / half_frames - 1.0), dim=1)
 
-    # ------------------------------------------------------------------ networks
+    # ------------------------------------------------------------------ per-pixel functions
+    @abstractmethod
     def foreground_uv(self, xyt: torch.Tensor) -> torch.Tensor:
-        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` foreground uv ``0.5 o + 0.5`` in (0, 1)."""
-        return 0.5 * self.foreground_mapping(xyt) + 0.5
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` foreground uv in (0, 1)."""
 
+    @abstractmethod
     def background_uv(self, xyt: torch.Tensor) -> torch.Tensor:
-        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` background uv ``0.5 o - 0.5`` in (-1, 0)."""
-        return 0.5 * self.background_mapping(xyt) - 0.5
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` background uv in (-1, 0)."""
 
+    @abstractmethod
     def alpha_values(self, xyt: torch.Tensor) -> torch.Tensor:
-        """``(P, 3)`` normalised (x, y, t) -> ``(P, 1)`` alpha ``0.99 (o + 1) / 2 + 0.001``."""
-        return 0.99 * (0.5 * (self.alpha_network(xyt) + 1.0)) + 0.001
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 1)`` alpha in [0.001, 0.991]."""
 
+    @abstractmethod
     def atlas_rgb(self, uv: torch.Tensor) -> torch.Tensor:
-        """Shared atlas colour.
-
-        Args:
-            uv: ``(P, 2)`` atlas coordinates (foreground in (0, 1), background in (-1, 0)).
-
-        Returns:
-            ``(P, 3)`` rgb ``(atlas(uv) + 1) / 2`` in [0, 1].
-        """
-        return 0.5 * (self.atlas_network(uv) + 1.0)
+        """``(P, 2)`` atlas uv (foreground in (0, 1), background in (-1, 0)) -> ``(P, 3)`` rgb in [0, 1]."""
 
     def query(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> AtlasQuery:
         """Query every network at pixel coordinates (differentiable; wrap in no_grad if needed).
@@ -401,6 +360,124 @@ class NeuralAtlas(nn.Module):
             if bar is not None:
                 bar.close()
         return image.view(box.height, box.width, 3).permute(2, 0, 1).contiguous()
+
+    def frame_pixels(self, frame_indices: Sequence[int]) -> torch.Tensor:
+        """``(len(frame_indices) * H * W, 3)`` normalised (x, y, t) of every pixel of those frames, frame-major."""
+        height, width = self.height, self.width
+        device = self.device
+        t = torch.as_tensor(list(frame_indices), device=device).view(-1, 1, 1).expand(-1, height, width)
+        y = torch.arange(height, device=device).view(1, -1, 1).expand_as(t)
+        x = torch.arange(width, device=device).view(1, 1, -1).expand_as(t)
+        return self.normalize_coordinates(x.reshape(-1), y.reshape(-1), t.reshape(-1))
+
+    def reconstruct(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+        """``(len(frame_indices), 3, H, W)`` reconstruction of those frames in [0, 1] (no gradient)."""
+        xyt = self.frame_pixels(frame_indices)
+        out = torch.empty(xyt.shape[0], 3, device=xyt.device, dtype=xyt.dtype)
+        with torch.no_grad():
+            for start, end in chunk_ranges(xyt.shape[0], chunk_size):
+                chunk = xyt[start:end]
+                alpha = self.alpha_values(chunk)
+                out[start:end] = (alpha * self.atlas_rgb(self.foreground_uv(chunk))
+                                  + (1.0 - alpha) * self.atlas_rgb(self.background_uv(chunk)))
+        return out.view(-1, self.height, self.width, 3).permute(0, 3, 1, 2).contiguous()
+
+    def alpha(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+        """``(len(frame_indices), 1, H, W)`` foreground alpha of those frames (no gradient)."""
+        xyt = self.frame_pixels(frame_indices)
+        out = torch.empty(xyt.shape[0], 1, device=xyt.device, dtype=xyt.dtype)
+        with torch.no_grad():
+            for start, end in chunk_ranges(xyt.shape[0], chunk_size):
+                out[start:end] = self.alpha_values(xyt[start:end])
+        return out.view(-1, 1, self.height, self.width)
+
+
+class NeuralAtlas(LayeredAtlas):
+    """A fitted NLA: two mapping networks, the shared atlas network and the alpha network.
+
+    Sub-modules (each an :class:`~atlas.networks.IMLP`): ``foreground_mapping`` (x, y, t) -> o,
+    ``background_mapping`` (x, y, t) -> o, ``atlas_network`` uv -> rgb (shared by both layers,
+    positional encoding, skips at layers 4 and 7), ``alpha_network`` (x, y, t) -> alpha.
+    The module follows the device of its parameters; move it with ``.to(device)``.
+
+    Args:
+        config: sizes of the networks and of the video (W, H, N).
+    """
+
+    def __init__(self, config: AtlasConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.foreground_mapping = IMLP(
+            3,
+            2,
+            hidden_dim=config.foreground_mapping_width,
+            num_layers=config.foreground_mapping_layers,
+            num_frequencies=config.foreground_mapping_frequencies if config.foreground_mapping_use_encoding else 0,
+        )
+        self.background_mapping = IMLP(
+            3,
+            2,
+            hidden_dim=config.background_mapping_width,
+            num_layers=config.background_mapping_layers,
+            num_frequencies=config.background_mapping_frequencies if config.background_mapping_use_encoding else 0,
+        )
+        self.atlas_network = IMLP(
+            2,
+            3,
+            hidden_dim=config.atlas_width,
+            num_layers=config.atlas_layers,
+            num_frequencies=config.atlas_frequencies,
+            skip_layers=ATLAS_SKIP_LAYERS,
+        )
+        self.alpha_network = IMLP(
+            3,
+            1,
+            hidden_dim=config.alpha_width,
+            num_layers=config.alpha_layers,
+            num_frequencies=config.alpha_frequencies,
+        )
+        #: training iteration stored in the checkpoint (0 for a fresh model).
+        self.iteration: int = 0
+
+    # ------------------------------------------------------------------ geometry
+    @property
+    def num_frames(self) -> int:
+        """N, the frame count used for the time normalisation."""
+        return self.config.num_frames
+
+    @property
+    def width(self) -> int:
+        """W, frame width in pixels."""
+        return self.config.width
+
+    @property
+    def height(self) -> int:
+        """H, frame height in pixels."""
+        return self.config.height
+
+    # ------------------------------------------------------------------ networks
+    def foreground_uv(self, xyt: torch.Tensor) -> torch.Tensor:
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` foreground uv ``0.5 o + 0.5`` in (0, 1)."""
+        return 0.5 * self.foreground_mapping(xyt) + 0.5
+
+    def background_uv(self, xyt: torch.Tensor) -> torch.Tensor:
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` background uv ``0.5 o - 0.5`` in (-1, 0)."""
+        return 0.5 * self.background_mapping(xyt) - 0.5
+
+    def alpha_values(self, xyt: torch.Tensor) -> torch.Tensor:
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 1)`` alpha ``0.99 (o + 1) / 2 + 0.001``."""
+        return 0.99 * (0.5 * (self.alpha_network(xyt) + 1.0)) + 0.001
+
+    def atlas_rgb(self, uv: torch.Tensor) -> torch.Tensor:
+        """Shared atlas colour.
+
+        Args:
+            uv: ``(P, 2)`` atlas coordinates (foreground in (0, 1), background in (-1, 0)).
+
+        Returns:
+            ``(P, 3)`` rgb ``(atlas(uv) + 1) / 2`` in [0, 1].
+        """
+        return 0.5 * (self.atlas_network(uv) + 1.0)
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
