@@ -53,6 +53,7 @@ __all__ = [
 ]
 
 _SOLVERS = ("hogsvd", "exact")
+_PAIRINGS = ("templates", "published")
 
 # Fixed diagonal loading used by the hogsvd solver where the reference adds
 # ``diag(randn) * 1e-4`` (inverse) and ``1e-4 * I`` (eigen-decomposition).
@@ -427,15 +428,34 @@ class InterModalityConsistency(_GeodesicLoss):
     ``dI = normalise(image_output - image_source)`` (row per view) and
     ``dT = normalise(text_target - text_source)`` (row per template). Views and
     templates are paired by index; when ``T != V`` the text rows are cycled
-    (view ``i`` uses template ``i mod T``). The kernel is fitted on the ``V``
-    image directions (source subspace) and the ``T`` distinct text directions
-    (target subspace), without gradient.
+    (view ``i`` uses template ``i mod T``). The kernel is fitted without gradient;
+    ``pairing`` chooses its target batch:
+
+    - ``"templates"`` (default): the ``T`` distinct text directions (target
+      subspace of ``k(T)`` dimensions, e.g. 2 for 4 templates);
+    - ``"published"``: the text batch paired row by row with the ``V`` image
+      directions, ``[dT_{i mod T}]_i`` (``V`` rows): the published
+      ``fit(dir_x, dir_y)`` convention, both subspaces sized from ``V``. With
+      ``T < V`` the text batch repeats rows and its PCA is completed
+      deterministically (see ``_pca``).
 
     At step 0 the output equals the source, ``dI`` is the zero vector and the
     loss is exactly 1 with finite gradients (of magnitude ``~1/eps^1.5``,
     pointing along ``G dT``).
     """
 
+    def __init__(
+        self,
+        null_dim: int = 256,
+        max_subspace_dim: int = 128,
+        solver: str = "hogsvd",
+        eps: float = 1e-8,
+        pairing: str = "templates",
+    ) -> None:
+        super().__init__(null_dim=null_dim, max_subspace_dim=max_subspace_dim, solver=solver, eps=eps)
+        if pairing not in _PAIRINGS:
+            raise ValueError(f"pairing must be one of {_PAIRINGS}, got {pairing!r}")
+        self.pairing = str(pairing)
 
     def forward(self, image_source: Tensor, image_output: Tensor, text_source: Tensor, text_target: Tensor) -> Tensor:
         """Args: image_source, image_output ``(V, d)``; text_source, text_target ``(T, d)``
@@ -446,11 +466,12 @@ class InterModalityConsistency(_GeodesicLoss):
         dtype = _out_dtype(torch.promote_types(image_output.dtype, text_target.dtype))
         d_img = _safe_normalize((image_output.to(dtype) - image_source.to(dtype)), self.eps)
         d_txt = _safe_normalize((text_target.to(dtype) - text_source.to(dtype)), self.eps)
-        g = gfk_kernel(d_img, d_txt, null_dim=self.null_dim, max_subspace_dim=self.max_subspace_dim,
-                       solver=self.solver, eps=self.eps)
         n_views, n_text = d_img.shape[0], d_txt.shape[0]
         idx = torch.arange(n_views, device=d_txt.device) % n_text
-        sim = _cosine_with_kernel(d_img, d_txt[idx], g, self.eps)
+        d_pair = d_txt[idx]  # text row paired with each view
+        g = gfk_kernel(d_img, d_pair if self.pairing == "published" else d_txt, null_dim=self.null_dim,
+                       max_subspace_dim=self.max_subspace_dim, solver=self.solver, eps=self.eps)
+        sim = _cosine_with_kernel(d_img, d_pair, g, self.eps)
         return 1.0 - sim.mean()
 
 
