@@ -52,6 +52,11 @@ class ImrAnchor(Choice):
     source = "source"  # the input's views
 
 
+class ImcPairing(Choice):
+    published = "published"  # text directions as a batch paired row by row with the views (published fit)
+    templates = "templates"  # text subspace fitted on the distinct template directions of the step
+
+
 class GfkSolver(Choice):
     hogsvd = "hogsvd"  # the published numerics, made deterministic
     exact = "exact"  # closed form
@@ -133,6 +138,7 @@ class LossConfig:
     directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
     imr: float = 1.0  # weight of IMR (geodesic guidance only)
     imr_anchor: ImrAnchor = ImrAnchor.previous  # previous (frozen generator of the last step) | source (input views)
+    imc_pairing: ImcPairing = ImcPairing.templates  # templates (text subspace on the T templates) | published (a text row per view)
     gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
     gfk_null_dim: int = 256
     gfk_max_subspace_dim: int = 128

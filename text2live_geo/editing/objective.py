@@ -51,7 +51,7 @@ class EditObjective:
         self.directional_loss = DirectionalLoss()
         gfk = dict(null_dim=loss_cfg.gfk_null_dim, max_subspace_dim=loss_cfg.gfk_max_subspace_dim,
                    solver=loss_cfg.gfk_solver)
-        self.imc_loss = InterModalityConsistency(**gfk)
+        self.imc_loss = InterModalityConsistency(**gfk, pairing=loss_cfg.imc_pairing)
         self.imr_loss = IntraModalityRegularisation(**gfk)
         self.structure_loss = StructureLoss()
         self.sparsity_loss = SparsityLoss(loss_cfg.sparsity_l1, loss_cfg.sparsity_l0)

@@ -13,7 +13,8 @@ Notation (docs/geodesic.md, "Notation"; ``X1`` of shape ``(n1, d)`` and ``X2`` o
    feature axis), SVD, first ``k`` left singular vectors;
    ``k = n`` if ``n <= 2`` else ``min(max_subspace_dim, n - 2)``.
    ``Ps = pca(X1, k1)``, ``Pt = pca(X2, k2)``, ``Rs`` = the first ``null_dim``
-   columns of an orthonormal basis of the orthogonal complement of ``Ps``.
+   columns of the Householder basis of the orthogonal complement of ``Ps`` (the
+   published full-SVD null space as reference LAPACK computes it).
 2. Principal angles. ``A = Ps^T Pt = U1 diag(cos theta) V^T``, ``B = Rs^T Pt``,
    ``B V = -U2 diag(sin theta)`` (exact with the full complement).
 3. Kernel (GFK). ``G = [Ps U1, Rs U2] [[L1, L2], [L2, L3]] [Ps U1, Rs U2]^T``,
@@ -52,6 +53,7 @@ __all__ = [
 ]
 
 _SOLVERS = ("hogsvd", "exact")
+_PAIRINGS = ("templates", "published")
 
 # Fixed diagonal loading used by the hogsvd solver where the reference adds
 # ``diag(randn) * 1e-4`` (inverse) and ``1e-4 * I`` (eigen-decomposition).
@@ -106,20 +108,38 @@ def _pca(x: Tensor, k: int) -> Tensor:
     ``D = x^T`` (``d x n``); ``D - D.mean(0)`` subtracts from every column
     (sample) its mean over the feature axis; returns the first ``k`` left
     singular vectors of the centred ``D``.
+
+    Rank-deficient data (repeated rows, e.g. 4 template directions cycled over 16
+    views, or all-zero rows): when the centred ``D`` has numerical rank
+    ``r < k`` the singular vectors beyond ``r`` belong to zero singular values and
+    an SVD returns directions fixed by rounding (they change with a 1e-7 change of
+    the input, docs/geodesic.md "Rank-deficient batches"). We keep the ``r``
+    meaningful directions and complete them deterministically with the first
+    ``k - r`` columns of their Householder complement (:func:`_complement`).
     """
     data = x.transpose(0, 1)
     data = data - data.mean(dim=0, keepdim=True)
-    u, _, _ = torch.linalg.svd(data, full_matrices=False)
-    return u[:, :k]
+    u, s, _ = torch.linalg.svd(data, full_matrices=False)
+    tol = s.max() * max(data.shape) * torch.finfo(s.dtype).eps
+    rank = int((s > tol).sum())
+    if rank >= k:
+        return u[:, :k]
+    return torch.cat([u[:, :rank], _complement(u[:, :rank], k - rank)], dim=1)
 
 
 def _complement(ps: Tensor, m: int) -> Tensor:
     """First ``m`` columns ``(d, m)`` of an orthonormal basis of span(ps)^perp.
 
-    Taken from the complete Householder QR of ``ps`` (``d x k``): the Householder
-    reflectors are unchanged when a column of ``ps`` changes sign, so the basis
-    depends only on the PCA directions, not on the SVD's sign choices, and is
-    reproducible across devices up to rounding.
+    Taken from the complete Householder QR of ``ps`` (``d x k``): columns
+    ``k .. k + m - 1`` of ``Q``. This is the published construction's null space
+    (the right singular vectors of ``ps^T`` beyond its rank from a full SVD) as
+    reference LAPACK computes it: for a wide ``k x d`` matrix ``dgesdd`` first takes
+    the Householder LQ factorisation ``ps^T = L Q`` and returns the trailing rows of
+    that ``Q``, i.e. these columns. (MKL returns another basis from ``k = 26``, i.e.
+    28 rows, at ``d = 512``: one fixed by rounding, docs/geodesic.md "Solvers".)
+    The Householder reflectors are unchanged when a column of ``ps`` changes sign,
+    so the basis depends only on the PCA directions, not on the SVD's sign
+    choices, and is reproducible across devices up to rounding.
     """
     k = ps.shape[1]
     q, _ = torch.linalg.qr(ps, mode="complete")
@@ -275,7 +295,12 @@ def gfk_kernel(
         are zeroed instead of producing NaN; the kernel blocks use the exact
         ``t -> 0`` limits (the reference's ``+1e-12`` guard gives
         ``L1 = L3 = 1/2`` at ``t = 0``); the target PCA dimension is computed
-        from ``n2`` (the reference used ``n1`` for both). Compared with
+        from ``n2`` (the reference used ``n1`` for both; equal when ``n1 = n2``);
+        PCA directions of rank-deficient batches beyond their rank are completed
+        deterministically (``_pca``). The complement is the reference's full-SVD
+        null space as reference LAPACK computes it (``_complement``); on equal-size
+        batches this matches the published formulas to ~2e-7 for 2-200 rows
+        (tests/test_losses_geodesic.py, docs/geodesic.md "Solvers"). Compared with
         ``"exact"``: with the full complement the two agree up to rounding
         unless the HOGSVD eigenvalues nearly collide; with the truncated
         complement ``B^T B != I - A^T A`` so ``V`` is not the principal-angle
@@ -403,15 +428,34 @@ class InterModalityConsistency(_GeodesicLoss):
     ``dI = normalise(image_output - image_source)`` (row per view) and
     ``dT = normalise(text_target - text_source)`` (row per template). Views and
     templates are paired by index; when ``T != V`` the text rows are cycled
-    (view ``i`` uses template ``i mod T``). The kernel is fitted on the ``V``
-    image directions (source subspace) and the ``T`` distinct text directions
-    (target subspace), without gradient.
+    (view ``i`` uses template ``i mod T``). The kernel is fitted without gradient;
+    ``pairing`` chooses its target batch:
+
+    - ``"templates"`` (default): the ``T`` distinct text directions (target
+      subspace of ``k(T)`` dimensions, e.g. 2 for 4 templates);
+    - ``"published"``: the text batch paired row by row with the ``V`` image
+      directions, ``[dT_{i mod T}]_i`` (``V`` rows): the published
+      ``fit(dir_x, dir_y)`` convention, both subspaces sized from ``V``. With
+      ``T < V`` the text batch repeats rows and its PCA is completed
+      deterministically (see ``_pca``).
 
     At step 0 the output equals the source, ``dI`` is the zero vector and the
     loss is exactly 1 with finite gradients (of magnitude ``~1/eps^1.5``,
     pointing along ``G dT``).
     """
 
+    def __init__(
+        self,
+        null_dim: int = 256,
+        max_subspace_dim: int = 128,
+        solver: str = "hogsvd",
+        eps: float = 1e-8,
+        pairing: str = "templates",
+    ) -> None:
+        super().__init__(null_dim=null_dim, max_subspace_dim=max_subspace_dim, solver=solver, eps=eps)
+        if pairing not in _PAIRINGS:
+            raise ValueError(f"pairing must be one of {_PAIRINGS}, got {pairing!r}")
+        self.pairing = str(pairing)
 
     def forward(self, image_source: Tensor, image_output: Tensor, text_source: Tensor, text_target: Tensor) -> Tensor:
         """Args: image_source, image_output ``(V, d)``; text_source, text_target ``(T, d)``
@@ -422,11 +466,12 @@ class InterModalityConsistency(_GeodesicLoss):
         dtype = _out_dtype(torch.promote_types(image_output.dtype, text_target.dtype))
         d_img = _safe_normalize((image_output.to(dtype) - image_source.to(dtype)), self.eps)
         d_txt = _safe_normalize((text_target.to(dtype) - text_source.to(dtype)), self.eps)
-        g = gfk_kernel(d_img, d_txt, null_dim=self.null_dim, max_subspace_dim=self.max_subspace_dim,
-                       solver=self.solver, eps=self.eps)
         n_views, n_text = d_img.shape[0], d_txt.shape[0]
         idx = torch.arange(n_views, device=d_txt.device) % n_text
-        sim = _cosine_with_kernel(d_img, d_txt[idx], g, self.eps)
+        d_pair = d_txt[idx]  # text row paired with each view
+        g = gfk_kernel(d_img, d_pair if self.pairing == "published" else d_txt, null_dim=self.null_dim,
+                       max_subspace_dim=self.max_subspace_dim, solver=self.solver, eps=self.eps)
+        sim = _cosine_with_kernel(d_img, d_pair, g, self.eps)
         return 1.0 - sim.mean()
 
 
