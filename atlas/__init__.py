@@ -12,9 +12,16 @@ Conventions are described in ``docs/atlas.md``; see :mod:`atlas.model` (coordina
 #   -> testing (tiny atlases).
 from .config import ATLAS_SKIP_LAYERS, AtlasConfig
 from .coordinates import PixelBox, atlas_pixels_to_grid, uv_bounding_box, uv_to_atlas_pixels, uv_to_grid
-from .crops import LayerCropRegions, NoForegroundError, atlas_region, foreground_frame_boxes, layer_crop_regions
+from .crops import (
+    LayerCropRegions,
+    NoForegroundError,
+    atlas_region,
+    foreground_frame_boxes,
+    layer_crop_regions,
+    suggested_resolution,
+)
 from .layers import Layer, layer_uv_offset
-from .model import AtlasMaps, AtlasQuery, NeuralAtlas
+from .model import AtlasMaps, AtlasQuery, LayeredAtlas, NeuralAtlas
 from .networks import IMLP, encoding_frequencies, positional_encoding
 from .nla_format import AtlasCheckpointError, save_nla_checkpoint
 from .render import bake_atlas, reconstruction_psnr, render_frames, sample_atlas
@@ -26,6 +33,7 @@ __all__ = [
     "AtlasMaps",
     "AtlasQuery",
     "IMLP",
+    "LayeredAtlas",
     "Layer",
     "LayerCropRegions",
     "NeuralAtlas",
@@ -42,6 +50,7 @@ __all__ = [
     "reconstruction_psnr",
     "render_frames",
     "sample_atlas",
+    "suggested_resolution",
     "save_nla_checkpoint",
     "uv_bounding_box",
     "uv_to_atlas_pixels",

@@ -161,3 +161,35 @@ def layer_crop_regions(
             )
     assert box is not None
     return LayerCropRegions(layer=layer, resolution=resolution, frame_boxes=frame_boxes, atlas_box=box)
+
+
+def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_pixel: float = 2.0,
+                         limit: int = 4096) -> int:
+    """Atlas side R that gives the layer ``atlas_pixels_per_frame_pixel`` atlas pixels per frame
+    pixel along each axis (median over the frames' pixels), so the atlas follows the clip's size.
+
+    Text2LIVE bakes NLA atlases of 768 x 432 clips at R = 2000: NLA maps a frame pixel to
+    0.8 / 768 of the uv square, i.e. 2000 x 0.8 / 768 ~ 2.1 atlas pixels per frame pixel. The
+    same density for a 64 x 48 clip is R ~ 170, not 2000 (a step's cost grows with R^2).
+
+    Args:
+        maps: the video's uv maps (:meth:`NeuralAtlas.precompute_maps`).
+        layer: which layer's uv to measure.
+        atlas_pixels_per_frame_pixel: the density wanted.
+        limit: largest R returned.
+
+    Returns:
+        R, at least 16.
+    """
+    uv = maps.uv(layer)
+    steps = torch.cat([(uv[:, :, 1:] - uv[:, :, :-1]).norm(dim=-1).flatten(),
+                       (uv[:, 1:] - uv[:, :-1]).norm(dim=-1).flatten()])
+    if layer == "foreground":  # only where the foreground is seen
+        alpha = maps.alpha[:, 0]
+        seen = torch.cat([(alpha[:, :, 1:] > 0.5).flatten(), (alpha[:, 1:] > 0.5).flatten()])
+        if bool(seen.any()):
+            steps = steps[seen]
+    step = float(steps.float().median()) if steps.numel() else 0.0
+    if step <= 0:
+        return 16
+    return int(min(max(round(atlas_pixels_per_frame_pixel / step), 16), limit))

@@ -150,13 +150,19 @@ class GridAtlas(LayeredAtlas):
     def height(self) -> int:
         return self.config.height
 
-    def _frame_weights(self, t_normalised: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Frame index t = (tn + 1) N / 2 -> (lower frame, upper frame, weight of the upper)."""
-        t = (t_normalised + 1.0) * (self.num_frames / 2.0)
-        t = t.clamp(0, self.num_frames - 1)
+    def _per_pixel(self, transforms: torch.Tensor, t_normalised: torch.Tensor) -> torch.Tensor:
+        """``(N, r, 3)`` per-frame matrices -> ``(P, r, 3)`` each pixel's, blended linearly between
+        the two frames around a fractional t = (tn + 1) N / 2. A ``(P, N)`` weight matrix times the
+        flattened transforms: a dense product whose backward is one more product (gathering per
+        pixel and scattering the gradients back costs ~10x more on a CPU)."""
+        t = ((t_normalised.detach() + 1.0) * (self.num_frames / 2.0)).clamp(0, self.num_frames - 1)
         lower = t.floor().long().clamp(max=self.num_frames - 1)
         upper = (lower + 1).clamp(max=self.num_frames - 1)
-        return lower, upper, (t - lower.to(t.dtype)).unsqueeze(1)
+        weight = (t - lower.to(t.dtype)).unsqueeze(1)
+        blend = torch.zeros(t.shape[0], self.num_frames, device=t.device, dtype=transforms.dtype)
+        blend.scatter_add_(1, lower.unsqueeze(1), (1 - weight).to(blend.dtype))
+        blend.scatter_add_(1, upper.unsqueeze(1), weight.to(blend.dtype))
+        return (blend @ transforms.reshape(self.num_frames, -1)).view(t.shape[0], *transforms.shape[1:])
 
     def _volume_grid(self, xyt: torch.Tensor) -> torch.Tensor:
         """Normalised (x, y, t) -> grid_sample coordinates over the frame rectangle and the clip."""
@@ -170,26 +176,16 @@ class GridAtlas(LayeredAtlas):
     # ------------------------------------------------------------------ mappings
     def background_canonical(self, xyt: torch.Tensor) -> torch.Tensor:
         """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` canonical background coordinates
-        (the per-frame homography, linearly blended between frames at fractional t)."""
-        lower, upper, weight = self._frame_weights(xyt[:, 2])
-        points = torch.cat((xyt[:, :2], torch.ones_like(xyt[:, :1])), dim=1)
-
-        def apply(index: torch.Tensor) -> torch.Tensor:
-            mapped = torch.einsum("pij,pj->pi", self.background_transform[index], points)
-            # keep the projective divisor away from 0 (a homography that folds the frame is wrong anyway)
-            return mapped[:, :2] / mapped[:, 2:].clamp_min(1e-3)
-
-        return (1 - weight) * apply(lower) + weight * apply(upper)
+        (the per-frame homography; at a fractional t the two frames' matrices are blended)."""
+        matrix = self._per_pixel(self.background_transform, xyt[:, 2])
+        mapped = matrix[:, :, 0] * xyt[:, :1] + matrix[:, :, 1] * xyt[:, 1:2] + matrix[:, :, 2]
+        # keep the projective divisor away from 0 (a homography that folds the frame is wrong anyway)
+        return mapped[:, :2] / mapped[:, 2:].clamp_min(1e-3)
 
     def foreground_canonical(self, xyt: torch.Tensor) -> torch.Tensor:
         """``(P, 3)`` normalised (x, y, t) -> ``(P, 2)`` canonical foreground coordinates (per-frame affine)."""
-        lower, upper, weight = self._frame_weights(xyt[:, 2])
-        points = torch.cat((xyt[:, :2], torch.ones_like(xyt[:, :1])), dim=1)
-
-        def apply(index: torch.Tensor) -> torch.Tensor:
-            return torch.einsum("pij,pj->pi", self.foreground_transform[index], points)
-
-        return (1 - weight) * apply(lower) + weight * apply(upper)
+        matrix = self._per_pixel(self.foreground_transform, xyt[:, 2])
+        return matrix[:, :, 0] * xyt[:, :1] + matrix[:, :, 1] * xyt[:, 1:2] + matrix[:, :, 2]
 
     def _to_uv(self, canonical: torch.Tensor, canvas: torch.Tensor, residual: torch.Tensor,
                xyt: torch.Tensor, offset: float) -> torch.Tensor:
@@ -204,6 +200,24 @@ class GridAtlas(LayeredAtlas):
     def background_uv(self, xyt: torch.Tensor) -> torch.Tensor:
         return self._to_uv(self.background_canonical(xyt), self.background_canvas, self.background_residual, xyt,
                            -1.0)
+
+    def pixels_per_uv(self, layer: str) -> float:
+        """The canvas side in canonical units (the reference frame's normalised coordinates) x L / 2."""
+        canvas = self.foreground_canvas if layer == "foreground" else self.background_canvas
+        return float(canvas[2]) * max(self.width, self.height) / 2.0
+
+    def smoothness(self) -> torch.Tensor:
+        """Total variation of the residual grids and of the alpha logits (mean absolute difference
+        of neighbouring cells along every axis): the motion residuals and the matte stay smooth."""
+
+        def total_variation(volume: torch.Tensor) -> torch.Tensor:
+            terms = [(volume.diff(dim=axis)).abs().mean() for axis in (2, 3, 4) if volume.shape[axis] > 1]
+            return sum(terms) if terms else volume.sum() * 0
+
+        value = total_variation(self.background_residual) + total_variation(self.foreground_residual)
+        if self.config.layers == 2:
+            value = value + 0.1 * total_variation(self.alpha_logits)
+        return value
 
     # ------------------------------------------------------------------ alpha and colour
     def alpha_values(self, xyt: torch.Tensor) -> torch.Tensor:

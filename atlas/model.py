@@ -198,6 +198,10 @@ class LayeredAtlas(nn.Module, ABC):
     def atlas_rgb(self, uv: torch.Tensor) -> torch.Tensor:
         """``(P, 2)`` atlas uv (foreground in (0, 1), background in (-1, 0)) -> ``(P, 3)`` rgb in [0, 1]."""
 
+    @abstractmethod
+    def pixels_per_uv(self, layer: Layer) -> float:
+        """Roughly how many frame pixels one uv unit of ``layer`` spans (to measure uv errors in pixels)."""
+
     def query(self, x: torch.Tensor, y: torch.Tensor, t: torch.Tensor) -> AtlasQuery:
         """Query every network at pixel coordinates (differentiable; wrap in no_grad if needed).
 
@@ -467,6 +471,10 @@ class NeuralAtlas(LayeredAtlas):
     def alpha_values(self, xyt: torch.Tensor) -> torch.Tensor:
         """``(P, 3)`` normalised (x, y, t) -> ``(P, 1)`` alpha ``0.99 (o + 1) / 2 + 0.001``."""
         return 0.99 * (0.5 * (self.alpha_network(xyt) + 1.0)) + 0.001
+
+    def pixels_per_uv(self, layer: Layer) -> float:
+        """NLA's mappings start as uv = 0.5 * scale * (x / (L/2) - 1): L / scale pixels per uv unit."""
+        return self.config.larger_side / self.config.uv_mapping_scale
 
     def atlas_rgb(self, uv: torch.Tensor) -> torch.Tensor:
         """Shared atlas colour.

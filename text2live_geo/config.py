@@ -242,6 +242,63 @@ class VideoInputConfig:
     frames: str = ""  # (required) folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...) read with imageio-ffmpeg
     max_frames: int = 0  # keep only the first max_frames frames (0: all)
     fps: Optional[float] = None  # output frame rate; None: the input video's, or 10 for a frames folder
+    long_side: int = 768  # atlas fitting: frames downscaled so their longer side is at most this (NLA: 768 x 432)
+
+
+class AtlasModel(Choice):
+    grid = "grid"  # ours: per-frame motion + residual grids + dense textures (minutes)
+    nla = "nla"  # NLA's four MLPs with positional encoding (the reference recipe: hours)
+
+
+class FlowPreset(Choice):
+    ultrafast = "ultrafast"
+    fast = "fast"
+    medium = "medium"
+
+
+@dataclass
+class FitConfig:
+    """Fitting a layered atlas to a clip (docs/atlas_fitting.md). The defaults are our fast
+    recipe; configs/atlas/nla.yaml expresses NLA's recipe with the same keys."""
+
+    iterations: int = 2000  # optimisation steps
+    masks: str = ""  # folder of foreground masks (one PNG per frame, nonzero = foreground); empty: from motion
+    layers: int = 2  # 2: foreground + background; 1: background only
+    model: AtlasModel = AtlasModel.grid
+    samples: int = 16384  # random pixels per iteration
+    flow_preset: FlowPreset = FlowPreset.medium  # OpenCV DIS optical flow preset
+    # learning rates (Adam)
+    lr_textures: float = 0.05  # grid model: textures
+    lr_grids: float = 0.01  # grid model: residual and alpha grids
+    lr_transforms: float = 3e-4  # grid model: per-frame homographies / affine maps
+    lr_networks: float = 1e-4  # nla model: every network
+    lr_decay: float = 0.1  # learning rates fall (cosine) to this fraction by the last iteration
+    # loss weights (docs/atlas_fitting.md, "Losses")
+    rgb: float = 1.0  # reconstruction MSE
+    gradient: float = 0.0  # MSE of the reconstruction's finite differences against the frame's
+    flow: float = 1e-4  # uv consistency along the optical flow (pixel units, alpha-weighted)
+    alpha_flow: float = 0.01  # alpha consistency along the optical flow
+    bootstrap: float = 0.05  # BCE of alpha against the masks, until bootstrap_until
+    bootstrap_until: int = 1000
+    sparsity: float = 0.0  # foreground colour where alpha is low (NLA)
+    rigidity: float = 0.0  # local rigidity of the mappings (NLA), finite differences of derivative_px
+    global_rigidity: float = 0.0  # rigidity over global_derivative_px, until global_rigidity_until
+    global_rigidity_background: float = 0.0
+    global_rigidity_until: int = 5000
+    derivative_px: float = 1.0
+    global_derivative_px: float = 100.0
+    smoothness: float = 1e-3  # grid model: total variation of the residual grids and the alpha grid
+    pretrain_per_frame: int = 0  # nla model: mapping pre-training steps towards uv = 0.8 (x, y), per frame (NLA: 100)
+    # grid model sizes
+    texel_density: float = 1.0  # texels per frame pixel at the finest scale the clip shows
+    max_texture: int = 2048
+    residual_cells: int = 16
+    residual_frames: int = 8
+    alpha_downscale: int = 2
+    # nla model sizes (NLA: 256 wide; mapping layers 6 / 4; atlas 8 layers, 10 frequencies; alpha 8, 5)
+    nla_width: int = 256
+    eval_every: int = 100  # PSNR on a fixed pixel subset every this many iterations
+    eval_pixels: int = 65536
 
 
 @dataclass
@@ -250,10 +307,24 @@ class AtlasInputConfig:
 
     checkpoint: str = ""  # (required) NLA folder holding `checkpoint` and `config.json`
     num_frames: int = 0  # N for NLA's time normalisation; 0: maximum_number_of_frames of config.json
-    resolution: int = 2000  # side R of the baked atlas image
+    resolution: int = 0  # side R of the baked atlas image; 0: follows the clip (2 atlas pixels per frame pixel)
     alpha_threshold: float = 0.95  # foreground pixels: NLA alpha above this
     box_border: int = 30  # foreground frame boxes grow by this many pixels per side
     chunk_size: int = 65536  # pixels per atlas-network evaluation (lower it if memory is short)
+
+
+@dataclass
+class AtlasRunConfig:
+    """One atlas fit (run_atlas.py / t2l-atlas)."""
+
+    video: VideoInputConfig = field(default_factory=VideoInputConfig)
+    fit: FitConfig = field(default_factory=FitConfig)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    output_dir: str = "runs"
+    run_name: str = ""  # folder name under output_dir; empty: <clip stem>-atlas-<timestamp>
+    checkpoint_every: int = 500  # iterations between checkpoints (0: only at the end)
+    crf: int = 18  # H.264 quality of the preview mp4s
 
 
 @dataclass
@@ -278,6 +349,7 @@ class VideoEditConfig:
 
     video: VideoInputConfig = field(default_factory=VideoInputConfig)
     atlas: AtlasInputConfig = field(default_factory=AtlasInputConfig)
+    fit: FitConfig = field(default_factory=FitConfig)  # used when atlas.checkpoint is empty: fit one first
     layer: AtlasLayer = AtlasLayer.foreground  # the atlas layer the generator edits: foreground | background
     text: TextConfig = field(default_factory=TextConfig)
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill=Fill.black))
@@ -335,4 +407,5 @@ def default_yaml(schema: type) -> str:
 
 
 #: shipped base config files -> the schema whose defaults they hold
-BASE_CONFIGS = {"configs/image/base.yaml": ImageEditConfig, "configs/video/base.yaml": VideoEditConfig}
+BASE_CONFIGS = {"configs/image/base.yaml": ImageEditConfig, "configs/video/base.yaml": VideoEditConfig,
+                "configs/atlas/base.yaml": AtlasRunConfig}

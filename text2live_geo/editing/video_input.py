@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from atlas import Layer, NeuralAtlas, NoForegroundError, layer_crop_regions, reconstruction_psnr
+from atlas import Layer, NeuralAtlas, NoForegroundError, layer_crop_regions, reconstruction_psnr, suggested_resolution
 
 from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
@@ -94,17 +94,18 @@ def prepare_atlas_video(atlas: NeuralAtlas, frames: torch.Tensor, layer: Layer, 
     if min(height, width) < min_size:
         raise RunError(f"frames are {width}x{height} px; the generator needs at least {min_size} px per side "
                        f"(use a smaller generator.num_scales)")
-    if atlas_cfg.resolution < min_size:
+    if 0 < atlas_cfg.resolution < min_size:
         raise RunError(f"atlas.resolution={atlas_cfg.resolution} is below the generator's minimum side {min_size}")
     maps = atlas.precompute_maps(device, chunk_size=atlas_cfg.chunk_size, progress=progress)
+    resolution = atlas_cfg.resolution or max(min_size, suggested_resolution(maps, layer))
     try:
-        regions = layer_crop_regions(maps, layer, atlas_cfg.resolution, num_scales, atlas_cfg.alpha_threshold,
+        regions = layer_crop_regions(maps, layer, resolution, num_scales, atlas_cfg.alpha_threshold,
                                      atlas_cfg.box_border)
     except NoForegroundError as error:
         raise RunError(f"{error} (lower atlas.alpha_threshold, or edit layer=background)") from None
     # a thin region (a nearly static layer) is padded so the generator can run on it
-    atlas_box = regions.atlas_box.padded_to(min_size, atlas_cfg.resolution, atlas_cfg.resolution)
-    atlas_image = atlas.bake(layer, atlas_cfg.resolution, device=device, chunk_size=atlas_cfg.chunk_size,
+    atlas_box = regions.atlas_box.padded_to(min_size, resolution, resolution)
+    atlas_image = atlas.bake(layer, resolution, device=device, chunk_size=atlas_cfg.chunk_size,
                              box=atlas_box, progress=progress)[None]
-    return AtlasVideo(frames=frames.to(device), maps=maps, layer=layer, resolution=atlas_cfg.resolution,
+    return AtlasVideo(frames=frames.to(device), maps=maps, layer=layer, resolution=resolution,
                       frame_boxes=regions.frame_boxes, atlas_box=atlas_box, atlas_image=atlas_image)
