@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 from torch import nn
 
+from text2live_geo.errors import UserError
+
 from .config import ATLAS_SKIP_LAYERS, AtlasConfig
 from .networks import IMLP
 
@@ -67,7 +69,7 @@ _OPTIMIZER_GROUP_ORDER = ("foreground_mapping", "background_mapping", "alpha_net
 DEFAULT_CHUNK_SIZE = 65536
 
 
-class AtlasCheckpointError(ValueError):
+class AtlasCheckpointError(UserError, ValueError):
     """An NLA checkpoint folder is missing a file or key, or does not match its config."""
 
 
