@@ -9,8 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from .editing.image import edit_image
-    from .editing.video import edit_video
+    from .editing import edit_image, edit_video
 
 __version__ = "0.1.0"
 __all__ = ["edit_image", "edit_video", "__version__"]
@@ -18,9 +17,9 @@ __all__ = ["edit_image", "edit_video", "__version__"]
 
 def __getattr__(name: str):
     if name == "edit_image":
-        from .editing.image import edit_image as value
+        from .editing import edit_image as value
     elif name == "edit_video":
-        from .editing.video import edit_video as value
+        from .editing import edit_video as value
     else:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     globals()[name] = value  # later lookups skip this function
