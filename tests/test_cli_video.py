@@ -60,6 +60,7 @@ def only_run_dir(out_dir: Path) -> Path:
     return runs[0]
 
 
+@pytest.mark.slow
 def test_three_step_run_writes_every_output_and_resumes(tiny, tiny_clip_dir, tmp_path, capsys):
     code, out, err = run(overrides(tiny, tiny_clip_dir, tmp_path / "runs"), capsys)
     assert code == 0, err
@@ -106,6 +107,7 @@ def test_resized_background_run_keeps_the_input_size_and_fps(tiny, tiny_clip_dir
     assert Image.open(run_dir / "frames" / "00005.png").size == (48, 32)
 
 
+@pytest.mark.slow
 def test_subprocess_run_on_an_mp4(tiny, tiny_clip_dir, tmp_path):
     video = write_video(tmp_path / "tiny.mp4", tiny.frames, fps=12)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
