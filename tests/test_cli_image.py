@@ -118,7 +118,6 @@ def test_runs_never_overwrite(tiny_clip_dir, image_path, tmp_path):
     assert sorted(p.name for p in out.iterdir()) == ["same", "same-2"]
 
 
-@pytest.mark.slow
 def test_real_subprocess_help_and_error():
     help_text = subprocess.run([sys.executable, str(ROOT / "run_image.py"), "--help"], capture_output=True,
                                text=True, check=True).stdout

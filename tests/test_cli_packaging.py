@@ -64,7 +64,6 @@ def test_module_help_from_another_directory(tool, tmp_path):
     assert "--resume" in result.stdout and "text.src" in result.stdout
 
 
-@pytest.mark.slow
 def test_importing_the_losses_pulls_in_neither_the_atlas_package_nor_the_cli():
     code = ("import sys, text2live_geo.losses; "
             "print(sorted(m for m in sys.modules if m.startswith(('atlas', 'text2live_geo.cli', "

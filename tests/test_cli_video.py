@@ -60,7 +60,6 @@ def only_run_dir(out_dir: Path) -> Path:
     return runs[0]
 
 
-@pytest.mark.slow
 def test_three_step_run_writes_every_output_and_resumes(tiny, tiny_clip_dir, tmp_path, capsys):
     code, out, err = run(overrides(tiny, tiny_clip_dir, tmp_path / "runs"), capsys)
     assert code == 0, err

@@ -101,7 +101,6 @@ def test_inversion_run_writes_outputs_and_changes_pixels(tiny_clip, image_path, 
     assert "sparsity" not in records[0] and "imc" in records[0]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("guidance", ["directional", "geodesic"])
 def test_longer_run_total_loss_goes_down(tiny_clip, image_path, tmp_path, guidance):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=30, **{
