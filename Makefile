@@ -1,11 +1,12 @@
-# `make test` creates .venv when missing, installs the project with its test extras, runs pytest.
+# `make test` creates .venv when missing, installs the project with its test extras, runs pytest
+# (every test, the `slow` ones included); `make lint` runs ruff over the repository.
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 # torch 2.13.0 is the CPU build available here; a plain `torch` would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: test install demo bench clean
+.PHONY: test lint install demo bench clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +20,9 @@ install: $(VENV)/.installed
 test: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) -m pytest -q
 
+lint: $(VENV)/.installed
+	$(VENV)/bin/ruff check .
+
 demo: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 $(PY) run_image.py --config configs/image/demo_toy.yaml
 
@@ -26,4 +30,4 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_step.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache .ruff_cache

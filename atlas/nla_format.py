@@ -20,6 +20,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from text2live_geo.errors import UserError
+
 from .config import AtlasConfig
 
 __all__ = [
@@ -54,7 +56,7 @@ _NETWORK_DESCRIPTIONS = {
 _OPTIMIZER_GROUP_ORDER = ("foreground_mapping", "background_mapping", "alpha_network", "atlas_network")
 
 
-class AtlasCheckpointError(ValueError):
+class AtlasCheckpointError(UserError, ValueError):
     """An NLA checkpoint folder is missing a file or key, or does not match its config."""
 
 

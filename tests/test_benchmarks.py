@@ -3,9 +3,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.mark.slow
 def test_bench_step_prints_speedup_line(tiny_clip_dir):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--size", "40", "--views", "2", "--steps", "1",

@@ -1,4 +1,5 @@
-"""run_image.py end to end: outputs, resume, and one clear line for every bad input."""
+"""t2l-image (text2live_geo.cli.image, run_image.py) end to end: outputs, resume, and one clear line for
+every bad input."""
 import json
 import subprocess
 import sys
@@ -9,9 +10,8 @@ import pytest
 import torch
 from PIL import Image
 
-import run_image
 from conftest import tiny_overrides
-from text2live_geo.cli import run_cli
+from text2live_geo.cli import image
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"composite.png": "RGB", "edit_layer.png": "RGBA", "alpha.png": "L", "edit_on_greenscreen.png": "RGB",
@@ -19,7 +19,7 @@ OUTPUTS = {"composite.png": "RGB", "edit_layer.png": "RGBA", "alpha.png": "L", "
 
 
 def cli(argv):
-    return run_cli(run_image.main, run_image.build_parser(), argv)
+    return image.main(argv)
 
 
 def test_cli_run_writes_every_output(tiny_clip_dir, image_path, tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""run_video.py: a short run writes every output, --resume continues, bad input is one clear line."""
-import importlib.util
+"""t2l-video (text2live_geo.cli.video, run_video.py): a short run writes every output, --resume continues,
+bad input is one clear line."""
 import json
 import os
 import shutil
@@ -14,15 +14,12 @@ import torch
 from PIL import Image
 
 from atlas.testing import make_tiny_atlas, write_frames
-from text2live_geo.cli import run_cli
+from text2live_geo.cli import video as video_cli
 from text2live_geo.config import VideoEditConfig, load_config
 from text2live_geo.editing.video_input import load_atlas_for_video
 from text2live_geo.video_io import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
-_spec = importlib.util.spec_from_file_location("run_video", ROOT / "run_video.py")
-run_video = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(run_video)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +41,7 @@ def overrides(tiny, clip_dir, out_dir, **extra) -> list[str]:
 
 
 def run(argv, capsys):
-    code = run_cli(run_video.main, run_video.build_parser(), ["--quiet", *argv])
+    code = video_cli.main(["--quiet", *argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -109,6 +106,7 @@ def test_resized_background_run_keeps_the_input_size_and_fps(tiny, tiny_clip_dir
     assert Image.open(run_dir / "frames" / "00005.png").size == (48, 32)
 
 
+@pytest.mark.slow
 def test_subprocess_run_on_an_mp4(tiny, tiny_clip_dir, tmp_path):
     video = write_video(tmp_path / "tiny.mp4", tiny.frames, fps=12)
     env = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))

@@ -48,6 +48,7 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
             "psnr_outside": 10 * math.log10(1 / max(mse_outside, 1e-10))}
 
 
+@pytest.mark.slow
 def test_red_circle_turns_toward_blue_and_background_is_kept(tmp_path):
     # A 60-step edit is a noisy optimisation (with an earlier toy CLIP one seed in six put blue
     # blobs beside the circle instead of on it), so the test judges the median of three seeds.

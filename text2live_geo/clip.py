@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .errors import UserError
 from .fused import fused_ok, quick_gelu_linear
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -35,7 +36,7 @@ IMAGE_TEMPLATES = (
 SCREEN_TEMPLATES = ("{} over a green screen.", "{} in front of a green screen.")
 
 
-class ClipLoadError(RuntimeError):
+class ClipLoadError(UserError, RuntimeError):
     """The CLIP model or tokenizer could not be loaded; the message says what to do."""
 
 

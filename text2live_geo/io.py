@@ -8,8 +8,10 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .errors import UserError
 
-class InputError(ValueError):
+
+class InputError(UserError, ValueError):
     """A user-supplied file is missing or unreadable; the message says which and why."""
 
 

@@ -12,9 +12,10 @@ from typing import Any, Iterable
 import torch
 
 from ..config import ImageEditConfig, OptimConfig, VideoEditConfig, load_config
+from ..errors import UserError
 
 
-class RunError(RuntimeError):
+class RunError(UserError, RuntimeError):
     """A run cannot start or continue; the message says why and what to do."""
 
 

@@ -1,0 +1,43 @@
+"""`t2l-video`: edit one video through its neural layered atlas from the command line (thin
+shell over text2live_geo.edit_video).
+
+Examples:
+  t2l-video --config configs/video/blackswan_golden.yaml
+  t2l-video --config configs/video/car_turn_winter.yaml video.frames=clip.mp4 video.max_frames=70
+  t2l-video --resume runs/blackswan-foreground-20261129-120000 steps=4000
+"""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from . import base_config, edit_parser, run_cli
+
+
+def build_parser() -> argparse.ArgumentParser:
+    return edit_parser(
+        description="Text-driven layered editing of a video: trains a small generator on one layer of the "
+                    "video's neural layered atlas (foreground or background) to predict an RGBA edit of that "
+                    "atlas, guided by CLIP, and maps the edit back to every frame.",
+        epilog="Config keys are documented in docs/video.md and text2live_geo/config.py (VideoEditConfig). "
+               "Common: video.frames (folder of frames or .mp4/.mov), video.max_frames, video.fps, "
+               "atlas.checkpoint (NLA folder), layer (foreground|background), text.src, text.comp, text.screen, "
+               "steps, seed, device, output_dir, clip.model, loss.guidance (directional|geodesic).",
+        base_config="configs/video/base.yaml", progress_help="no progress bars")
+
+
+def edit(args: argparse.Namespace) -> None:
+    """Run the edit the parsed arguments describe."""
+    from ..editing import edit_video
+
+    edit_video(args.config, args.overrides, resume=args.resume, base_config=base_config("video"),
+               progress=not args.quiet)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `t2l-video` and run_video.py; returns the exit status."""
+    return run_cli(edit, build_parser(), argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
