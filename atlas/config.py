@@ -96,7 +96,7 @@ class AtlasConfig:
         return max(self.width, self.height)
 
     @classmethod
-    def from_json_dict(cls, values: dict[str, Any], **overrides: Any) -> "AtlasConfig":
+    def from_json_dict(cls, values: dict[str, Any], **overrides: Any) -> AtlasConfig:
         """Build from a parsed config.json.
 
         Args:
@@ -134,7 +134,7 @@ class AtlasConfig:
         return values
 
     @classmethod
-    def load(cls, path: str | Path, **overrides: Any) -> "AtlasConfig":
+    def load(cls, path: str | Path, **overrides: Any) -> AtlasConfig:
         """Read a config.json file (see :meth:`from_json_dict`)."""
         with open(path, encoding="utf-8") as handle:
             return cls.from_json_dict(json.load(handle), **overrides)
@@ -144,6 +144,6 @@ class AtlasConfig:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(self.to_json_dict(), handle, indent=4)
 
-    def replace(self, **changes: Any) -> "AtlasConfig":
+    def replace(self, **changes: Any) -> AtlasConfig:
         """Copy with some fields changed."""
         return dataclasses.replace(self, **changes)

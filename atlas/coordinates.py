@@ -63,21 +63,21 @@ class PixelBox:
         """``image[..., top:bottom, left:right]`` for an image ``(..., rows, columns)``."""
         return image[..., self.top : self.bottom, self.left : self.right]
 
-    def union(self, other: "PixelBox") -> "PixelBox":
+    def union(self, other: PixelBox) -> PixelBox:
         """Smallest box holding both."""
         return PixelBox(
             min(self.left, other.left), min(self.top, other.top),
             max(self.right, other.right), max(self.bottom, other.bottom),
         )
 
-    def expanded(self, border: int, width_limit: int, height_limit: int) -> "PixelBox":
+    def expanded(self, border: int, width_limit: int, height_limit: int) -> PixelBox:
         """Grow by ``border`` pixels on every side, clipped to [0, width_limit) x [0, height_limit)."""
         return PixelBox(
             max(0, self.left - border), max(0, self.top - border),
             min(width_limit, self.right + border), min(height_limit, self.bottom + border),
         )
 
-    def padded_to(self, min_size: int, width_limit: int, height_limit: int) -> "PixelBox":
+    def padded_to(self, min_size: int, width_limit: int, height_limit: int) -> PixelBox:
         """Grow each side shorter than ``min_size`` to ``min_size`` (about its centre), shifted to stay
         inside [0, width_limit) x [0, height_limit); a side cannot exceed its limit."""
 

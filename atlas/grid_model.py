@@ -68,7 +68,7 @@ class GridAtlasConfig:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict) -> "GridAtlasConfig":
+    def from_dict(cls, values: dict) -> GridAtlasConfig:
         known = {item.name for item in dataclasses.fields(cls)}
         unknown = sorted(set(values) - known)
         if unknown:

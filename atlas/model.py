@@ -109,13 +109,13 @@ class AtlasMaps:
         layer_uv_offset(layer)
         return self.uv_foreground if layer == "foreground" else self.uv_background
 
-    def to(self, device: torch.device | str) -> "AtlasMaps":
+    def to(self, device: torch.device | str) -> AtlasMaps:
         """Copy on ``device``."""
         return AtlasMaps(
             self.uv_foreground.to(device), self.uv_background.to(device), self.alpha.to(device)
         )
 
-    def frames(self, indices: list[int] | torch.Tensor) -> "AtlasMaps":
+    def frames(self, indices: list[int] | torch.Tensor) -> AtlasMaps:
         """Maps of a subset of frames, in the order given."""
         return AtlasMaps(self.uv_foreground[indices], self.uv_background[indices], self.alpha[indices])
 
@@ -496,7 +496,7 @@ class NeuralAtlas(LayeredAtlas):
         num_frames: int | None = None,
         width: int | None = None,
         height: int | None = None,
-    ) -> "NeuralAtlas":
+    ) -> NeuralAtlas:
         """Load a public NLA checkpoint folder.
 
         The folder holds ``checkpoint`` (a ``torch.save`` dict with ``model_F_mapping1_state_dict``,

@@ -297,8 +297,9 @@ def main(argv=None) -> None:
     for override in args.ours_set:
         passthrough += ["--ours-set", override]
     results = {}
+    clip_name = "CLIP " + args.clip_folder if args.clip_folder else "ViT-B/32-sized CLIP (random weights)"
     print(f"bench_step: {args.size}x{args.size} px, {args.views} views, {args.steps} timed steps, "
-          f"{'CLIP ' + args.clip_folder if args.clip_folder else 'ViT-B/32-sized CLIP (random weights)'}, checkpoint chunk {args.checkpoint_chunk}, "
+          f"{clip_name}, checkpoint chunk {args.checkpoint_chunk}, "
           f"torch threads {os.environ.get('OMP_NUM_THREADS', 'default')}")
     for mode in modes:
         completed = subprocess.run([sys.executable, __file__, "--worker", mode] + passthrough,

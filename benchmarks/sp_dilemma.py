@@ -173,7 +173,8 @@ def write_results(rows, summary, args, results: Path) -> None:
              f"Command: `python benchmarks/sp_dilemma.py {' '.join(sys.argv[1:])}`", "",
              f"{summary[next(iter(summary))]['cases']} held-out cases per guidance, {args.steps} steps, "
              f"{args.views} views, {args.size} px, seed {args.seed}, CLIP `{args.clip}`.", "",
-             "| guidance | plasticity (all) | recolour | retexture | PSNR outside mask (dB) | alpha outside mask | s / edit |",
+             "| guidance | plasticity (all) | recolour | retexture | PSNR outside mask (dB) | alpha outside mask "
+             "| s / edit |",
              "|---|---|---|---|---|---|---|"]
     for guidance, s in summary.items():
         lines.append(f"| {guidance} | {100 * s['plasticity']:.0f} % | {100 * s['plasticity_recolour']:.0f} % | "

@@ -220,7 +220,12 @@ def write_card(folder: Path, result: dict, command: str, seconds: float) -> None
     from transformers import CLIPModel
 
     from toyworld.world import (
-        BACKGROUND_COLOURS, COLOURS, PAIR_OBJECT_SIZES, SHAPES, SINGLE_OBJECT_SIZES, TEXTURES,
+        BACKGROUND_COLOURS,
+        COLOURS,
+        PAIR_OBJECT_SIZES,
+        SHAPES,
+        SINGLE_OBJECT_SIZES,
+        TEXTURES,
     )
 
     training = json.loads((folder / "training.json").read_text())
@@ -238,7 +243,8 @@ def write_card(folder: Path, result: dict, command: str, seconds: float) -> None
         total_min=training["wall_time_s"] / 60, teacher_min=training.get("teacher_time_s", 0.0) / 60,
         **training["teacher_stats"], **recipe_options(cfg, training),
         swap_colour_pct=round(100 * cfg["swap_colour_p"]), swap_shape_pct=round(100 * (0.8 - cfg["swap_colour_p"])),
-        swap_texture_pct=20, teacher_sizes=f"{cfg.get('teacher_min_size', SINGLE_OBJECT_SIZES[0])}-{SINGLE_OBJECT_SIZES[1]}",
+        swap_texture_pct=20,
+        teacher_sizes=f"{cfg.get('teacher_min_size', SINGLE_OBJECT_SIZES[0])}-{SINGLE_OBJECT_SIZES[1]}",
         pair_sizes="-".join(map(str, PAIR_OBJECT_SIZES)),
         shape_note=(f"Shape reaches {result['shape']:.0%} zero-shot on held-out captions (target 80 %) and "
                     f"{result['shape_prompt']:.0%} with single-object editor prompts."

@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""Train the toy CLIP on the procedural toy world (CPU, about 19.5 minutes on 2 cores: CNN teacher, vision stage, then the CLIP).
+"""Train the toy CLIP on the procedural toy world (CPU, about 19.5 minutes on 2 cores: CNN teacher,
+vision stage, then the CLIP).
 
     python scripts/train_toy_clip.py --seed 1              # the shipped data/toy_clip (default seed 0)
     python scripts/train_toy_clip.py --minutes 2 --steps 200 --out /tmp/toy_clip

@@ -38,10 +38,10 @@ def test_query_ranges_and_shared_atlas(tiny):
     with torch.no_grad():
         query = atlas.query(x, y, t)
         assert query.uv_foreground.shape == (x.numel(), 2) and query.alpha.shape == (x.numel(), 1)
-        assert 0 < query.uv_foreground.min() and query.uv_foreground.max() < 1
-        assert -1 < query.uv_background.min() and query.uv_background.max() < 0
-        assert 0.001 <= query.alpha.min() and query.alpha.max() <= 0.991
-        assert 0 <= query.rgb_foreground.min() and query.rgb_background.max() <= 1
+        assert query.uv_foreground.min() > 0 and query.uv_foreground.max() < 1
+        assert query.uv_background.min() > -1 and query.uv_background.max() < 0
+        assert query.alpha.min() >= 0.001 and query.alpha.max() <= 0.991
+        assert query.rgb_foreground.min() >= 0 and query.rgb_background.max() <= 1
         # one atlas network serves both layers: each layer's colour is the shared net at its uv
         assert torch.equal(query.rgb_background, atlas.atlas_rgb(query.uv_background))
         assert torch.equal(query.rgb_foreground, atlas.atlas_rgb(query.uv_foreground))

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from text2live_geo.clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide, warn_unknown_words
 from conftest import TINY_WORDS, tiny_overrides
+from text2live_geo.clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide, warn_unknown_words
 
 ROOT = Path(__file__).resolve().parents[1]
 TOY_CLIP = ROOT / "data" / "toy_clip"

@@ -1,9 +1,16 @@
-import pytest
-
 from pathlib import Path
 
-from text2live_geo.config import (BASE_CONFIGS, ConfigError, Guidance, ImageEditConfig, VideoEditConfig, default_yaml,
-                                  load_config)
+import pytest
+
+from text2live_geo.config import (
+    BASE_CONFIGS,
+    ConfigError,
+    Guidance,
+    ImageEditConfig,
+    VideoEditConfig,
+    default_yaml,
+    load_config,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 

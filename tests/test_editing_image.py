@@ -3,9 +3,9 @@ import json
 import pytest
 import torch
 
+from conftest import tiny_overrides
 from text2live_geo.config import ImageEditConfig, load_config
 from text2live_geo.editing.image import ImageEditor, edit_image
-from conftest import tiny_overrides
 
 
 def _editor(tiny_clip, image_path, tmp_path, **extra):
@@ -117,7 +117,8 @@ def test_bf16_on_cpu_stays_finite_and_close_to_fp32(tiny_clip, image_path, tmp_p
         overrides = tiny_overrides(image_path, "x", tmp_path / precision, steps=3, precision=precision,
                                    **{"loss.guidance": "directional"})
         run = edit_image(None, overrides, clip=tiny_clip, progress=False)
-        results[precision] = (run, [json.loads(line) for line in (run.run_dir / "metrics.jsonl").read_text().splitlines()])
+        lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
+        results[precision] = (run, [json.loads(line) for line in lines])
     for fp32, bf16 in zip(results["fp32"][1], results["bf16"][1]):
         assert torch.isfinite(torch.tensor(bf16["total"]))
         assert abs(fp32["total"] - bf16["total"]) < 0.05 * abs(fp32["total"]) + 0.02

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from toyworld.text import consistent
 from toyworld.training import TrainConfig, train
 from toyworld.training.data import batch_stream, binding_negatives, make_batch, make_teacher_batch, patch_cover
 from toyworld.training.loop import train_vision
@@ -15,7 +16,6 @@ from toyworld.training.losses import batch_loss, cls_attention_on_objects, objec
 from toyworld.training.model import TextEncoder, build_model, image_features, normalize_pixels
 from toyworld.training.teacher import ShapeTeacher
 from toyworld.training.views import make_views
-from toyworld.text import consistent
 from toyworld.world import COLOURS, SHAPES, allowed_colours, render_scene, sample_spec
 
 TINY = dict(batch=12, image_size=32, patch_size=8, vision_width=32, vision_layers=3, text_width=32, text_layers=1,
@@ -29,7 +29,7 @@ def test_batches_are_a_function_of_seed_and_step_and_stream_in_order():
     other = make_batch(cfg, 4, make_views(cfg.image_size))
     assert torch.equal(first.images, again.images) and first.texts == again.texts
     assert not torch.equal(first.images, other.images)
-    assert first.images.shape == (12, 3, 32, 32) and 0 <= first.images.min() and first.images.max() <= 1
+    assert first.images.shape == (12, 3, 32, 32) and first.images.min() >= 0 and first.images.max() <= 1
     # the worker process yields exactly the batches of steps 3, 4 in that order
     streamed = list(batch_stream(TrainConfig(**TINY, workers=1), first=3, count=2))
     assert torch.equal(streamed[0].images, first.images) and torch.equal(streamed[1].images, other.images)
@@ -92,9 +92,10 @@ def test_batch_binding_pairs_share_their_scene_view(tmp_path):
     mixed_batch = make_batch(mix_cfg, 2, make_views(cfg.image_size))
     assert torch.equal(mixed_batch.binding_images, batch.binding_images)
     t = mixed_batch.mix_t
-    assert t.shape == (3,) and 0 <= t.min() and t.max() <= 1
+    assert t.shape == (3,) and t.min() >= 0 and t.max() <= 1
     mix_total, mix_stats = batch_loss(model, encoder, mixed_batch, mix_cfg)
-    blend = (1 - t.view(3, 1, 1, 1)) * batch.images[batch.binding_index] + t.view(3, 1, 1, 1) * batch.binding_images[:, 0]
+    weight = t.view(3, 1, 1, 1)
+    blend = (1 - weight) * batch.images[batch.binding_index] + weight * batch.binding_images[:, 0]
     blend_img = torch.nn.functional.normalize(image_features(model, blend), dim=-1)
     texts = [[mixed_batch.texts[a], mixed_batch.texts[b]]
              for a, b in zip(mixed_batch.binding_source_text, mixed_batch.binding_text)]
@@ -121,7 +122,7 @@ def test_batch_object_cover_follows_the_view():
     cfg = TrainConfig(**TINY, workers=0, attention_weight=1.0)
     batch = make_batch(cfg, 0, make_views(cfg.image_size))
     cover = batch.object_cover
-    assert cover.shape == (12, 16) and 0 <= cover.min() and cover.max() <= 1 and (cover.sum(1) > 0).all()
+    assert cover.shape == (12, 16) and cover.min() >= 0 and cover.max() <= 1 and (cover.sum(1) > 0).all()
     # patches the objects fill differ from the image's corner (background) colour more than
     # patches they miss
     patches = torch.nn.functional.avg_pool2d(batch.images, 8).flatten(2)  # (B, 3, P)
@@ -228,7 +229,7 @@ def test_teacher_batches_and_teacher_fits_them():
     images, labels, cover = make_teacher_batch(cfg, 0)
     again, _, _ = make_teacher_batch(cfg, 0)
     assert images.shape == (12, 3, 32, 32) and torch.equal(images, again)
-    assert labels.shape == (12,) and 0 <= labels.min() and labels.max() < 6
+    assert labels.shape == (12,) and labels.min() >= 0 and labels.max() < 6
     assert cover.shape == (12, 16) and (cover.sum(1) > 0).all()  # 4 x 4 patches, each scene's object
     torch.manual_seed(0)
     teacher = ShapeTeacher(width=16)

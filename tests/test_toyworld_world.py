@@ -9,8 +9,20 @@ import pytest
 import torch
 
 from toyworld import (
-    COLOURS, SHAPES, TEXTURES, VOCABULARY, BackgroundSpec, ObjectSpec, SceneSpec,
-    caption_for, classify_colour, classify_texture, known_words, render_scene, sample_scene, sample_spec,
+    COLOURS,
+    SHAPES,
+    TEXTURES,
+    VOCABULARY,
+    BackgroundSpec,
+    ObjectSpec,
+    SceneSpec,
+    caption_for,
+    classify_colour,
+    classify_texture,
+    known_words,
+    render_scene,
+    sample_scene,
+    sample_spec,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +36,7 @@ def test_world_is_deterministic_per_seed():
     assert not torch.equal(a.image, c.image)
     assert a.image.dtype == torch.float32 and a.image.shape == (3, 48, 48)
     assert a.masks.dtype == torch.bool and a.masks.shape == (len(a.objects), 48, 48)
-    assert 0.0 <= a.image.min() and a.image.max() <= 1.0
+    assert a.image.min() >= 0.0 and a.image.max() <= 1.0
     # A generator argument works too and advances.
     rng = np.random.default_rng(5)
     assert sample_spec(rng) != sample_spec(rng)
@@ -92,12 +104,12 @@ def test_shipped_toy_images():
 
     meta = json.loads((TOY_IMAGES / "captions.json").read_text())
     assert "red_circle" in meta
-    for name, entry in meta.items():
+    for _name, entry in meta.items():
         image = np.asarray(Image.open(TOY_IMAGES / entry["image"]).convert("RGB")) / 255.0
         mask = np.asarray(Image.open(TOY_IMAGES / entry["mask"])) > 127
         assert image.shape[:2] == mask.shape and mask.sum() > 100
         assert classify_colour(image[mask]) == entry["colour"]
-        assert entry["caption"].startswith(f"a {entry['object']}") or entry["caption"].startswith(f"an {entry['object']}")
+        assert entry["caption"].startswith((f"a {entry['object']}", f"an {entry['object']}"))
 
 
 def test_known_words_group_the_vocabulary():

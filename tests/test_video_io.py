@@ -78,11 +78,9 @@ def test_mp4_round_trip_keeps_count_size_and_fps(tmp_path, size, fps):
 
 def test_writer_leaves_no_file_when_interrupted(tmp_path):
     path = tmp_path / "partial.mp4"
-    with pytest.raises(KeyboardInterrupt):
-        with VideoWriter(path, 8, 8, 10) as writer:
-            writer.write(torch.zeros(2, 3, 8, 8))
-            raise KeyboardInterrupt
+    with pytest.raises(KeyboardInterrupt), VideoWriter(path, 8, 8, 10) as writer:
+        writer.write(torch.zeros(2, 3, 8, 8))
+        raise KeyboardInterrupt
     assert list(tmp_path.iterdir()) == []
-    with pytest.raises(ValueError, match="do not match"):
-        with VideoWriter(path, 8, 8, 10) as writer:
-            writer.write(torch.zeros(1, 3, 8, 6))
+    with pytest.raises(ValueError, match="do not match"), VideoWriter(path, 8, 8, 10) as writer:
+        writer.write(torch.zeros(1, 3, 8, 6))

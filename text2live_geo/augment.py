@@ -13,9 +13,9 @@ import kornia.enhance as KE
 import torch
 import torch.nn.functional as F
 from kornia.color import rgb_to_grayscale
+from kornia.geometry import create_meshgrid
 from kornia.geometry.linalg import transform_points
 from kornia.geometry.transform import get_perspective_transform, get_rotation_matrix2d
-from kornia.geometry import create_meshgrid
 from torch.utils.checkpoint import checkpoint
 
 

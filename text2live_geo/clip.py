@@ -6,6 +6,7 @@ passed in keep their autograd graph, so losses on the embeddings reach the gener
 """
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import functools
 import gc
@@ -13,8 +14,8 @@ import json
 import logging
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -43,10 +44,8 @@ class ClipLoadError(UserError, RuntimeError):
 def _return_free_memory_to_os() -> None:
     """glibc keeps freed small allocations (most weight matrices) in its heap; after a large
     one-time release, hand those pages back (a no-op elsewhere)."""
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):
-        pass
 
 
 def _layer_forward(layer: nn.Module, original, hidden_states: torch.Tensor, *args, **kwargs):
@@ -87,7 +86,7 @@ def load_clip_parts(name_or_path: str):
             model = CLIPModel.from_pretrained(name_or_path, local_files_only=local_only, dtype=torch.float32)
             tokenizer = CLIPTokenizer.from_pretrained(name_or_path, local_files_only=local_only)
             break
-        except (OSError, ValueError, EnvironmentError) as error:  # missing files / no network
+        except (OSError, ValueError) as error:  # missing files / no network
             last_error = error
     else:
         where = f"local folder '{name_or_path}'" if is_folder else \
@@ -153,11 +152,11 @@ class ClipGuide(nn.Module):
             layer.forward = functools.partial(_layer_forward, layer, layer.forward)
 
     @classmethod
-    def load(cls, name_or_path: str, device: torch.device | str = "cpu") -> "ClipGuide":
+    def load(cls, name_or_path: str, device: torch.device | str = "cpu") -> ClipGuide:
         model, tokenizer, mean, std = load_clip_parts(name_or_path)
         return cls(model, tokenizer, mean, std).to(device)
 
-    def train(self, mode: bool = True) -> "ClipGuide":
+    def train(self, mode: bool = True) -> ClipGuide:
         super().train(mode)
         self.model.eval()  # always eval: dropout etc. stay off
         return self

@@ -10,10 +10,11 @@ import dataclasses
 import inspect
 import re
 import typing
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
-from typing import Optional, Sequence, TypeVar
+from typing import TypeVar
 
 from omegaconf import OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -25,7 +26,7 @@ class ConfigError(UserError, ValueError):
     """A config file or override is wrong; the message names the key."""
 
 
-class Choice(str, Enum):
+class Choice(StrEnum):
     """A config value from a fixed set. Members are named by their value, so YAML files and
     overrides write the plain word (`loss.guidance=geodesic`), omegaconf rejects any other word
     at load with the key's name, and a member compares equal to (and hashes like) its string."""
@@ -103,9 +104,9 @@ class ClipConfig:
     """CLIP guidance model and its views."""
 
     model: str = "openai/clip-vit-base-patch32"  # hub id or local folder (save_pretrained layout)
-    view_size: Optional[int] = None  # short side of CLIP views; None: the model's image_size (224)
+    view_size: int | None = None  # short side of CLIP views; None: the model's image_size (224)
     max_view_ratio: float = 320 / 224  # long side <= ratio * short side
-    structure_size: Optional[int] = None  # short side for structure tokens; None: view_size
+    structure_size: int | None = None  # short side for structure tokens; None: view_size
     max_structure_ratio: float = 380 / 224
     n_aug: int = 16  # views per image per step (view 0 is the whole image)
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
@@ -114,7 +115,7 @@ class ClipConfig:
     memory_efficient: bool = True  # fused MLP tails in the view forward: same values, ~28 % less graph memory
     # activation checkpointing of the first N vision layers in the view forward (less memory,
     # a little slower); None: 3/4 of the layers on CPU (where memory is scarce), none on CUDA
-    checkpoint_layers: Optional[int] = None
+    checkpoint_layers: int | None = None
 
 
 @dataclass
@@ -140,7 +141,8 @@ class LossConfig:
     directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
     imr: float = 1.0  # weight of IMR (geodesic guidance only)
     imr_anchor: ImrAnchor = ImrAnchor.previous  # previous (frozen generator of the last step) | source (input views)
-    imc_pairing: ImcPairing = ImcPairing.templates  # templates (text subspace on the T templates) | published (a text row per view)
+    # templates (text subspace fitted on the T templates) | published (one text row per view, as the published fit)
+    imc_pairing: ImcPairing = ImcPairing.templates
     gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
     gfk_null_dim: int = 256
     gfk_max_subspace_dim: int = 128
@@ -241,9 +243,9 @@ def to_yaml(cfg: object) -> str:
 class VideoInputConfig:
     """The input video: a folder of frames (sorted by file name) or a video file."""
 
-    frames: str = ""  # (required) folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...) read with imageio-ffmpeg
+    frames: str = ""  # (required) a folder of frames (.png/.jpg/...) or a video file (.mp4/.mov/...)
     max_frames: int = 0  # keep only the first max_frames frames (0: all)
-    fps: Optional[float] = None  # output frame rate; None: the input video's, or 10 for a frames folder
+    fps: float | None = None  # output frame rate; None: the input video's, or 10 for a frames folder
     long_side: int = 768  # atlas fitting: frames downscaled so their longer side is at most this (NLA: 768 x 432)
 
 

@@ -131,7 +131,7 @@ class SkipGenerator(nn.Module):
         self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
 
     @classmethod
-    def from_config(cls, cfg: GeneratorConfig) -> "SkipGenerator":
+    def from_config(cls, cfg: GeneratorConfig) -> SkipGenerator:
         """From a `config.GeneratorConfig`."""
         return cls(cfg.num_scales, cfg.channels, cfg.skip_channels, decorrelated_rgb=cfg.decorrelated_rgb,
                    alpha_bias_init=cfg.alpha_bias_init, checkpoint_levels=cfg.checkpoint_levels,

@@ -8,8 +8,8 @@ assemble every vocabulary word into a single token) and a `CLIPModel` saved with
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -73,7 +73,7 @@ def write_word_tokenizer(folder: str | Path, words: Iterable[str]) -> int:
 def _bpe(pieces: list[str], merge_rank: dict[tuple[str, str], int]) -> list[str]:
     """Apply BPE merges (lowest rank first, all occurrences) until none applies."""
     while len(pieces) > 1:
-        pairs = [(merge_rank.get(pair, None), i, pair) for i, pair in enumerate(zip(pieces, pieces[1:]))]
+        pairs = [(merge_rank.get(pair), i, pair) for i, pair in enumerate(zip(pieces, pieces[1:]))]
         ranked = [p for p in pairs if p[0] is not None]
         if not ranked:
             break

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Iterable, Optional
 
 import numpy as np
 import torch
@@ -37,7 +37,7 @@ class Video:
     """
 
     frames: torch.Tensor
-    fps: Optional[float]
+    fps: float | None
     source: Path
     names: list[str]
 
@@ -207,7 +207,7 @@ class VideoWriter:
         finally:
             self.temporary.unlink(missing_ok=True)
 
-    def __enter__(self) -> "VideoWriter":
+    def __enter__(self) -> VideoWriter:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -220,7 +220,7 @@ class VideoWriter:
 def write_video(path: str | Path, frames: torch.Tensor | Iterable[torch.Tensor], fps: float, crf: int = 18) -> Path:
     """Write ``(N, 3, H, W)`` frames (or an iterable of ``(B, 3, H, W)`` / ``(3, H, W)`` batches) in
     [0, 1] as an H.264 mp4 at ``fps`` frames per second. Returns the path."""
-    writer: Optional[VideoWriter] = None
+    writer: VideoWriter | None = None
     batches = [frames] if torch.is_tensor(frames) else frames
     try:
         for batch in batches:

@@ -16,8 +16,17 @@ from itertools import permutations
 import numpy as np
 
 from .world import (
-    COLOURS, GREEN_SCREEN, SCREEN_TEMPLATES, SHAPES, TEXT_TEMPLATES, TEXTURES, ObjectSpec, SceneSpec,
-    article, background_phrase, object_phrase,
+    COLOURS,
+    GREEN_SCREEN,
+    SCREEN_TEMPLATES,
+    SHAPES,
+    TEXT_TEMPLATES,
+    TEXTURES,
+    ObjectSpec,
+    SceneSpec,
+    article,
+    background_phrase,
+    object_phrase,
 )
 
 ObjDesc = tuple[str | None, str | None, str | None]  # colour, texture, shape

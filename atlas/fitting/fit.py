@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -25,8 +25,15 @@ from ..flow import FlowField
 from ..grid_model import GridAtlas, GridAtlasConfig
 from ..model import LayeredAtlas, NeuralAtlas
 from .initialise import initial_grid_atlas
-from .losses import (alpha_flow_loss, bootstrap_loss, flow_loss, gradient_loss, query_pixels, rigidity_loss,
-                     sparsity_loss)
+from .losses import (
+    alpha_flow_loss,
+    bootstrap_loss,
+    flow_loss,
+    gradient_loss,
+    query_pixels,
+    rigidity_loss,
+    sparsity_loss,
+)
 
 __all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas", "psnr"]
 

@@ -7,7 +7,6 @@ with their frame crops that each training step sees (`AtlasCropSampler`).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
 
 import torch
 
@@ -40,7 +39,7 @@ class AtlasVideo:
     maps: AtlasMaps
     layer: Layer
     resolution: int
-    frame_boxes: list[Optional[PixelBox]]
+    frame_boxes: list[PixelBox | None]
     atlas_box: PixelBox
     atlas_image: torch.Tensor
 
@@ -90,8 +89,8 @@ class AtlasSample:
     frame_crops: list[FrameCrop]
     atlas_box: PixelBox
     atlas_crop: torch.Tensor
-    atlas_relevancy: Optional[torch.Tensor]
-    direct_crop: Optional[FrameCrop]
+    atlas_relevancy: torch.Tensor | None
+    direct_crop: FrameCrop | None
     whole_atlas: bool
     flipped: bool
 
@@ -130,7 +129,7 @@ class AtlasCropSampler:
     """
 
     def __init__(self, video: AtlasVideo, cfg: AtlasCropConfig, min_size: int,
-                 atlas_relevancy: Optional[torch.Tensor] = None):
+                 atlas_relevancy: torch.Tensor | None = None):
         self.video, self.cfg, self.min_size = video, cfg, min_size
         self.atlas_relevancy = atlas_relevancy
         self.gap, self.centres = self._centre_frames()

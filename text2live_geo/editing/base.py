@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
@@ -116,7 +116,7 @@ class GeneratorTraining(ABC):
         """Hook: more entries for the checkpoint (e.g. which layer a video edit edits)."""
         return {}
 
-    def check_state(self, state: dict) -> None:
+    def check_state(self, state: dict) -> None:  # noqa: B027 (an optional hook, deliberately not abstract)
         """Hook: raise RunError when a checkpoint does not belong to this edit."""
 
     def state_dict(self) -> dict:

@@ -6,11 +6,11 @@ views -> embeddings (one batched forward with gradient, one without) -> losses -
 """
 from __future__ import annotations
 
-import logging
 import copy
+import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -24,9 +24,18 @@ from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective
-from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
-                  select_device, set_lr, timestamped)
-
+from .run import (
+    CONFIG_NAME,
+    RunError,
+    autocast_context,
+    check_texts,
+    decayed_lr,
+    load_run_config,
+    make_run_dir,
+    select_device,
+    set_lr,
+    timestamped,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -74,7 +83,7 @@ class ImageEditor(GeneratorTraining):
 
         # bootstrap target: relevancy of the whole input, carried as an extra channel so every
         # crop, flip and rescale of the internal dataset moves it with the pixels
-        self.relevancy: Optional[torch.Tensor] = None
+        self.relevancy: torch.Tensor | None = None
         source = self.image
         if cfg.text.bootstrap.strip() and loss.bootstrap > 0 and not inversion:
             view = resize_short(self.image, view_size, cfg.clip.max_view_ratio)
@@ -105,7 +114,7 @@ class ImageEditor(GeneratorTraining):
         # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
         return self.optimise(terms, weights)
 
-    def losses(self, crop: torch.Tensor, relevancy: Optional[torch.Tensor] = None
+    def losses(self, crop: torch.Tensor, relevancy: torch.Tensor | None = None
                ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:
         """Loss terms and their weights for one input crop `(1, 3, h, w)` (and its relevancy
         `(1, 1, h, w)`), plus the edit layers they were computed from."""

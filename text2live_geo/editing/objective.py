@@ -3,8 +3,8 @@ weighted loss terms (composition, directional or IMC + IMR, screen, structure, s
 bootstrap)."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import torch
 
@@ -24,8 +24,8 @@ class Render:
 
     source: torch.Tensor
     layers: EditLayers
-    anchor: Optional[torch.Tensor] = None
-    relevancy: Optional[torch.Tensor] = None
+    anchor: torch.Tensor | None = None
+    relevancy: torch.Tensor | None = None
 
 
 class EditObjective:
@@ -34,8 +34,8 @@ class EditObjective:
     `fill` is the colour the view warps reveal (1.0 white for images, 0.0 black for video).
     """
 
-    def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip: ClipGuide, device: torch.device,
-                 precision: str = "fp32", fill: Optional[float] = None):
+    def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip: ClipGuide,
+                 device: torch.device, precision: str = "fp32", fill: float | None = None):
         self.text_cfg, self.clip_cfg, self.loss_cfg = text_cfg, clip_cfg, loss_cfg
         self.clip, self.device, self.precision = clip, device, precision
         self.view_size = clip_cfg.view_size or clip.image_size
@@ -70,8 +70,8 @@ class EditObjective:
         count = min(self.text_cfg.templates_per_step, len(IMAGE_TEMPLATES))
         return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
 
-    def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: Optional[torch.Tensor] = None,
-                 relevancy: Optional[torch.Tensor] = None, bootstrap_weight: float = 0.0,
+    def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: torch.Tensor | None = None,
+                 relevancy: torch.Tensor | None = None, bootstrap_weight: float = 0.0,
                  sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Loss terms and weights for one render.
 

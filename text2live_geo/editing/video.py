@@ -22,14 +22,14 @@ writes the final render; `edit_video` at the end of this module runs them in ord
 """
 from __future__ import annotations
 
-import logging
 import copy
 import json
+import logging
 import math
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -46,8 +46,18 @@ from ..layers import EditLayers, composite_layers, green_screen_like
 from ..video_io import FOLDER_FPS, read_video
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (CONFIG_NAME, RunError, autocast_context, check_texts, decayed_lr, load_run_config, make_run_dir,
-                  select_device, set_lr, timestamped)
+from .run import (
+    CONFIG_NAME,
+    RunError,
+    autocast_context,
+    check_texts,
+    decayed_lr,
+    load_run_config,
+    make_run_dir,
+    select_device,
+    set_lr,
+    timestamped,
+)
 from .video_input import load_atlas_for_video, prepare_atlas_video, sampled_reconstruction_psnr
 from .video_outputs import write_video_outputs
 
@@ -68,9 +78,9 @@ class LayerRender:
 
     source: torch.Tensor
     layers: EditLayers
-    relevancy: Optional[torch.Tensor] = None
+    relevancy: torch.Tensor | None = None
 
-    def flipped(self) -> "LayerRender":
+    def flipped(self) -> LayerRender:
         flip = lambda image: image.flip(-1)  # noqa: E731
         layers = self.layers
         return LayerRender(flip(self.source), EditLayers(flip(layers.edit), flip(layers.alpha),
@@ -78,8 +88,8 @@ class LayerRender:
                            flip(self.relevancy) if self.relevancy is not None else None)
 
 
-def as_seen_in_frames(source: torch.Tensor, layers: EditLayers, nla_alpha: Optional[torch.Tensor],
-                      relevancy: Optional[torch.Tensor] = None) -> LayerRender:
+def as_seen_in_frames(source: torch.Tensor, layers: EditLayers, nla_alpha: torch.Tensor | None,
+                      relevancy: torch.Tensor | None = None) -> LayerRender:
     """The foreground layer as a frame shows it: every render times the NLA alpha ``(1, 1, h, w)``,
     and ``(1 - NLA alpha) * green`` added to the green screen. ``nla_alpha`` None (background): as is."""
     if nla_alpha is None:
@@ -117,7 +127,7 @@ class VideoEditor(GeneratorTraining):
 
         # bootstrap target: the relevancy of the whole atlas, computed once in atlas space, so that
         # crops, flips and the uv sampling carry it to every render like the atlas colours
-        self.atlas_relevancy: Optional[torch.Tensor] = None
+        self.atlas_relevancy: torch.Tensor | None = None
         if cfg.text.bootstrap.strip() and cfg.loss.bootstrap > 0:
             view = resize_short(video.atlas_image, self.objective.view_size, cfg.clip.max_view_ratio)
             relevancy = clip.relevancy(view, cfg.text.bootstrap)
@@ -152,7 +162,7 @@ class VideoEditor(GeneratorTraining):
         for one image) and their weights, plus the renders they were computed from."""
         # 2. generator -> RGBA on the atlas crop (and the direct frame crop, the whole atlas) -> renders
         renders = self.render_sample(self.generator, sample)
-        anchors: list[Optional[torch.Tensor]] = [None] * len(renders)
+        anchors: list[torch.Tensor | None] = [None] * len(renders)
         if self.previous_generator is not None:  # IMR anchor: the previous step's generator, same sample
             with torch.no_grad(), batch_statistics_without_update(self.previous_generator):
                 anchors = [render.layers.composite for render in self.render_sample(self.previous_generator, sample)]
@@ -160,7 +170,8 @@ class VideoEditor(GeneratorTraining):
         # 3.-5. all renders: paired CLIP views -> ONE batched CLIP forward with gradient and one
         #       without -> losses (each term the mean over the renders)
         terms, weights = self.objective.batched(
-            [Render(render.source, render.layers, anchor, render.relevancy) for render, anchor in zip(renders, anchors)],
+            [Render(render.source, render.layers, anchor, render.relevancy)
+             for render, anchor in zip(renders, anchors)],
             self.bootstrap_weight(self.step))
         return terms, weights, renders
 
@@ -191,7 +202,7 @@ class VideoEditor(GeneratorTraining):
         atlas_stack = torch.cat(channels, dim=1)[0]  # (13 or 14, h, w): one grid_sample per frame crop
 
         renders: list[LayerRender] = []
-        relevancy_by_frame: dict[int, Optional[torch.Tensor]] = {}
+        relevancy_by_frame: dict[int, torch.Tensor | None] = {}
         for crop in sample.frame_crops:
             # bilinear at the crop's uvs, border-clamped; values clamped to [0, 1]
             sampled = sample_atlas(atlas_stack, crop.uv, self.layer, self.video.resolution,
@@ -250,7 +261,7 @@ class VideoEditor(GeneratorTraining):
         return edit, visible
 
     @torch.no_grad()
-    def render(self, frames: Optional[Sequence[int]] = None) -> torch.Tensor:
+    def render(self, frames: Sequence[int] | None = None) -> torch.Tensor:
         """Edited frames ``(B, 3, H, W)`` at the atlas's frame size (all frames by default)."""
         frames = range(self.video.num_frames) if frames is None else frames
         edit, visible = self.frame_edit(self.render_atlas(), frames)

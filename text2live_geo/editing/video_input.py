@@ -8,7 +8,15 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from atlas import Layer, NeuralAtlas, NoForegroundError, layer_crop_regions, reconstruction_psnr, suggested_resolution
+from atlas import (
+    Layer,
+    LayeredAtlas,
+    NeuralAtlas,
+    NoForegroundError,
+    layer_crop_regions,
+    reconstruction_psnr,
+    suggested_resolution,
+)
 
 from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
@@ -72,8 +80,8 @@ def sampled_reconstruction_psnr(atlas: NeuralAtlas, frames: torch.Tensor, count:
     return reconstruction_psnr(predicted, target)
 
 
-def prepare_atlas_video(atlas: NeuralAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg: AtlasInputConfig, num_scales: int,
-                        device: torch.device, progress: bool = False) -> AtlasVideo:
+def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg: AtlasInputConfig,
+                        num_scales: int, device: torch.device, progress: bool = False) -> AtlasVideo:
     """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
 
     Args:

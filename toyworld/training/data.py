@@ -12,7 +12,13 @@ import torch.nn.functional as F
 
 from ..text import _SLOT, ATTRIBUTES, TextSpec, attribute_variants, consistent, describe, sample_text
 from ..world import (
-    COLOURS, GREEN_SCREEN, SCREEN_TEMPLATES, SINGLE_OBJECT_SIZES, TEXT_TEMPLATES, allowed_colours, render_scene,
+    COLOURS,
+    GREEN_SCREEN,
+    SCREEN_TEMPLATES,
+    SINGLE_OBJECT_SIZES,
+    TEXT_TEMPLATES,
+    allowed_colours,
+    render_scene,
     sample_spec,
 )
 from .config import TrainConfig

@@ -27,8 +27,8 @@ The teacher, the distillation map and the classifiers are training-only. Images 
 """
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import math
 import time
 from dataclasses import asdict
@@ -43,7 +43,6 @@ from .data import batch_stream
 from .losses import batch_loss, cls_attention_on_objects, distillation_loss, shape_logits
 from .model import TextEncoder, build_model, normalize_pixels, write_known_words, write_preprocessor_config
 from .teacher import ShapeTeacher, train_teacher
-
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +159,8 @@ def train(cfg: TrainConfig) -> dict:
         if step % 10 == 0:
             bar.set_postfix({k: f"{v:.3g}" for k, v in ema.items()})
         if step % 200 == 0:
-            logger.info(f"step {step} lr={opt.param_groups[0]['lr']:.2e} " + " ".join(f"{k}={v:.3f}" for k, v in ema.items())
-                + f" elapsed={time.time() - start:.0f}s")
+            losses = " ".join(f"{k}={v:.3f}" for k, v in ema.items())
+            logger.info(f"step {step} lr={opt.param_groups[0]['lr']:.2e} {losses} elapsed={time.time() - start:.0f}s")
     del batches
     wall = time.time() - start
     model.eval()
@@ -175,7 +174,8 @@ def train(cfg: TrainConfig) -> dict:
                "final_stats": {k: round(v, 4) for k, v in ema.items()},
                "torch": torch.__version__}
     (out / "training.json").write_text(json.dumps(summary, indent=2))
-    logger.info(f"trained the teacher ({teacher_s / 60:.1f} min), the vision stage ({vision_s / 60:.1f} min) and {done} "
+    logger.info(f"trained the teacher ({teacher_s / 60:.1f} min), the vision stage ({vision_s / 60:.1f} min) "
+        f"and {done} "
         f"CLIP steps in {wall / 60:.1f} min in all; "
         f"saved to {out}")
     return summary

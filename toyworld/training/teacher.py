@@ -3,6 +3,7 @@ single-object scenes, whose feature map is the target of the CLIP's feature dist
 from __future__ import annotations
 
 import logging
+
 import torch
 import torch.nn.functional as F
 
@@ -10,7 +11,6 @@ from ..text import ATTRIBUTES
 from .config import TrainConfig
 from .data import batch_stream
 from .model import normalize_pixels
-
 
 logger = logging.getLogger(__name__)
 
