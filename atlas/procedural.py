@@ -205,6 +205,7 @@ def make_procedural_clip(
     camera: str = "pan",
     seed: int = 0,
     motion: float = 1.0,
+    object_size: float = 1.0,
 ) -> ProceduralClip:
     """Make a procedural clip with exact masks and forward flow (deterministic from ``seed``).
 
@@ -215,6 +216,8 @@ def make_procedural_clip(
         camera: "static", "pan", "zoom" or "pan+zoom".
         seed: random seed; the same arguments give the same clip, bit for bit.
         motion: scales every motion (pan distance, zoom, object travel, turning).
+        object_size: scales the objects' radius (1: about 0.2 of the frame height, each object
+            covering about 5% of a 16:9 frame).
 
     Motions are set relative to the frame size over the whole clip: a pan covers about 0.3 of the
     frame width, a zoom changes the magnification by about 20%, an object crosses about 0.4 of
@@ -226,6 +229,8 @@ def make_procedural_clip(
         raise ValueError(f"a clip needs at least 2 frames, got {frames}")
     if not 0 <= objects <= 2:
         raise ValueError(f"objects must be 0, 1 or 2, got {objects}")
+    if not 0.2 <= object_size <= 2.5:
+        raise ValueError(f"object_size must be in [0.2, 2.5], got {object_size}")
     if width < 16 or height < 16:
         raise ValueError(f"frames must be at least 16 x 16 pixels, got {width} x {height}")
     rng = np.random.default_rng(seed)
@@ -248,32 +253,40 @@ def make_procedural_clip(
     low = np.floor(seen.min(axis=1)) - 8
     high = np.ceil(seen.max(axis=1)) + 8
     detail = max(1.5, min(w, h) / 48.0)  # finest structure, frame pixels: about 3 px at 144 rows
-    background = _texture(rng, int(high[1] - low[1]) + 1, int(high[0] - low[0]) + 1, detail, saturation=0.8)
+    background_seed = int(rng.integers(2 ** 63))
+    background = _texture(np.random.default_rng(background_seed), int(high[1] - low[1]) + 1,
+                          int(high[0] - low[0]) + 1, detail, saturation=0.8)
     to_texture = _translate(-low[0], -low[1])
 
-    # objects
+    # objects: every random number is drawn here, textures from their own generators, so that
+    # object_size and the frame size change sizes only, not the layout or the motion
     bodies: list[_Object] = []
     for _ in range(objects):
-        radius = rng.uniform(0.17, 0.22) * h
-        margin = np.array([radius * 1.3, radius * 1.3])
-        room = np.array([w, h]) - 2 * margin
-        start = margin + rng.uniform(0.0, 1.0, 2) * room
+        radius = rng.uniform(0.17, 0.22) * h * object_size
+        start_draw = rng.uniform(0.0, 1.0, 2)
         travel_angle = rng.uniform(0, 2 * math.pi)
+        shape = (rng.uniform(0.65, 0.9), rng.uniform(0.05, 0.15), rng.uniform(0, 2 * math.pi),
+                 rng.uniform(0.0, 0.06), rng.uniform(0, 2 * math.pi))
+        wiggle, wiggle_phase = rng.uniform(-0.05, 0.05, 2) * h * motion, rng.uniform(0, 2 * math.pi)
+        angle0 = rng.uniform(0, 2 * math.pi)
+        turn = math.radians(rng.uniform(40, 90)) * motion * (1 if rng.random() < 0.5 else -1)
+        breathe_phase = rng.uniform(0, 2 * math.pi)
+        texture_seed = int(rng.integers(2 ** 63))
+
+        margin = np.array([radius * 1.3, radius * 1.3])
+        room = np.maximum(np.array([w, h]) - 2 * margin, 0.0)
+        start = margin + start_draw * room
         travel = 0.4 * w * motion * np.array([math.cos(travel_angle), 0.5 * math.sin(travel_angle)])
         end = np.clip(start + travel, margin, margin + room)
         if np.linalg.norm(end - start) < 0.2 * w * motion:  # bounced off the border: go the other way
             end = np.clip(start - travel, margin, margin + room)
         size = int(math.ceil(2 * _OBJECT_EXTENT * radius * 1.3 / max(min(zoom_of), 1e-3) * 1.3)) + 1
         size = max(size, 16)
-        texture = _texture(rng, size, size, detail * size / (2 * _OBJECT_EXTENT * radius), saturation=1.6)
-        shape = (rng.uniform(0.65, 0.9), rng.uniform(0.05, 0.15), rng.uniform(0, 2 * math.pi),
-                 rng.uniform(0.0, 0.06), rng.uniform(0, 2 * math.pi))
+        texture = _texture(np.random.default_rng(texture_seed), size, size,
+                           detail * size / (2 * _OBJECT_EXTENT * radius), saturation=1.6)
         bodies.append(_Object(
-            texture=texture, shape=shape, start=start, end=end,
-            wiggle=rng.uniform(-0.05, 0.05, 2) * h * motion, wiggle_phase=rng.uniform(0, 2 * math.pi),
-            radius=radius, angle0=rng.uniform(0, 2 * math.pi),
-            turn=math.radians(rng.uniform(40, 90)) * motion * (1 if rng.random() < 0.5 else -1),
-            breathe=0.15 * motion, breathe_phase=rng.uniform(0, 2 * math.pi)))
+            texture=texture, shape=shape, start=start, end=end, wiggle=wiggle, wiggle_phase=wiggle_phase,
+            radius=radius, angle0=angle0, turn=turn, breathe=0.15 * motion, breathe_phase=breathe_phase))
     object_matrices = [[body.matrix(s, 1.0 / z) for s, z in zip(times, zoom_of)] for body in bodies]
 
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)

@@ -28,7 +28,7 @@ from atlas.procedural import make_procedural_clip, write_procedural_clip
 
 @pytest.mark.parametrize("camera", ["pan", "static"])
 def test_motion_masks_find_the_moving_object(camera):
-    # every seed 0-7 of this set-up reaches IoU 0.78-0.92 (pan) / 0.78-0.92 (static)
+    # seeds 0-7 of this set-up reach IoU 0.73-0.91 (pan) and 0.83-0.90 (static)
     clip = make_procedural_clip(frames=16, width=128, height=72, objects=1, camera=camera, seed=4)
     flows = compute_flows(clip.frames)
     result = motion_masks(clip.frames, flows)
@@ -43,7 +43,7 @@ def test_motion_masks_find_the_moving_object(camera):
 
 
 def test_motion_masks_two_objects_under_pan_and_zoom():
-    # seeds 0-7: IoU 0.81-0.88
+    # seeds 0-7: IoU 0.77-0.88
     clip = make_procedural_clip(frames=16, width=112, height=64, objects=2, camera="pan+zoom", seed=5)
     result = motion_masks(clip.frames)  # computes its own flows
     assert result.found, result.reason

@@ -56,6 +56,13 @@ def test_camera_motions_move_the_background_as_named():
     assert float(centre) < 0.1 < float(corner)  # flow grows away from the centre
 
 
+def test_object_size_scales_the_foreground():
+    small = make_procedural_clip(frames=2, width=96, height=54, objects=1, camera="static", seed=0)
+    large = make_procedural_clip(frames=2, width=96, height=54, objects=1, camera="static", seed=0, object_size=1.5)
+    ratio = float(large.masks.float().mean() / small.masks.float().mean())
+    assert 1.8 < ratio < 2.7  # area ~ 1.5 ** 2
+
+
 def test_deterministic_from_seed():
     a = make_procedural_clip(frames=3, width=48, height=32, objects=1, camera="pan+zoom", seed=7)
     b = make_procedural_clip(frames=3, width=48, height=32, objects=1, camera="pan+zoom", seed=7)
@@ -70,6 +77,7 @@ def test_deterministic_from_seed():
     (dict(frames=1), "at least 2 frames"),
     (dict(objects=3), "objects must be 0, 1 or 2"),
     (dict(width=8), "at least 16 x 16"),
+    (dict(object_size=5.0), "object_size must be in"),
 ])
 def test_bad_arguments(kwargs, words):
     with pytest.raises(ValueError, match=words):
