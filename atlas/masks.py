@@ -168,6 +168,7 @@ def load_mask_folder(
     num_frames: int,
     size: tuple[int, int],
     frame_names: Optional[Sequence[str]] = None,
+    extra: bool = False,
 ) -> torch.Tensor:
     """Read a folder of per-frame masks -> ``(N, 1, H, W)`` bool at the frame size.
 
@@ -178,6 +179,8 @@ def load_mask_folder(
         frame_names: the frames' file names in order when the frames come from a folder: mask i
             must then match frame i by name (same name apart from the extension, or the same frame
             number). None for frames decoded from a video file (matched by order only).
+        extra: accept more masks than frames and use the first N (for a clip cut to its first
+            N frames).
 
     Raises:
         MaskReadError, MaskCountError, MaskNameError, MaskEmptyError, MaskFullError.
@@ -189,6 +192,8 @@ def load_mask_folder(
     files = list_mask_files(folder)
     if not files:
         raise MaskReadError(f"masks folder '{folder}' holds no mask images ({', '.join(MASK_EXTENSIONS)})")
+    if extra and len(files) > num_frames:
+        files = files[:num_frames]
     if len(files) != num_frames:
         raise MaskCountError(f"masks folder '{folder}' holds {len(files)} masks for {num_frames} frames "
                              f"(one mask per frame needed)")
