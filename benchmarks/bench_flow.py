@@ -34,7 +34,8 @@ def parse_args(argv=None):
     parser.add_argument("--mask-size", default="256x144")
     parser.add_argument("--mask-cameras", default="static,pan,pan+zoom")
     parser.add_argument("--mask-objects", type=int, default=1)
-    parser.add_argument("--mask-seed", type=int, default=0)
+    parser.add_argument("--mask-seed", type=int, default=0, help="first seed")
+    parser.add_argument("--mask-seeds", type=int, default=1, help="clips per camera (seeds from --mask-seed)")
     parser.add_argument("--skip-flow", action="store_true")
     parser.add_argument("--skip-masks", action="store_true")
     return parser.parse_args(argv)
@@ -89,20 +90,22 @@ def bench_masks(args) -> list[float]:
     from atlas.procedural import make_procedural_clip
 
     width, height = _size(args.mask_size)
-    print(f"masks: {args.mask_frames} frames {width}x{height}, {args.mask_objects} object(s), seed {args.mask_seed}")
+    seeds = range(args.mask_seed, args.mask_seed + args.mask_seeds)
+    print(f"masks: {args.mask_frames} frames {width}x{height}, {args.mask_objects} object(s), seeds {list(seeds)}")
     ious = []
     for camera in args.mask_cameras.split(","):
-        clip = make_procedural_clip(frames=args.mask_frames, width=width, height=height,
-                                    objects=args.mask_objects, camera=camera, seed=args.mask_seed)
-        start = time.perf_counter()
-        flows = compute_flows(clip.frames)
-        middle = time.perf_counter()
-        result = motion_masks(clip.frames, flows)
-        end = time.perf_counter()
-        iou = mask_iou(result.masks, clip.masks) if result.found else 0.0
-        ious.append(iou)
-        print(f"  {camera:>9}: IoU {iou:.3f}  flows {middle - start:.2f} s  masks {end - middle:.2f} s  "
-              f"({result.reason})", flush=True)
+        for seed in seeds:
+            clip = make_procedural_clip(frames=args.mask_frames, width=width, height=height,
+                                        objects=args.mask_objects, camera=camera, seed=seed)
+            start = time.perf_counter()
+            flows = compute_flows(clip.frames)
+            middle = time.perf_counter()
+            result = motion_masks(clip.frames, flows)
+            end = time.perf_counter()
+            iou = mask_iou(result.masks, clip.masks) if result.found else 0.0
+            ious.append(iou)
+            print(f"  {camera:>9} seed {seed}: IoU {iou:.3f}  flows {middle - start:.2f} s  masks {end - middle:.2f} s  "
+                  f"({result.reason})", flush=True)
     return ious
 
 
@@ -115,6 +118,7 @@ def main(argv=None) -> None:
         bench_flow(args)
     if not args.skip_masks:
         ious = bench_masks(args)
+        print(f"mask_iou_min: {min(ious):.3f}")
         print(f"mask_iou_mean: {sum(ious) / len(ious):.3f}")
 
 
