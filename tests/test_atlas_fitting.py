@@ -3,6 +3,7 @@ with an alpha on the true mask, background-only fits, resuming, the NLA recipe a
 same fitter, and each loss term against an independent computation on a hand-made case."""
 import copy
 import io
+import json
 import math
 import statistics
 from types import SimpleNamespace
@@ -382,3 +383,51 @@ def test_query_pixels_blends_the_layers():
     torch.testing.assert_close(outputs.reconstruction, (outputs.alpha * fg + (1 - outputs.alpha) * bg).expand(-1, 3))
     background = query_pixels(atlas, x, y, t, foreground=False)
     torch.testing.assert_close(background.reconstruction, torch.full((20, 3), float(bg)))
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench_atlas.py: its curve arithmetic, and a tiny run end to end
+
+
+def test_bench_curve_arithmetic():
+    from benchmarks.bench_atlas import extrapolate_seconds_to, seconds_to, value_at
+
+    curve = [{"seconds": 10.0, "psnr_db": 20.0}, {"seconds": 20.0, "psnr_db": 26.0}, {"seconds": 40.0, "psnr_db": 31.0}]
+    assert seconds_to(curve, 25.0) == pytest.approx(10 + 10 * 5 / 6)
+    assert seconds_to(curve, 30.0) == pytest.approx(20 + 20 * 4 / 5)
+    assert seconds_to(curve, 15.0) == 10.0  # reached at the first point
+    assert seconds_to(curve, 35.0) is None
+    assert value_at(curve, 5.0, finished=True) is None
+    assert value_at(curve, 30.0, finished=False) == pytest.approx(28.5)
+    assert value_at(curve, 60.0, finished=False) is None  # past the budget
+    assert value_at(curve, 60.0, finished=True) == 31.0  # the fit had finished: its atlas stays
+    # PSNR = 10 + 5 ln t exactly: the extrapolation recovers t = exp(4) for 30 dB
+    log_curve = [{"seconds": s, "psnr_db": 10 + 5 * math.log(s)} for s in (1.0, 2.0, 4.0, 8.0, 16.0, 32.0)]
+    fit = extrapolate_seconds_to(log_curve, 30.0)
+    assert fit["b"] == pytest.approx(5.0) and fit["a"] == pytest.approx(10.0)
+    assert fit["seconds"] == pytest.approx(math.exp(4.0), rel=1e-6)
+    assert fit["points"] == 3  # the last half of the curve
+    flat = [{"seconds": s, "psnr_db": 12.0} for s in (1.0, 2.0, 3.0, 4.0)]
+    assert extrapolate_seconds_to(flat, 30.0)["seconds"] is None
+    assert extrapolate_seconds_to(curve[:2], 30.0) is None
+
+
+@pytest.mark.slow
+def test_bench_atlas_tiny_run(tmp_path, capsys):
+    from benchmarks.bench_atlas import main
+
+    results = main(["--frames", "6", "--width", "64", "--height", "48", "--true-masks", "--minutes-ours", "0.1",
+                    "--minutes-nla", "0.05", "--eval-min-seconds", "0.5", "--ours-set", "samples=1024",
+                    "--nla-set", "nla_width=16", "--nla-set", "samples=256", "--nla-set", "pretrain_per_frame=2",
+                    "--output", str(tmp_path)])
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].startswith("atlas_speedup_vs_nla: ")
+    for name in ("ours", "nla"):
+        assert any(line.startswith(f"{name}: PSNR (dB) at 0.5 min") for line in lines)
+        assert any(line.startswith(f"{name}: final full-frame PSNR") for line in lines)
+        assert results[name]["iterations"] > 0 and len(results[name]["curve"]) >= 2
+    assert results["nla"]["pretraining"]["steps"] == 12
+    assert results["ours"]["final_psnr_db"] > 30 and results["ours"]["alpha_iou"] > 0.8
+    saved = json.loads((tmp_path / "bench_atlas.json").read_text())
+    assert saved["ours"]["curve"] == results["ours"]["curve"]
+    assert (tmp_path / "bench_atlas.png").stat().st_size > 1000
