@@ -424,7 +424,7 @@ def plot(results: dict, path: Path) -> bool:
     settings = results["settings"]
     axis.set_title(f"atlas fitting: {settings['frames']} frames {settings['width']}x{settings['height']}, "
                    f"{settings['camera']}, {'true' if settings['true_masks'] else 'automatic'} masks")
-    axis.legend(loc="lower right", fontsize=8)
+    axis.legend(loc="lower left", fontsize=8)
     axis.grid(True, which="both", alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
