@@ -25,8 +25,27 @@ VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
 FOLDER_FPS = 10.0
 
 
+class FrameShape:
+    """``num_frames``, ``height`` and ``width`` of a ``frames`` attribute of shape ``(N, C, H, W)``
+    (shared by every dataclass that carries a clip's frames)."""
+
+    frames: torch.Tensor
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[3]
+
+
 @dataclass
-class Video:
+class Video(FrameShape):
     """A decoded video.
 
     Attributes:
@@ -40,18 +59,6 @@ class Video:
     fps: float | None
     source: Path
     names: list[str]
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def height(self) -> int:
-        return self.frames.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.frames.shape[3]
 
 
 def _natural_key(path: Path) -> list:
