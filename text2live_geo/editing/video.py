@@ -43,7 +43,7 @@ from ..data.atlas_crops import AtlasCropSampler, AtlasSample, AtlasVideo
 from ..generator import SkipGenerator, batch_statistics_without_update
 from ..io import save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
-from ..video_io import FOLDER_FPS, read_video
+from ..video_io import FOLDER_FPS, read_video, video_name
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
 from .run import (
@@ -279,14 +279,6 @@ class VideoEditor(GeneratorTraining):
 
 
 # ---------------------------------------------------------------------------- the API
-def _video_name(path: Path) -> str:
-    """Run-folder stem: the file stem, or the folder name (its parent's for generic names like frames/)."""
-    path = path.resolve() if path.name in ("", ".", "..") else path
-    if path.is_dir() and path.name.lower() in ("frames", "images", "rgb", "jpegimages") and path.parent.name:
-        return path.parent.name
-    return path.stem or "video"
-
-
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
                clip: ClipGuide | None = None, progress: bool = True) -> VideoEditResult:
@@ -336,7 +328,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         run_dir = resume
         editor.resume(run_dir)
     else:
-        stem = _video_name(Path(cfg.video.frames))
+        stem = video_name(cfg.video.frames)
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         if editor.atlas_relevancy is not None:
