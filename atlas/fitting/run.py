@@ -384,13 +384,16 @@ def _write_config(run_dir: Path, cfg: AtlasRunConfig) -> None:
 
 # ------------------------------------------------------------------------- the cache
 def cached_fit(video: VideoInputConfig, fit: FitConfig, seed: int, device: str, cache_dir: str | Path,
-               crf: int = 18, progress: bool = True) -> Path:
+               crf: int = 18, checkpoint_every: int | None = None, progress: bool = True) -> Path:
     """The atlas run folder of a clip fitted with ``fit``: reused from ``cache_dir`` when the same
     clip content (frames after ``video.max_frames`` and ``video.long_side``, masks folder content)
     was fitted with the same settings and seed, resumed when a fit there was cut short, fitted
-    into ``cache_dir/<clip>-<key>/`` otherwise. Returns the folder (``load_atlas`` opens it)."""
+    into ``cache_dir/<clip>-<key>/`` otherwise. Returns the folder (``load_atlas`` opens it).
+    ``checkpoint_every``: None keeps AtlasRunConfig's."""
     cfg = AtlasRunConfig(video=dataclasses.replace(video), fit=dataclasses.replace(fit), seed=seed, device=device,
                          output_dir=str(cache_dir), crf=crf)
+    if checkpoint_every is not None:
+        cfg.checkpoint_every = checkpoint_every
     check_config(cfg)
     torch_device = select_device(device)
     clip = read_clip(cfg)
