@@ -149,8 +149,8 @@ def prepare_clip(cfg: AtlasRunConfig, clip: ClipInput) -> PreparedClip:
     flows = compute_flows(clip.frames, preset=str(cfg.fit.flow_preset))
     masks, source = None, "none"
     if cfg.fit.layers == 1:
-        note = "fit.layers=1: fitting the background only"
-        logger.info(f"note: {note}" + (" (the masks folder is not used)" if clip.masks is not None else ""))
+        unused = " (the masks folder is not used)" if clip.masks is not None else ""
+        logger.info(f"note: fit.layers=1: fitting the background only{unused}")
     elif clip.masks is not None:
         masks, source = clip.masks, "folder"
     else:
@@ -228,13 +228,11 @@ def _truncate_metrics(path: Path, iteration: int) -> None:
     os.replace(temporary, path)
 
 
-def _clip_on(prepared: PreparedClip, device: torch.device) -> ClipData:
-    flows = prepared.flows
-    flows = dataclasses.replace(flows, forward=flows.forward.to(device), backward=flows.backward.to(device),
-                                forward_valid=flows.forward_valid.to(device),
-                                backward_valid=flows.backward_valid.to(device))
+def _clip_on(prepared: PreparedClip, device: torch.device | str) -> ClipData:
+    """The clip's frames and masks on ``device``; the flows stay on the CPU, where the pixel sampler
+    draws its random pixels and looks their flow up (and the initialisation reads them)."""
     masks = None if prepared.masks is None else prepared.masks.float().to(device)
-    return ClipData(frames=prepared.clip.frames.to(device), masks=masks, flows=flows)
+    return ClipData(frames=prepared.clip.frames.to(device), masks=masks, flows=prepared.flows)
 
 
 def load_fit_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
@@ -275,8 +273,8 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
 
     data = _clip_on(prepared, device)
     torch.manual_seed(cfg.seed)
-    if state is None:
-        atlas = build_atlas(cfg.fit, data).to(device)
+    if state is None:  # the initialisation works on CPU tensors (OpenCV fits to the flow)
+        atlas = build_atlas(cfg.fit, _clip_on(prepared, "cpu")).to(device)
     else:
         atlas = _rebuild(state["model"], state["atlas_config"]).to(device)
     fitter = AtlasFitter(atlas, data, cfg.fit, seed=cfg.seed)
