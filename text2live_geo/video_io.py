@@ -137,6 +137,16 @@ def read_video_file(path: str | Path, max_frames: int = 0) -> tuple[Video, list[
     return Video(tensor, fps, path, [f"frame_{i:05d}" for i in range(len(frames))]), notes
 
 
+def video_name(path: str | Path) -> str:
+    """A run-folder stem for a video: the file stem, or the folder name (its parent's for generic
+    names like ``frames/``)."""
+    path = Path(path)
+    path = path.resolve() if path.name in ("", ".", "..") else path
+    if path.is_dir() and path.name.lower() in ("frames", "images", "rgb", "jpegimages") and path.parent.name:
+        return path.parent.name
+    return path.stem or "video"
+
+
 def read_video(path: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:
     """Read a frames folder or a video file (see :func:`read_frames_folder`, :func:`read_video_file`).
 
