@@ -105,7 +105,8 @@ class ClipConfig:
 
     model: str = "openai/clip-vit-base-patch32"  # hub id or local folder (save_pretrained layout)
     view_size: int | None = None  # short side of CLIP views; None: the model's image_size (224)
-    max_view_ratio: float = 320 / 224  # long side <= ratio * short side
+    max_view_ratio: float = 320 / 224  # long side <= ratio * short side (aspect kept: the short side shrinks)
+    shared_view_size: bool = False  # all renders of a step at the first one's view size (one CLIP pass each way)
     structure_size: int | None = None  # short side for structure tokens; None: view_size
     max_structure_ratio: float = 380 / 224
     n_aug: int = 16  # views per image per step (view 0 is the whole image)

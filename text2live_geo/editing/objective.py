@@ -81,50 +81,71 @@ class EditObjective:
         """
         return self.batched([Render(source, layers, anchor, relevancy)], bootstrap_weight, sparsity)
 
+    def view_size_of(self, image: torch.Tensor) -> tuple[int, int]:
+        """The CLIP view size `(h, w)` of an image: its aspect kept, short side `view_size`, long
+        side at most `max_view_ratio` x that (`augment.view_shape`)."""
+        return view_shape(image.shape[-2], image.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
+
+    def draw_views(self, render: Render, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The CLIP views of one render, `(V, 3, h, w)` each, by role: `input`, `composite`,
+        `screen` (and `anchor`). One paired draw: view i of each shares its parameters."""
+        images = {"input": render.source, "composite": render.layers.composite, "screen": render.layers.greenscreen}
+        if render.anchor is not None:
+            images["anchor"] = render.anchor
+        return dict(zip(images, self.augment(*images.values(), size=size)))
+
+    def encode(self, views: dict[object, torch.Tensor], grad: bool) -> dict[object, torch.Tensor]:
+        """Unit embeddings of every `(V, 3, h, w)` tensor of `views`, one CLIP forward per distinct
+        view size (views of one size from every render in one batch). `grad`: the forward keeps
+        the graph (checkpointing and fused MLP tails as configured); else no gradient."""
+        by_size: dict[tuple[int, int], list] = {}
+        for key, tensor in views.items():
+            by_size.setdefault(tuple(tensor.shape[-2:]), []).append(key)
+        embeds: dict[object, torch.Tensor] = {}
+        for keys in by_size.values():
+            batch = torch.cat([views[key] for key in keys])
+            with autocast_context(self.device, self.precision):
+                if grad:
+                    encoded = self.clip.encode_images(batch, checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
+                                                      memory_efficient=self.clip_cfg.memory_efficient,
+                                                      checkpoint_layers=self.checkpoint_layers)
+                else:
+                    with torch.no_grad():
+                        encoded = self.clip.encode_images(batch)
+            embeds.update(zip(keys, encoded.split([views[key].shape[0] for key in keys])))
+        return embeds
+
     def batched(self, renders: Sequence[Render], bootstrap_weight: float = 0.0,
                 sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Loss terms (each the mean over `renders`) and weights for several renders of one step
-        (e.g. the frame crops of a video step), with ONE CLIP forward with gradient and ONE
-        without for all of them: every render's views are drawn at the first render's view size."""
-        first = renders[0].source
-        size = view_shape(first.shape[-2], first.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
+        (e.g. the frame crops of a video step). Each render's views keep its aspect
+        (`view_size_of`; with `clip.shared_view_size` all are drawn at the first render's size);
+        views of one size from all renders go through CLIP together: one forward with gradient
+        and one without per distinct size."""
+        sizes = [self.view_size_of(render.source) for render in renders]
+        if self.clip_cfg.shared_view_size:
+            sizes = [sizes[0]] * len(renders)
 
         # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor)
-        grad_views, fixed_views = [], []
-        for render in renders:
-            paired = [render.source, render.layers.composite, render.layers.greenscreen]
-            paired += [render.anchor] if render.anchor is not None else []
-            views = self.augment(*paired, size=size)
-            grad_views += views[1:3]
-            fixed_views += [views[0]] + views[3:]
-        n_views = grad_views[0].shape[0]
+        views = [self.draw_views(render, size) for render, size in zip(renders, sizes)]
 
-        # embeddings: one forward with gradient for everything the generator must move, one
-        # without for the input (and anchor) views; the input views serve every loss
-        with autocast_context(self.device, self.precision):
-            output_embeds = self.clip.encode_images(torch.cat(grad_views),
-                                                    checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
-                                                    memory_efficient=self.clip_cfg.memory_efficient,
-                                                    checkpoint_layers=self.checkpoint_layers)
-            with torch.no_grad():
-                fixed_embeds = self.clip.encode_images(torch.cat(fixed_views))
+        # embeddings: forwards with gradient for everything the generator must move, without for
+        # the input (and anchor) views; each embedding serves every loss that needs it
+        with_grad = {(index, role): tensor for index, drawn in enumerate(views) for role, tensor in drawn.items()
+                     if role in ("composite", "screen")}
+        embeds = self.encode(with_grad, grad=True)
+        embeds.update(self.encode({(index, role): tensor for index, drawn in enumerate(views)
+                                   for role, tensor in drawn.items() if (index, role) not in with_grad}, grad=False))
 
         rows = self.template_rows()
         src_text, comp_text = self.src_text[rows], self.comp_text[rows]
         sums: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        fixed_start = 0
         for index, render in enumerate(renders):
-            composite_embeds = output_embeds[2 * index * n_views:(2 * index + 1) * n_views]
-            screen_embeds = output_embeds[(2 * index + 1) * n_views:(2 * index + 2) * n_views]
-            input_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
-            fixed_start += n_views
-            anchor_embeds = input_embeds
-            if render.anchor is not None:
-                anchor_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
-                fixed_start += n_views
-            terms, weights = self._terms(render, composite_embeds, screen_embeds, input_embeds, anchor_embeds,
-                                         src_text, comp_text, bootstrap_weight, sparsity)
+            input_embeds = embeds[index, "input"]
+            anchor_embeds = embeds.get((index, "anchor"), input_embeds)
+            terms, weights = self._terms(render, embeds[index, "composite"], embeds[index, "screen"], input_embeds,
+                                         anchor_embeds, src_text, comp_text, bootstrap_weight, sparsity)
             for name, value in terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         return {name: value / len(renders) for name, value in sums.items()}, weights
