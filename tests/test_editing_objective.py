@@ -60,3 +60,58 @@ def test_each_render_keeps_its_aspect_one_pass_per_view_size(tiny_clip):
     renders, _ = make_renders([(40, 40), (36, 52), (48, 30)])
     calls, _ = record_clip_calls(tiny_clip, lambda: objective.batched(renders))
     assert calls == [(2 * 3 * 3, 3, 32, 32), (3 * 3, 3, 32, 32)]
+
+
+def test_text_lists_pair_by_index_and_every_text_counts(tiny_clip):
+    from text2live_geo.clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES
+
+    objective = objective_for(tiny_clip, "text.src=[red circle, circle]",
+                              "text.comp=[blue circle, blue square, golden circle]", "text.screen=[blue, gold]",
+                              "text.templates_per_step=3")
+    assert objective.src_text.shape == (2, len(IMAGE_TEMPLATES), 32)
+    assert objective.comp_text.shape == (3, len(IMAGE_TEMPLATES), 32)
+    torch.manual_seed(4)
+    rows = objective.template_rows()
+    torch.manual_seed(4)
+    src, comp_pairs, comp_all, screen = objective.step_texts()
+    embed = tiny_clip.text_embeddings
+    # pairs: src[k] with comp[k] under the same template, k < 2, text-major
+    expected_src = torch.stack([embed(text, IMAGE_TEMPLATES)[rows] for text in ("red circle", "circle")]).flatten(0, 1)
+    expected_comp = torch.stack([embed(text, IMAGE_TEMPLATES)[rows]
+                                 for text in ("blue circle", "blue square")]).flatten(0, 1)
+    torch.testing.assert_close(src, expected_src)
+    torch.testing.assert_close(comp_pairs, expected_comp)
+    # composition: every comp text (the third has no src partner) under the drawn templates
+    assert comp_all.shape == (3 * 3, 32)
+    torch.testing.assert_close(comp_all[6:], embed("golden circle", IMAGE_TEMPLATES)[rows])
+    # screen: every screen text under both screen templates
+    torch.testing.assert_close(screen, torch.cat([embed(text, SCREEN_TEMPLATES) for text in ("blue", "gold")]))
+    # one text each: as before, one row per drawn template
+    single = objective_for(tiny_clip, "text.templates_per_step=3")
+    src, comp_pairs, comp_all, screen = single.step_texts()
+    assert src.shape == comp_pairs.shape == comp_all.shape == (3, 32) and screen.shape == (2, 32)
+    renders, rgbas = make_renders([(40, 40)])
+    terms, weights = objective.batched(renders)
+    sum(weights[name] * value for name, value in terms.items()).backward()
+    assert rgbas[0].grad.abs().sum() > 0
+
+
+def spy_calls(module):
+    """Record the arguments of every call of `module` (an nn.Module), returning the list."""
+    calls = []
+    module.register_forward_hook(lambda _module, args, _output: calls.append(args))
+    return calls
+
+
+def test_text_reduction_key_chooses_the_composition_reduction(tiny_clip):
+    from text2live_geo.losses import TextDistanceLoss
+
+    assert objective_for(tiny_clip).composition_loss.reduction == "mean_distance"  # the reference's
+    for reduction, other in (("mean_distance", "mean_embedding"), ("mean_embedding", "mean_distance")):
+        objective = objective_for(tiny_clip, f"loss.text_reduction={reduction}", "loss.guidance=directional")
+        assert objective.composition_loss.reduction == reduction
+        calls = spy_calls(objective.composition_loss)
+        terms, _ = objective.batched(make_renders([(40, 40)])[0])
+        views, texts = calls[0]  # the composition call (the screen's comes second)
+        torch.testing.assert_close(terms["composition"], TextDistanceLoss("spherical", reduction)(views, texts))
+        assert not torch.allclose(terms["composition"], TextDistanceLoss("spherical", other)(views, texts))

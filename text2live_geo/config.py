@@ -50,6 +50,11 @@ class Distance(Choice):
     cosine = "cosine"
 
 
+class TextReduction(Choice):
+    mean_distance = "mean_distance"  # mean over templates of the distance to each (reference)
+    mean_embedding = "mean_embedding"  # distance to the normalised mean template embedding
+
+
 class ImrAnchor(Choice):
     previous = "previous"  # frozen generator of the previous step
     source = "source"  # the input's views
@@ -90,11 +95,16 @@ class AtlasLayer(Choice):
 class TextConfig:
     """What the input shows (`src`), what the result should show (`comp`), what the edit
     layer alone shows over a green screen (`screen`), and the text whose CLIP relevancy map
-    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss)."""
+    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss).
 
-    src: str = "horse"
-    comp: str = "golden horse"
-    screen: str = "golden horse"
+    `src`, `comp` and `screen` are lists of texts (a single string in a YAML file or a `key=value`
+    override is read as a one-text list): every text is embedded under every template; the
+    directional / IMC term pairs `src[k]` with `comp[k]` for k < min(len(src), len(comp)), and
+    composition and screen use all their texts (docs/text2live.md, "Texts and templates")."""
+
+    src: list[str] = field(default_factory=lambda: ["horse"])
+    comp: list[str] = field(default_factory=lambda: ["golden horse"])
+    screen: list[str] = field(default_factory=lambda: ["golden horse"])
     bootstrap: str = ""
     templates_per_step: int = 4  # random subset of the templates used each step
 
@@ -139,6 +149,8 @@ class LossConfig:
 
     guidance: Guidance = Guidance.geodesic  # geodesic (IMC + IMR, Oh et al.) | directional (Text2LIVE)
     distance: Distance = Distance.spherical  # for composition and screen
+    # composition / screen over several template embeddings: mean_distance (reference) | mean_embedding
+    text_reduction: TextReduction = TextReduction.mean_distance
     composition: float = 1.0
     directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
     imr: float = 1.0  # weight of IMR (geodesic guidance only)
@@ -215,6 +227,7 @@ def load_config(schema: type[ConfigT], config_path: str | Path | None = None, ov
     outside a choice's set all fail here, at load.
     """
     cfg = OmegaConf.structured(schema)
+    list_keys = string_list_keys(schema)
     try:
         for path in (base_path, config_path):
             if path is None:
@@ -222,17 +235,44 @@ def load_config(schema: type[ConfigT], config_path: str | Path | None = None, ov
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, wrap_scalars(OmegaConf.load(path), list_keys))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form key=value")
         if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            cfg = OmegaConf.merge(cfg, wrap_scalars(OmegaConf.from_dotlist(list(overrides)), list_keys))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or getattr(error, "key", None)
         reason = str(error).splitlines()[0]
         raise ConfigError(f"bad config key '{key}': {reason}" if key else f"bad config: {reason}") from None
+
+
+def string_list_keys(schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of the `list[str]` fields of `schema`, nested dataclasses included."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(schema)
+    for item in dataclasses.fields(schema):
+        hint = hints[item.name]
+        if dataclasses.is_dataclass(hint):
+            keys += string_list_keys(hint, f"{prefix}{item.name}.")
+        elif typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+            keys.append(prefix + item.name)
+    return keys
+
+
+_ABSENT = object()
+
+
+def wrap_scalars(incoming, keys: Sequence[str]):
+    """A loaded YAML / dotlist config with a single value at a `list[str]` key read as a one-item
+    list (`text.src=horse` means `text.src=[horse]`; an empty value, a list with one empty text)."""
+    for key in keys:
+        value = OmegaConf.select(incoming, key, default=_ABSENT)
+        if value is _ABSENT or OmegaConf.is_list(value):
+            continue
+        OmegaConf.update(incoming, key, ["" if value is None else str(value)], merge=False)
+    return incoming
 
 
 def to_yaml(cfg: object) -> str:

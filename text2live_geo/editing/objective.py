@@ -47,7 +47,7 @@ class EditObjective:
             fill = 1.0 if clip_cfg.fill == "white" else 0.0
         self.augment = ViewAugmenter(clip_cfg.n_aug, self.view_size, clip_cfg.max_view_ratio, clip_cfg.crop_min,
                                      fill=fill)
-        self.composition_loss = TextDistanceLoss(loss_cfg.distance)
+        self.composition_loss = TextDistanceLoss(loss_cfg.distance, loss_cfg.text_reduction)
         self.directional_loss = DirectionalLoss()
         gfk = dict(null_dim=loss_cfg.gfk_null_dim, max_subspace_dim=loss_cfg.gfk_max_subspace_dim,
                    solver=loss_cfg.gfk_solver)
@@ -56,19 +56,35 @@ class EditObjective:
         self.structure_loss = StructureLoss()
         self.sparsity_loss = SparsityLoss(loss_cfg.sparsity_l1, loss_cfg.sparsity_l0)
         self.bootstrap_loss = BootstrapLoss()
-        # text embeddings: computed once per run (cached in the CLIP wrapper)
-        self.src_text = clip.text_embeddings(text_cfg.src, IMAGE_TEMPLATES)
-        self.comp_text = clip.text_embeddings(text_cfg.comp, IMAGE_TEMPLATES)
-        self.screen_text = clip.text_embeddings(text_cfg.screen, SCREEN_TEMPLATES)
+        # text embeddings `(texts, templates, d)`: computed once per run (cached in the CLIP wrapper)
+        self.src_text = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES)
+        self.comp_text = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES)
+        self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
 
     @property
     def uses_previous_anchor(self) -> bool:
         loss = self.loss_cfg
         return loss.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
 
+    def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return torch.stack([self.clip.text_embeddings(text, templates) for text in texts])
+
     def template_rows(self) -> torch.Tensor:
+        """The image templates drawn this step: `text.templates_per_step` of them, at random."""
         count = min(self.text_cfg.templates_per_step, len(IMAGE_TEMPLATES))
         return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
+
+    def step_texts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The text embeddings one step uses, each `(rows, d)`, text-major, under the templates
+        drawn this step (`template_rows`): the `src` and `comp` rows of the directional / IMC
+        pairs (`src[k]` with `comp[k]` under the same template, k < min(len(src), len(comp))),
+        every `comp` text (composition) and every `screen` text under both screen templates."""
+        rows = self.template_rows()
+        pairs = min(self.src_text.shape[0], self.comp_text.shape[0])
+        src = self.src_text[:pairs, rows].flatten(0, 1)
+        comp_pairs = self.comp_text[:pairs, rows].flatten(0, 1)
+        return src, comp_pairs, self.comp_text[:, rows].flatten(0, 1), self.screen_text.flatten(0, 1)
 
     def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: torch.Tensor | None = None,
                  relevancy: torch.Tensor | None = None, bootstrap_weight: float = 0.0,
@@ -137,25 +153,25 @@ class EditObjective:
         embeds.update(self.encode({(index, role): tensor for index, drawn in enumerate(views)
                                    for role, tensor in drawn.items() if (index, role) not in with_grad}, grad=False))
 
-        rows = self.template_rows()
-        src_text, comp_text = self.src_text[rows], self.comp_text[rows]
+        texts = self.step_texts()
         sums: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
         for index, render in enumerate(renders):
             input_embeds = embeds[index, "input"]
             anchor_embeds = embeds.get((index, "anchor"), input_embeds)
             terms, weights = self._terms(render, embeds[index, "composite"], embeds[index, "screen"], input_embeds,
-                                         anchor_embeds, src_text, comp_text, bootstrap_weight, sparsity)
+                                         anchor_embeds, texts, bootstrap_weight, sparsity)
             for name, value in terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         return {name: value / len(renders) for name, value in sums.items()}, weights
 
-    def _terms(self, render: Render, composite_embeds, screen_embeds, input_embeds, anchor_embeds, src_text,
-               comp_text, bootstrap_weight: float, sparsity: bool):
+    def _terms(self, render: Render, composite_embeds, screen_embeds, input_embeds, anchor_embeds, texts,
+               bootstrap_weight: float, sparsity: bool):
         loss_cfg, layers = self.loss_cfg, render.layers
+        src_text, comp_text, comp_all, screen_text = texts
         terms: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        terms["composition"] = self.composition_loss(composite_embeds, comp_text)
+        terms["composition"] = self.composition_loss(composite_embeds, comp_all)
         weights["composition"] = loss_cfg.composition
         if loss_cfg.guidance == "directional":
             terms["directional"] = self.directional_loss(input_embeds, composite_embeds, src_text, comp_text)
@@ -167,7 +183,7 @@ class EditObjective:
                 terms["imr"] = self.imr_loss(anchor_embeds, composite_embeds)  # IMR
                 weights["imr"] = loss_cfg.imr
         if loss_cfg.screen > 0:
-            terms["screen"] = self.composition_loss(screen_embeds, self.screen_text)
+            terms["screen"] = self.composition_loss(screen_embeds, screen_text)
             weights["screen"] = loss_cfg.screen
         if loss_cfg.structure > 0:
             ratio = self.clip_cfg.max_structure_ratio

@@ -20,20 +20,28 @@ def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class TextDistanceLoss(nn.Module):
     """Mean distance between image view embeddings and a text (composition and screen losses).
 
-    forward(view_embeds `(V, d)`, text_embeds `(T, d)`, one row per template) -> scalar:
-    mean over views of distance(view, normalised mean of the template embeddings).
+    forward(view_embeds `(V, d)`, text_embeds `(T, d)`, one row per template) -> scalar.
+    `reduction`: "mean_distance" (default, the reference's): the mean over views and templates
+    of distance(view, template embedding); "mean_embedding": the mean over views of
+    distance(view, normalised mean of the template embeddings).
     `distance`: "spherical" (default) or "cosine".
     """
 
-    def __init__(self, distance: str = "spherical"):
+    def __init__(self, distance: str = "spherical", reduction: str = "mean_distance"):
         super().__init__()
         if distance not in ("spherical", "cosine"):
             raise ValueError(f"unknown distance '{distance}'")
+        if reduction not in ("mean_distance", "mean_embedding"):
+            raise ValueError(f"unknown text reduction '{reduction}'")
         self.distance = spherical_distance if distance == "spherical" else cosine_distance
+        self.reduction = reduction
 
     def forward(self, view_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        target = F.normalize(text_embeds.mean(dim=0, keepdim=True), dim=-1)
-        return self.distance(view_embeds, target.to(view_embeds.dtype)).mean()
+        text_embeds = text_embeds.to(view_embeds.dtype)
+        if self.reduction == "mean_embedding":
+            target = F.normalize(text_embeds.mean(dim=0, keepdim=True), dim=-1)
+            return self.distance(view_embeds, target).mean()
+        return self.distance(view_embeds[:, None], text_embeds[None]).mean()  # (V, T) pairs
 
 
 def pair_by_index(rows: torch.Tensor, count: int) -> torch.Tensor:
