@@ -246,18 +246,22 @@ class ClipGuide(nn.Module):
                                       output_hidden_states=True)
         return out.hidden_states[-2]
 
-    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = IMAGE_TEMPLATES[:1],
+    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = ("{}",),
                   start_layer: int | None = None) -> torch.Tensor:
         """Chefer et al. (2021) relevancy of `text` over `image` `(1, 3, H, W)` -> `(1, 1, H, W)` in [0, 1].
 
-        For each block from `start_layer` (default: the last two blocks, i.e. after layer 10
-        of ViT-B/32), cam = mean over heads of clamp(grad * attention, 0) and R <- R + cam @ R
-        from R = I; the CLS row over the patches is upsampled bilinearly and min-max normalised.
+        The score is CLIP's logit, exp(logit_scale) x cos(image, text), with the text as it is
+        (template "{}"; `templates` given: their mean embedding). For each block from
+        `start_layer` (default: the last block only, as the reference's `relevancy_num_layers`
+        10 of ViT-B/32's 12), cam = mean over heads of clamp(grad * attention, 0) and
+        R <- R + cam @ R from R = I; the CLS row over the patches is upsampled bilinearly and
+        min-max normalised.
         """
         patch = int(self.model.config.vision_config.patch_size)
         height, width = image.shape[-2:]
-        start = max(0, self.num_layers - 2) if start_layer is None else start_layer
-        text_embed = self.text_embeddings(text, templates).mean(0, keepdim=True)
+        start = max(0, self.num_layers - 1) if start_layer is None else start_layer
+        text_embed = F.normalize(self.text_embeddings(text, templates).mean(0, keepdim=True), dim=-1)
+        logit_scale = float(self.model.logit_scale.exp())
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")  # attention probabilities are needed
         try:
@@ -270,7 +274,7 @@ class ClipGuide(nn.Module):
                 for attention in attentions:
                     attention.retain_grad()
                 embed = F.normalize(self.model.visual_projection(out.pooler_output), dim=-1)
-                score = (embed * text_embed.to(embed.dtype)).sum()
+                score = logit_scale * (embed * text_embed.to(embed.dtype)).sum()
                 score.backward()
         finally:
             self.model.set_attn_implementation(previous)
