@@ -373,6 +373,11 @@ class AtlasRunConfig:
     crf: int = 18  # H.264 quality of the preview mp4s
 
 
+class DirectFrameInput(Choice):
+    layer = "layer"  # the edited layer as NLA separates it: frame x alpha (fg), background reconstruction (bg)
+    frame = "frame"  # the raw frame crop
+
+
 @dataclass
 class AtlasCropConfig:
     """Internal dataset of a video edit: frame crops and the atlas crop covering them."""
@@ -383,7 +388,14 @@ class AtlasCropConfig:
     jitter: float = 0.1
     jitter_p: float = 0.1
     full_atlas_every: int = 75  # add the whole (cropped) atlas as a sample every this many steps (0: never)
-    direct_frame: bool = True  # also send one original frame crop through the generator
+    background_atlas_downscale: int = 3  # the background's whole-atlas sample is downscaled this much (reference 3)
+    direct_frame: bool = True  # also send one frame crop (of a random one of the step's frames) through the generator
+    # what the generator sees for it: layer (reference: the frame x NLA alpha for the foreground, the NLA
+    # background reconstruction for the background) | frame (the raw frame crop)
+    direct_frame_input: DirectFrameInput = DirectFrameInput.layer
+    # frame-crop renders of the foreground: the loss source (the resampled atlas crop) times the NLA alpha
+    # like the layers (true) | as it is (false, reference)
+    mask_frame_source: bool = True
 
 
 @dataclass
