@@ -28,9 +28,22 @@ def test_image_gradients_flow_through_frozen_model(tiny_clip):
 def test_text_embeddings_cached_and_unit(tiny_clip):
     first = tiny_clip.text_embeddings("red circle", IMAGE_TEMPLATES)
     assert first.shape == (len(IMAGE_TEMPLATES), 32)
-    assert tiny_clip.text_embeddings("red circle", IMAGE_TEMPLATES) is first
+    encoded = []
+    original = tiny_clip.encode_texts
+    tiny_clip.encode_texts = lambda texts, **kw: encoded.append(texts) or original(texts, **kw)
+    try:
+        assert torch.equal(tiny_clip.text_embeddings("red circle", IMAGE_TEMPLATES), first)
+        raw = tiny_clip.text_embeddings("red circle", IMAGE_TEMPLATES, normalize=False)
+    finally:
+        del tiny_clip.encode_texts
+    assert encoded == []  # both from the cache
     torch.testing.assert_close(first.norm(dim=-1), torch.ones(len(IMAGE_TEMPLATES)))
+    torch.testing.assert_close(torch.nn.functional.normalize(raw, dim=-1), first)
+    assert not torch.allclose(raw.norm(dim=-1), torch.ones(len(IMAGE_TEMPLATES)))  # CLIP's raw projection
     assert not torch.allclose(first[0], tiny_clip.text_embeddings("blue square", IMAGE_TEMPLATES)[0])
+    image = torch.rand(2, 3, 32, 32)
+    torch.testing.assert_close(torch.nn.functional.normalize(tiny_clip.encode_images(image, normalize=False), dim=-1),
+                               tiny_clip.encode_images(image))
 
 
 def test_structure_tokens_and_relevancy(tiny_clip):

@@ -73,7 +73,8 @@ def test_text_lists_pair_by_index_and_every_text_counts(tiny_clip):
     torch.manual_seed(4)
     rows = objective.template_rows()
     torch.manual_seed(4)
-    src, comp_pairs, comp_all, screen = objective.step_texts()
+    texts = objective.step_texts()
+    src, comp_pairs, comp_all, screen = texts.src, texts.comp, texts.comp_all, texts.screen
     embed = tiny_clip.text_embeddings
     # pairs: src[k] with comp[k] under the same template, k < 2, text-major
     expected_src = torch.stack([embed(text, IMAGE_TEMPLATES)[rows] for text in ("red circle", "circle")]).flatten(0, 1)
@@ -88,7 +89,8 @@ def test_text_lists_pair_by_index_and_every_text_counts(tiny_clip):
     torch.testing.assert_close(screen, torch.cat([embed(text, SCREEN_TEMPLATES) for text in ("blue", "gold")]))
     # one text each: as before, one row per drawn template
     single = objective_for(tiny_clip, "text.templates_per_step=3")
-    src, comp_pairs, comp_all, screen = single.step_texts()
+    texts = single.step_texts()
+    src, comp_pairs, comp_all, screen = texts.src, texts.comp, texts.comp_all, texts.screen
     assert src.shape == comp_pairs.shape == comp_all.shape == (3, 32) and screen.shape == (2, 32)
     renders, rgbas = make_renders([(40, 40)])
     terms, weights = objective.batched(renders)

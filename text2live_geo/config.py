@@ -55,6 +55,21 @@ class TextReduction(Choice):
     mean_embedding = "mean_embedding"  # distance to the normalised mean template embedding
 
 
+class TemplateSampling(Choice):
+    subset = "subset"  # text.templates_per_step templates drawn per step, shared by every text term
+    reference = "reference"  # each term draws its own 1..all rows at random, with replacement (reference)
+
+
+class DirectionalPairs(Choice):
+    index = "index"  # view i with text direction i mod T
+    all = "all"  # every view with every text direction (reference)
+
+
+class BootstrapSchedule(Choice):
+    linear = "linear"  # from loss.bootstrap down to 0 over bootstrap_steps
+    constant = "constant"  # loss.bootstrap for bootstrap_steps steps, then 0 (the reference's video "none")
+
+
 class ImrAnchor(Choice):
     previous = "previous"  # frozen generator of the previous step
     source = "source"  # the input's views
@@ -107,6 +122,8 @@ class TextConfig:
     screen: list[str] = field(default_factory=lambda: ["golden horse"])
     bootstrap: str = ""
     templates_per_step: int = 4  # random subset of the templates used each step
+    # subset (templates_per_step templates per step) | reference (each term its own random rows)
+    template_sampling: TemplateSampling = TemplateSampling.subset
 
 
 @dataclass
@@ -120,6 +137,8 @@ class ClipConfig:
     structure_size: int | None = None  # short side for structure tokens; None: view_size
     max_structure_ratio: float = 380 / 224
     n_aug: int = 16  # views per image per step (view 0 is the whole image)
+    paired_views: bool = True  # view i of input, composite, green screen share parameters (false: reference)
+    encode_composite_twice: bool = False  # directional terms get their own composite views (true: reference)
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
     fill: Fill = Fill.white  # colour revealed by affine/perspective warps
     checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
@@ -160,13 +179,18 @@ class LossConfig:
     gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
     gfk_null_dim: int = 256
     gfk_max_subspace_dim: int = 128
+    directional_pairs: DirectionalPairs = DirectionalPairs.index  # directional loss: index | all (reference)
+    raw_directions: bool = False  # directional loss on unnormalised CLIP embeddings (true: reference)
     screen: float = 1.0
     structure: float = 2.0
     sparsity: float = 6.0
     sparsity_l1: float = 0.01
     sparsity_l0: float = 0.01
-    bootstrap: float = 10.0  # annealed linearly to 0 over bootstrap_steps
+    bootstrap: float = 10.0  # weight of the relevancy bootstrap for its first bootstrap_steps steps
     bootstrap_steps: int = 1000
+    # linear (to 0 over bootstrap_steps; reference image) | constant (then 0; reference video)
+    bootstrap_schedule: BootstrapSchedule = BootstrapSchedule.linear
+    relevancy_per_crop: bool = False  # bootstrap target from every render at 224 x 224 (true: reference)
 
 
 @dataclass
@@ -183,7 +207,8 @@ class OptimConfig:
 class CropConfig:
     """Internal dataset: the random crop of the input the generator sees each step."""
 
-    resize_short: int = 512  # input resized so its short side is this (0: keep)
+    resize_short: int = 512  # input resized so its short side is at most this (0: keep)
+    resize_upscale: bool = False  # also upscale a smaller input to resize_short (true: reference)
     crop_min: float = 0.85
     scale_min: float = 0.8
     scale_max: float = 1.2
@@ -191,6 +216,7 @@ class CropConfig:
     jitter: float = 0.1
     jitter_p: float = 0.1
     full_image_every: int = 75
+    full_image_extra: bool = False  # the whole image is a second render besides the crop (true: reference)
 
 
 @dataclass
@@ -218,9 +244,10 @@ class ImageEditConfig:
 ConfigT = TypeVar("ConfigT")
 
 
-def load_config(schema: type[ConfigT], config_path: str | Path | None = None, overrides: Sequence[str] = (),
-                base_path: str | Path | None = None) -> ConfigT:
-    """Merge `base_path`, then `config_path` (YAML), then `key=value` overrides over `schema`.
+def load_config(schema: type[ConfigT], config_path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = (), base_path: str | Path | None = None) -> ConfigT:
+    """Merge `base_path`, then `config_path` (a YAML file, or several merged in order), then
+    `key=value` overrides over `schema`.
 
     Returns an instance of the dataclass `schema` (typed all the way down: choices are `Choice`
     enums). Raises ConfigError naming the offending key: unknown keys, wrong types and values
@@ -229,7 +256,8 @@ def load_config(schema: type[ConfigT], config_path: str | Path | None = None, ov
     cfg = OmegaConf.structured(schema)
     list_keys = string_list_keys(schema)
     try:
-        for path in (base_path, config_path):
+        paths = [config_path] if config_path is None or isinstance(config_path, (str, Path)) else list(config_path)
+        for path in [base_path, *paths]:
             if path is None:
                 continue
             path = Path(path)
@@ -413,7 +441,8 @@ class VideoEditConfig:
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill=Fill.black))
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(
-        structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005))
+        structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005,
+        bootstrap_schedule=BootstrapSchedule.constant))  # the reference's video bootstrap: no annealing
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_decay=0.999))
     crops: AtlasCropConfig = field(default_factory=AtlasCropConfig)
     steps: int = 3000

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..augment import ViewAugmenter, resize_short, view_shape
 from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
@@ -15,6 +16,9 @@ from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
 from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
 from .run import autocast_context
+
+#: view roles encoded with gradient (what the generator moves); the others (input, anchor) without
+GRAD_ROLES = ("composite", "screen", "composite_dir")
 
 
 @dataclass
@@ -26,6 +30,20 @@ class Render:
     layers: EditLayers
     anchor: torch.Tensor | None = None
     relevancy: torch.Tensor | None = None
+
+
+@dataclass
+class StepTexts:
+    """The text rows one step uses, each `(rows, d)`: `src` / `comp` the directional pairs (row i
+    of one with row i of the other), `comp_all` the composition rows, `screen` the screen rows;
+    `src_raw` / `comp_raw` the pairs' unnormalised embeddings (for `loss.raw_directions`)."""
+
+    src: torch.Tensor
+    comp: torch.Tensor
+    comp_all: torch.Tensor
+    screen: torch.Tensor
+    src_raw: torch.Tensor
+    comp_raw: torch.Tensor
 
 
 class EditObjective:
@@ -48,7 +66,7 @@ class EditObjective:
         self.augment = ViewAugmenter(clip_cfg.n_aug, self.view_size, clip_cfg.max_view_ratio, clip_cfg.crop_min,
                                      fill=fill)
         self.composition_loss = TextDistanceLoss(loss_cfg.distance, loss_cfg.text_reduction)
-        self.directional_loss = DirectionalLoss()
+        self.directional_loss = DirectionalLoss(pairs=loss_cfg.directional_pairs)
         gfk = dict(null_dim=loss_cfg.gfk_null_dim, max_subspace_dim=loss_cfg.gfk_max_subspace_dim,
                    solver=loss_cfg.gfk_solver)
         self.imc_loss = InterModalityConsistency(**gfk, pairing=loss_cfg.imc_pairing)
@@ -60,31 +78,51 @@ class EditObjective:
         self.src_text = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES)
         self.comp_text = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES)
         self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
+        self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
+        self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
     @property
     def uses_previous_anchor(self) -> bool:
         loss = self.loss_cfg
         return loss.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
 
-    def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str]) -> torch.Tensor:
+    def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str], normalize: bool = True
+                     ) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return torch.stack([self.clip.text_embeddings(text, templates) for text in texts])
+        return torch.stack([self.clip.text_embeddings(text, templates, normalize=normalize) for text in texts])
 
     def template_rows(self) -> torch.Tensor:
         """The image templates drawn this step: `text.templates_per_step` of them, at random."""
         count = min(self.text_cfg.templates_per_step, len(IMAGE_TEMPLATES))
         return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
 
-    def step_texts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The text embeddings one step uses, each `(rows, d)`, text-major, under the templates
-        drawn this step (`template_rows`): the `src` and `comp` rows of the directional / IMC
-        pairs (`src[k]` with `comp[k]` under the same template, k < min(len(src), len(comp))),
-        every `comp` text (composition) and every `screen` text under both screen templates."""
-        rows = self.template_rows()
+    def step_texts(self) -> StepTexts:
+        """The text embeddings one step uses (`StepTexts`), text-major.
+
+        `text.template_sampling=subset` (default): the templates drawn this step
+        (`template_rows`) for every term: the `src` and `comp` rows of the directional / IMC pairs
+        (`src[k]` with `comp[k]` under the same template, k < min(len(src), len(comp))), every
+        `comp` text (composition) and every `screen` text under both screen templates.
+        `reference`: each term draws its own rows, as the reference: n uniform in 1..rows, then
+        n rows uniformly with replacement, from all the pair rows, all the comp rows and all the
+        screen rows respectively."""
         pairs = min(self.src_text.shape[0], self.comp_text.shape[0])
-        src = self.src_text[:pairs, rows].flatten(0, 1)
-        comp_pairs = self.comp_text[:pairs, rows].flatten(0, 1)
-        return src, comp_pairs, self.comp_text[:, rows].flatten(0, 1), self.screen_text.flatten(0, 1)
+        if self.text_cfg.template_sampling == "reference":
+            def draw(rows: int) -> torch.Tensor:
+                count = int(torch.randint(1, rows + 1, ()))
+                return torch.randint(rows, (count,)).to(self.device)
+
+            flat = lambda embeds: embeds.flatten(0, 1)  # noqa: E731
+            pair_rows = draw(pairs * self.src_text.shape[1])
+            comp_rows = draw(self.comp_text.shape[0] * self.comp_text.shape[1])
+            screen_rows = draw(self.screen_text.shape[0] * self.screen_text.shape[1])
+            return StepTexts(flat(self.src_text[:pairs])[pair_rows], flat(self.comp_text[:pairs])[pair_rows],
+                             flat(self.comp_text)[comp_rows], flat(self.screen_text)[screen_rows],
+                             flat(self.src_raw[:pairs])[pair_rows], flat(self.comp_raw[:pairs])[pair_rows])
+        rows = self.template_rows()
+        return StepTexts(self.src_text[:pairs, rows].flatten(0, 1), self.comp_text[:pairs, rows].flatten(0, 1),
+                         self.comp_text[:, rows].flatten(0, 1), self.screen_text.flatten(0, 1),
+                         self.src_raw[:pairs, rows].flatten(0, 1), self.comp_raw[:pairs, rows].flatten(0, 1))
 
     def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: torch.Tensor | None = None,
                  relevancy: torch.Tensor | None = None, bootstrap_weight: float = 0.0,
@@ -104,16 +142,36 @@ class EditObjective:
 
     def draw_views(self, render: Render, size: tuple[int, int]) -> dict[str, torch.Tensor]:
         """The CLIP views of one render, `(V, 3, h, w)` each, by role: `input`, `composite`,
-        `screen` (and `anchor`). One paired draw: view i of each shares its parameters."""
-        images = {"input": render.source, "composite": render.layers.composite, "screen": render.layers.greenscreen}
-        if render.anchor is not None:
-            images["anchor"] = render.anchor
-        return dict(zip(images, self.augment(*images.values(), size=size)))
+        `screen` (and `anchor`; and `composite_dir` with `clip.encode_composite_twice`).
 
-    def encode(self, views: dict[object, torch.Tensor], grad: bool) -> dict[object, torch.Tensor]:
-        """Unit embeddings of every `(V, 3, h, w)` tensor of `views`, one CLIP forward per distinct
-        view size (views of one size from every render in one batch). `grad`: the forward keeps
-        the graph (checkpointing and fused MLP tails as configured); else no gradient."""
+        Default: one paired draw, view i of each image sharing its parameters. With
+        `clip.paired_views=false` every image gets its own draw (the reference: input and output
+        views differ by augmentation noise besides the edit). With `encode_composite_twice` the
+        directional terms (input, composite, anchor) get a draw of their own and the composite
+        views for composition and screen another (the reference encodes the composite once per
+        loss)."""
+        layers = render.layers
+        anchor = {"anchor": render.anchor} if render.anchor is not None else {}
+        if self.clip_cfg.encode_composite_twice:
+            groups = [{"composite": layers.composite, "screen": layers.greenscreen},
+                      {"input": render.source, "composite_dir": layers.composite, **anchor}]
+        else:
+            groups = [{"input": render.source, "composite": layers.composite, "screen": layers.greenscreen,
+                       **anchor}]
+        views: dict[str, torch.Tensor] = {}
+        for images in groups:
+            if self.clip_cfg.paired_views:
+                views.update(zip(images, self.augment(*images.values(), size=size)))
+            else:
+                views.update({role: self.augment(image, size=size)[0] for role, image in images.items()})
+        return views
+
+    def encode(self, views: dict[object, torch.Tensor], grad: bool, normalize: bool = True
+               ) -> dict[object, torch.Tensor]:
+        """Embeddings of every `(V, 3, h, w)` tensor of `views` (unit-norm, or CLIP's raw projection
+        without `normalize`), one CLIP forward per distinct view size (views of one size from every
+        render in one batch). `grad`: the forward keeps the graph (checkpointing and fused MLP
+        tails as configured); else no gradient."""
         by_size: dict[tuple[int, int], list] = {}
         for key, tensor in views.items():
             by_size.setdefault(tuple(tensor.shape[-2:]), []).append(key)
@@ -124,10 +182,10 @@ class EditObjective:
                 if grad:
                     encoded = self.clip.encode_images(batch, checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
                                                       memory_efficient=self.clip_cfg.memory_efficient,
-                                                      checkpoint_layers=self.checkpoint_layers)
+                                                      checkpoint_layers=self.checkpoint_layers, normalize=normalize)
                 else:
                     with torch.no_grad():
-                        encoded = self.clip.encode_images(batch)
+                        encoded = self.clip.encode_images(batch, normalize=normalize)
             embeds.update(zip(keys, encoded.split([views[key].shape[0] for key in keys])))
         return embeds
 
@@ -147,43 +205,62 @@ class EditObjective:
 
         # embeddings: forwards with gradient for everything the generator must move, without for
         # the input (and anchor) views; each embedding serves every loss that needs it
-        with_grad = {(index, role): tensor for index, drawn in enumerate(views) for role, tensor in drawn.items()
-                     if role in ("composite", "screen")}
-        embeds = self.encode(with_grad, grad=True)
-        embeds.update(self.encode({(index, role): tensor for index, drawn in enumerate(views)
-                                   for role, tensor in drawn.items() if (index, role) not in with_grad}, grad=False))
+        keyed = {(index, role): tensor for index, drawn in enumerate(views) for role, tensor in drawn.items()}
+        raw = self.loss_cfg.raw_directions and self.loss_cfg.guidance == "directional"
+        embeds = self.encode({key: t for key, t in keyed.items() if key[1] in GRAD_ROLES}, grad=True,
+                             normalize=not raw)
+        embeds.update(self.encode({key: t for key, t in keyed.items() if key[1] not in GRAD_ROLES}, grad=False,
+                                  normalize=not raw))
+        raw_embeds = embeds if raw else None
+        if raw:  # unit embeddings for everything but the directional term
+            embeds = {key: F.normalize(value, dim=-1, eps=1e-6) for key, value in embeds.items()}
 
         texts = self.step_texts()
         sums: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
         for index, render in enumerate(renders):
-            input_embeds = embeds[index, "input"]
-            anchor_embeds = embeds.get((index, "anchor"), input_embeds)
-            terms, weights = self._terms(render, embeds[index, "composite"], embeds[index, "screen"], input_embeds,
-                                         anchor_embeds, texts, bootstrap_weight, sparsity)
+            roles = {role: embeds[index, role] for role in views[index]}
+            raw_roles = {role: raw_embeds[index, role] for role in views[index]} if raw else None
+            terms, weights = self._terms(render, roles, raw_roles, texts, bootstrap_weight, sparsity)
             for name, value in terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         return {name: value / len(renders) for name, value in sums.items()}, weights
 
-    def _terms(self, render: Render, composite_embeds, screen_embeds, input_embeds, anchor_embeds, texts,
-               bootstrap_weight: float, sparsity: bool):
+    def crop_relevancy(self, image: torch.Tensor) -> torch.Tensor:
+        """`loss.relevancy_per_crop`: the relevancy of `text.bootstrap` over `image` squashed to
+        `(view_size, view_size)`, as the reference computes it for every crop -> `(1, 1, s, s)`."""
+        size = (self.view_size, self.view_size)
+        square = F.interpolate(image.detach().float(), size=size, mode="bilinear", align_corners=False)
+        return self.clip.relevancy(square, self.text_cfg.bootstrap)
+
+    def _terms(self, render: Render, embeds: dict[str, torch.Tensor], raw_embeds: dict[str, torch.Tensor] | None,
+               texts: StepTexts, bootstrap_weight: float, sparsity: bool):
+        """One render's loss terms from its view embeddings by role (unit-norm; `raw_embeds`: the
+        unnormalised ones, only with `loss.raw_directions` under directional guidance)."""
         loss_cfg, layers = self.loss_cfg, render.layers
-        src_text, comp_text, comp_all, screen_text = texts
+        input_embeds = embeds["input"]
+        directional_embeds = embeds.get("composite_dir", embeds["composite"])  # paired with the input views
+        anchor_embeds = embeds.get("anchor", input_embeds)
         terms: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        terms["composition"] = self.composition_loss(composite_embeds, comp_all)
+        terms["composition"] = self.composition_loss(embeds["composite"], texts.comp_all)
         weights["composition"] = loss_cfg.composition
         if loss_cfg.guidance == "directional":
-            terms["directional"] = self.directional_loss(input_embeds, composite_embeds, src_text, comp_text)
+            if raw_embeds is not None:
+                terms["directional"] = self.directional_loss(
+                    raw_embeds["input"], raw_embeds.get("composite_dir", raw_embeds["composite"]), texts.src_raw,
+                    texts.comp_raw)
+            else:
+                terms["directional"] = self.directional_loss(input_embeds, directional_embeds, texts.src, texts.comp)
             weights["directional"] = loss_cfg.directional
         else:
-            terms["imc"] = self.imc_loss(input_embeds, composite_embeds, src_text, comp_text)  # IMC
+            terms["imc"] = self.imc_loss(input_embeds, directional_embeds, texts.src, texts.comp)  # IMC
             weights["imc"] = loss_cfg.directional
             if loss_cfg.imr > 0:
-                terms["imr"] = self.imr_loss(anchor_embeds, composite_embeds)  # IMR
+                terms["imr"] = self.imr_loss(anchor_embeds, directional_embeds)  # IMR
                 weights["imr"] = loss_cfg.imr
         if loss_cfg.screen > 0:
-            terms["screen"] = self.composition_loss(screen_embeds, screen_text)
+            terms["screen"] = self.composition_loss(embeds["screen"], texts.screen)
             weights["screen"] = loss_cfg.screen
         if loss_cfg.structure > 0:
             ratio = self.clip_cfg.max_structure_ratio
@@ -196,7 +273,13 @@ class EditObjective:
         if loss_cfg.sparsity > 0 and sparsity:
             terms["sparsity"] = self.sparsity_loss(layers.alpha)
             weights["sparsity"] = loss_cfg.sparsity
-        if render.relevancy is not None and bootstrap_weight > 0:
-            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, render.relevancy)
-            weights["bootstrap"] = bootstrap_weight
+        if bootstrap_weight > 0:
+            if loss_cfg.relevancy_per_crop and self.text_cfg.bootstrap.strip():
+                target = self.crop_relevancy(render.source)
+                alpha = F.interpolate(layers.alpha, size=target.shape[-2:], mode="bilinear", align_corners=False)
+                terms["bootstrap"] = self.bootstrap_loss(alpha, target)
+                weights["bootstrap"] = bootstrap_weight
+            elif render.relevancy is not None:
+                terms["bootstrap"] = self.bootstrap_loss(layers.alpha, render.relevancy)
+                weights["bootstrap"] = bootstrap_weight
         return terms, weights

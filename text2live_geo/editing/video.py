@@ -129,7 +129,8 @@ class VideoEditor(GeneratorTraining):
         # bootstrap target: the relevancy of the whole atlas, computed once in atlas space, so that
         # crops, flips and the uv sampling carry it to every render like the atlas colours
         self.atlas_relevancy: torch.Tensor | None = None
-        if cfg.text.bootstrap.strip() and cfg.loss.bootstrap > 0:
+        self.bootstraps = bool(cfg.text.bootstrap.strip()) and cfg.loss.bootstrap > 0
+        if self.bootstraps and not cfg.loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(video.atlas_image, self.objective.view_size, cfg.clip.max_view_ratio)
             relevancy = clip.relevancy(view, cfg.text.bootstrap)
             self.atlas_relevancy = F.interpolate(relevancy, size=video.atlas_image.shape[-2:], mode="bilinear",
@@ -156,7 +157,7 @@ class VideoEditor(GeneratorTraining):
 
     # --------------------------------------------------------------------- one step
     def has_bootstrap_target(self) -> bool:
-        return self.atlas_relevancy is not None
+        return self.bootstraps
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (means over the renders), the weighted

@@ -56,16 +56,21 @@ class DirectionalLoss(nn.Module):
     forward(image_source `(V, d)`, image_output `(V, d)`, text_source `(T, d)`,
     text_target `(T, d)`) -> scalar 1 - mean cos(dI, dT) in [0, 2], with
     dI = normalise(output - source) per paired view, dT = normalise(target - source) per
-    template, paired by index (templates cycled to V). Identical source and output give
-    dI = 0 and a loss of exactly 1 (no direction), with finite gradients.
+    template. `pairs`: "index" (default) pairs view i with template i mod T (templates cycled
+    to V); "all" (the reference's) averages over every view-template pair. Identical source
+    and output give dI = 0 and a loss of exactly 1 (no direction), with finite gradients.
     """
 
-    def __init__(self, eps: float = 1e-8):
+    def __init__(self, eps: float = 1e-8, pairs: str = "index"):
         super().__init__()
-        self.eps = eps
+        if pairs not in ("index", "all"):
+            raise ValueError(f"unknown directional pairs '{pairs}'")
+        self.eps, self.pairs = eps, pairs
 
     def forward(self, image_source, image_output, text_source, text_target) -> torch.Tensor:
         image_direction = F.normalize(image_output - image_source, dim=-1, eps=self.eps)
-        text_direction = F.normalize(text_target - text_source, dim=-1, eps=self.eps)
-        text_direction = pair_by_index(text_direction, image_direction.shape[0]).to(image_direction.dtype)
+        text_direction = F.normalize(text_target - text_source, dim=-1, eps=self.eps).to(image_direction.dtype)
+        if self.pairs == "all":
+            return 1 - (image_direction @ text_direction.T).mean()
+        text_direction = pair_by_index(text_direction, image_direction.shape[0])
         return 1 - (image_direction * text_direction).sum(dim=-1).mean()
