@@ -7,7 +7,7 @@ temporally consistent by construction.
 `VideoEditor.training_step` is the whole path of one step, top to bottom:
 sample frames {t-2, t, t+2}, a crop of each and the atlas crop covering their uvs ->
 generator on the atlas crop -> RGBA -> atlas-space layers -> grid_sample back to each frame crop
-(times the NLA alpha for the foreground) -> plus the generator on one original frame crop (and,
+(times the NLA alpha for the foreground) -> plus the generator on one of the frame crops (and,
 every 75 steps, on the whole atlas) -> per render: one paired draw of CLIP views -> embeddings ->
 losses (the image objective) -> mean over the renders -> backward.
 
