@@ -280,3 +280,44 @@ def test_cli_merges_repeated_configs_in_order(tmp_path):
     second.write_text("steps: 7\n")
     cfg = load_config(ImageEditConfig, [first, second], ["seed=2"])
     assert (cfg.steps, cfg.seed) == (7, 2)
+
+
+# ------------------------------------------------------------------ whole runs with the reference recipe
+def test_image_edit_runs_with_the_reference_recipe(tiny_clip, image_path, tmp_path):
+    import json
+    import math
+
+    from text2live_geo.editing.image import edit_image
+
+    overrides = tiny_overrides(image_path, "unused", tmp_path, steps=3, **{
+        "text.bootstrap": "red square", "crops.full_image_every": 2, "crops.resize_short": 64,
+        "loss.bootstrap_steps": 3})
+    result = edit_image([ROOT / "configs/image/text2live_reference.yaml"], overrides, clip=tiny_clip, progress=False,
+                        base_config=ROOT / "configs/image/base.yaml")
+    assert result.input_image.shape[-2:] == (64, 85)  # 48 x 64 upscaled to short side 64
+    records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert {"composition", "directional", "screen", "structure", "sparsity", "bootstrap"} <= set(records[0])
+    assert "imc" not in records[0] and all(math.isfinite(r["total"]) for r in records)
+
+
+def test_video_edit_steps_with_the_reference_recipe(tmp_path, tiny_clip):
+    import math
+
+    from atlas.testing import make_tiny_atlas
+    from text2live_geo.editing.video import VideoEditor
+    from text2live_geo.editing.video_input import prepare_atlas_video
+
+    tiny = make_tiny_atlas(tmp_path / "atlas", width=32, height=24, frames=6, foreground_fades=False, seed=1)
+    for layer in ("foreground", "background"):
+        cfg = load_config(VideoEditConfig, ROOT / "configs/video/text2live_reference.yaml", [
+            f"video.frames={tiny.frames_folder}", f"atlas.checkpoint={tiny.folder}", "atlas.resolution=96",
+            "text.src=red circle", "text.comp=blue circle", "text.screen=blue circle", "text.bootstrap=red circle",
+            "generator.num_scales=3", "generator.channels=8", "clip.n_aug=2", "device=cpu",
+            "crops.full_atlas_every=1", f"layer={layer}"], base_path=ROOT / "configs/video/base.yaml")
+        torch.manual_seed(0)
+        video = prepare_atlas_video(tiny.atlas, tiny.frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, CPU)
+        editor = VideoEditor(cfg, video, tiny_clip, CPU)
+        assert editor.atlas_relevancy is None and editor.has_bootstrap_target()  # per crop
+        records = [editor.training_step() for _ in range(2)]
+        assert all("bootstrap" in r and "directional" in r and math.isfinite(r["total"]) for r in records)
+        assert records[0]["renders"] >= 3
