@@ -51,3 +51,42 @@ def report(batch_dir: Path) -> dict:
 
 def rows(batch_dir: Path) -> dict[str, dict]:
     return {row["name"]: row for row in report(batch_dir)["clips"]}
+
+
+#: what the first batch of make_clips(videos=3, image=True, broken=True) must give, whatever the executor
+EXPECTED_STATUS = {"clip0": "done", "clip1": "done", "clip2": "done", "still": "done", "broken": "failed"}
+BROKEN_REASON = "could not decode video file"
+RUN_VIDEO_OUTPUTS = ("config.yaml", "checkpoint.pt", "metrics.jsonl", "summary.json", "edited.mp4",
+                     "edit_on_greenscreen.mp4", "comparison.mp4", "atlas.png", "edited_atlas.png",
+                     "edited_atlas_composite.png", "frames/00000.png", "frames/00005.png")
+RUN_IMAGE_OUTPUTS = ("config.yaml", "checkpoint.pt", "metrics.jsonl", "input.png", "composite.png",
+                     "edit_layer.png", "alpha.png", "edit_on_greenscreen.png", "comparison.png")
+
+
+def check_first_report(batch_dir: Path) -> None:
+    """The report and folders of a first batch of make_clips(3 videos, an image, broken.mp4)."""
+    data = report(batch_dir)
+    by_name = {row["name"]: row for row in data["clips"]}
+    assert list(by_name) == list(EXPECTED_STATUS)  # every clip, in manifest order
+    assert {name: row["status"] for name, row in by_name.items()} == EXPECTED_STATUS
+    assert data["batch"]["finished"] is True
+    assert data["batch"]["summary"].startswith(f"4 of 5 clips done; 1 failed: broken.mp4: {BROKEN_REASON}")
+    broken = by_name.pop("broken")
+    assert BROKEN_REASON in broken["error"] and broken["source"].endswith("broken.mp4")
+    assert BROKEN_REASON in (Path(broken["run_dir"]) / "log.txt").read_text()
+    for name, row in by_name.items():
+        run_dir = Path(row["run_dir"])
+        assert run_dir == batch_dir / name and row["error"] is None and row["seconds"] > 0
+        assert row["losses"]["total"] > 0 and row["steps"] == 1
+        for output in RUN_IMAGE_OUTPUTS if row["kind"] == "image" else RUN_VIDEO_OUTPUTS:
+            assert (run_dir / output).is_file(), (name, output)
+        assert (row["psnr_db"] is None) == (row["kind"] == "image")
+        if row["kind"] == "video":
+            assert row["psnr_db"] > 40  # the tiny atlases explain their clips exactly
+        for preview in ("before", "after"):
+            assert (batch_dir / row["previews"][preview]).is_file()
+        log = (run_dir / "log.txt").read_text()
+        assert "step 1/1" in log and "done in" in log  # the clip's progress is in its log
+        assert json.loads((run_dir / "done.json").read_text())["outcome"]["status"] == "done"
+    page = (batch_dir / "report.html").read_text()
+    assert page.count("<tr>") == 1 + 5 and BROKEN_REASON in page and "http-equiv" not in page

@@ -267,6 +267,31 @@ def check_reachable(address: str, timeout: float) -> None:
                          f"{timeout:g} s): start its head with `ray start --head` or fix the address") from None
 
 
+@contextlib.contextmanager
+def _loopback_only(ray):
+    """A local Ray instance on 127.0.0.1 only. Ray turns `_node_ip_address="127.0.0.1"` into the
+    machine's network address, and its servers listen on every interface, unless it runs as a
+    single-machine instance: `RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0` (read by the processes it
+    starts, and by the driver as `ray_constants.ENABLE_RAY_CLUSTER`). Then every process of the
+    instance registers and listens on 127.0.0.1 alone (checked with `ss -ltnp`, Ray 2.60)."""
+    variable = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+    saved_env = os.environ.get(variable)
+    constants = getattr(getattr(ray, "_private", None), "ray_constants", None)
+    saved_constant = getattr(constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[variable] = "0"
+    if constants is not None:
+        constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:  # a later ray.init(address=...) in this process joins clusters as usual
+        if saved_env is None:
+            os.environ.pop(variable, None)
+        else:
+            os.environ[variable] = saved_env
+        if constants is not None and saved_constant is not None:
+            constants.ENABLE_RAY_CLUSTER = saved_constant
+
+
 def _ray_task(job: ClipJob, started) -> ClipOutcome:
     """One clip as a Ray task (run in a Ray worker process)."""
     import ray
@@ -327,9 +352,10 @@ class RayExecutor:
         else:
             package_root = str(Path(__file__).resolve().parents[2])  # workers import this package from here
             paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
-            ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cfg.local_cpus or None,
-                     log_to_driver=False, logging_level=logging.WARNING,
-                     runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}})
+            with _loopback_only(ray):
+                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cfg.local_cpus or None,
+                         log_to_driver=False, logging_level=logging.WARNING,
+                         runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}})
             self.ray, self.owns_connection = ray, True
         resources = self.ray.cluster_resources()
         if cfg.num_gpus is not None:
