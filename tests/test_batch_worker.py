@@ -88,3 +88,19 @@ def test_the_clip_log_gets_the_packages_debug_lines_and_the_process_output(tmp_p
     assert "from a library" in text and "a warning of a library" in text
     assert "after the clip" not in text and "back on the console" not in text
     assert "back on the console" in capfd.readouterr().out
+
+
+def test_the_before_preview_is_one_decoded_frame_of_the_clip(tmp_path):
+    import torch
+
+    from text2live_geo.batch.worker import _input_frame
+    from text2live_geo.video_io import write_video
+
+    frames = torch.zeros(4, 3, 16, 24)
+    for index in range(4):
+        frames[index, index % 3] = 1.0  # red, green, blue, red
+    video = write_video(tmp_path / "clip.mp4", frames, fps=10)
+    pixel = _input_frame(video, 1).getpixel((12, 8))
+    assert pixel[1] > 200 and pixel[0] < 60 and pixel[2] < 60  # the green frame
+    with pytest.raises(ValueError, match="has no frame 9"):
+        _input_frame(video, 9)

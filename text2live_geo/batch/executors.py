@@ -212,6 +212,8 @@ class LocalExecutor:
                         job = _take(queue, busy_groups)
                         if job is None:
                             break
+                        if slot.process is not None and not slot.process.is_alive():
+                            slot.stop()  # died between two clips: a fresh one takes over
                         if slot.process is None:
                             slot.start(context, threads)
                         slot.conn.send(job)

@@ -75,7 +75,7 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .done { color: #176f2c; font-weight: 600; } .failed { color: #b3261e; font-weight: 600; }
 .running { color: #8a5a00; font-weight: 600; } .pending { color: #666; }
 .error { color: #b3261e; max-width: 28em; } .losses { font-size: 0.85em; color: #444; }
-img { max-width: 240px; display: block; image-rendering: pixelated; }
+img { width: 200px; height: auto; display: block; image-rendering: pixelated; }
 """
 
 
