@@ -12,7 +12,7 @@ import pytest
 
 from batch_clips import check_first_report, make_clips, tiny_settings
 from text2live_geo.batch import run_batch
-from text2live_geo.batch.executors import LocalExecutor, RayExecutor, check_reachable
+from text2live_geo.batch.executors import LocalExecutor, RayExecutor, _take, check_reachable
 from text2live_geo.batch.jobs import BatchError, ClipJob
 from text2live_geo.cli import batch as batch_cli
 from text2live_geo.config import RayConfig
@@ -47,6 +47,15 @@ def test_a_crashed_worker_fails_its_clip_and_the_next_clip_gets_a_fresh_one(tmp_
     assert "the worker process editing it died (killed by SIGKILL, out of memory?)" in finished[0][3]
     assert finished[1][1:3] == ("second", "failed") and "image not found" in finished[1][3]
     assert not [c for c in multiprocessing.active_children() if c.name.startswith("t2l-batch-worker")]
+
+
+def test_clips_of_one_group_never_run_at_once(tmp_path):
+    first, second, other = (_job(name, tmp_path) for name in ("fg", "bg", "other"))
+    first.group = second.group = "atlas fit of swan.mp4"
+    queue = [first, second, other]
+    assert _take(queue, set()) is first
+    assert _take(queue, {"atlas fit of swan.mp4"}) is other  # bg waits for fg's atlas
+    assert _take(queue, {"atlas fit of swan.mp4"}) is None and _take(queue, set()) is second
 
 
 def _free_port() -> int:

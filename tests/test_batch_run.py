@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
 
 
-def _cli(*argv, **popen):
+def _cli(*argv):
     return [sys.executable, str(ROOT / "run_batch.py"), "--quiet", *map(str, argv)]
 
 

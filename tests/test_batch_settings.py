@@ -101,3 +101,12 @@ def test_a_clip_without_an_atlas_is_grouped_with_other_edits_of_it(tmp_path):
     _, edit = load_batch_settings(None, [])
     first, second = compose_jobs(discover_clips(tmp_path / "m.yaml"), edit, tmp_path / "runs")
     assert first.group == second.group is not None  # both fit the same atlas: never at once
+
+
+def test_one_atlas_for_several_clips_is_warned_about(tmp_path, caplog):
+    for name in ("a.mp4", "b.mp4"):
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "m.yaml").write_text("- a.mp4\n- b.mp4\n")
+    _, edit = load_batch_settings(None, [f"atlas.checkpoint={tmp_path}"])
+    compose_jobs(discover_clips(tmp_path / "m.yaml"), edit, tmp_path / "runs")
+    assert "applies to 2 clips (a.mp4, b.mp4); an atlas belongs to one clip" in caplog.text

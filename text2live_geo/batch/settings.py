@@ -182,6 +182,11 @@ def compose_jobs(specs: Sequence[ClipSpec], edit: EditSettings, batch_dir: Path)
         ConfigError: a value of the wrong type or outside a choice's set (naming the clip and key).
     """
     known = {kind: leaf_keys(schema) for kind, schema in SCHEMAS.items()}
+    shared_atlas = [spec.label for spec in specs if spec.kind == "video" and "atlas.checkpoint" not in spec.settings]
+    if edit.flat.get("atlas.checkpoint") and len(shared_atlas) > 1:
+        logger.warning(f"atlas.checkpoint={edit.flat['atlas.checkpoint']} applies to {len(shared_atlas)} clips "
+                       f"({', '.join(shared_atlas[:3])}{' ...' if len(shared_atlas) > 3 else ''}); an atlas belongs "
+                       f"to one clip: give each its own in a manifest, or none to fit them")
     jobs = []
     for spec in specs:
         schema, keys = SCHEMAS[spec.kind], known[spec.kind]

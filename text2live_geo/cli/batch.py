@@ -2,7 +2,7 @@
 
 Examples:
   t2l-batch shoot/ text.src=swan text.comp="golden swan" text.screen="golden swan"
-  t2l-batch clips.yaml --config configs/video/blackswan_golden.yaml workers=2
+  t2l-batch clips.yaml --config my_edit.yaml workers=2
   t2l-batch shoot/ executor=ray ray.address=auto steps=2000
 
 Run the same command again to continue: finished clips are skipped, unfinished ones resume from
