@@ -1,6 +1,6 @@
 #!/usr/bin/env python
-"""Write configs/image/base.yaml and configs/video/base.yaml from the config dataclasses, the one
-source of every default (tests/test_config.py checks that the files agree)."""
+"""Write configs/{image,video,atlas,batch}/base.yaml from the config dataclasses, the one source of
+every default (tests/test_config.py checks that the files agree)."""
 from pathlib import Path
 
 from text2live_geo.config import BASE_CONFIGS, default_yaml

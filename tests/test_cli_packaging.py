@@ -43,7 +43,7 @@ def test_any_user_error_is_one_line_and_exit_2_and_a_bug_keeps_its_traceback(cap
 
 def test_entry_points_name_the_package_mains():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-atlas"}
+    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-atlas", "t2l-batch"}
     for target in scripts.values():
         module, name = target.split(":")
         assert callable(getattr(importlib.import_module(module), name)), target
@@ -58,12 +58,12 @@ def test_base_config_is_the_checkouts_yaml_and_optional_without_one(monkeypatch,
     assert cli.base_config("atlas") is None
 
 
-@pytest.mark.parametrize("tool", ["image", "video"])
+@pytest.mark.parametrize("tool", ["image", "video", "batch"])
 def test_module_help_from_another_directory(tool, tmp_path):
     result = subprocess.run([sys.executable, "-m", f"text2live_geo.cli.{tool}", "--help"], cwd=tmp_path,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert "--resume" in result.stdout and "text.src" in result.stdout
+    assert ("--resume" in result.stdout or tool == "batch") and "text.src" in result.stdout
 
 
 def test_importing_the_losses_pulls_in_neither_the_atlas_package_nor_the_cli():

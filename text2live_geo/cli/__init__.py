@@ -1,6 +1,7 @@
 """Command-line tools: `t2l-image` (`text2live_geo.cli.image`), `t2l-video`
-(`text2live_geo.cli.video`) and `t2l-atlas` (`text2live_geo.cli.atlas`), also run by the
-`run_image.py` / `run_video.py` / `run_atlas.py` wrappers.
+(`text2live_geo.cli.video`), `t2l-atlas` (`text2live_geo.cli.atlas`) and `t2l-batch`
+(`text2live_geo.cli.batch`), also run by the `run_image.py` / `run_video.py` / `run_atlas.py` /
+`run_batch.py` wrappers.
 
 This module holds what they share: the parser, the base config lookup, and `run_cli`, which
 turns every `UserError` into one line on stderr and exit status 2, never a traceback.
@@ -43,17 +44,18 @@ def edit_parser(description: str, epilog: str, base_config: str, progress_help: 
     return parser
 
 
-def run_cli(main: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser,
+def run_cli(main: Callable[[argparse.Namespace], int | None], parser: argparse.ArgumentParser,
             argv: Sequence[str] | None = None) -> int:
-    """Parse `argv` (default: sys.argv[1:]), call `main`, and return the exit status."""
+    """Parse `argv` (default: sys.argv[1:]), call `main`, and return the exit status (what `main`
+    returns, 0 for None)."""
     args = parser.parse_intermixed_args(argv)  # options may come between key=value overrides
     setup_console_logging()
     try:
-        main(args)
+        status = main(args)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted: the last checkpoint in the run folder can be resumed with --resume", file=sys.stderr)
         return 130
-    return 0
+    return 0 if status is None else int(status)

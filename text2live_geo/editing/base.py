@@ -39,6 +39,8 @@ class GeneratorTraining(ABC):
         optimizer: set by `setup_optimisation()`: MADGRAD or Adam over the generator's parameters.
         scaler: set by `setup_optimisation()`: the gradient scaler (active for fp16 on CUDA only).
         step: set by `setup_optimisation()`: optimisation steps taken.
+        seconds: set by `setup_optimisation()`: training seconds over those steps (resumed runs
+            included; saved in the checkpoint).
     """
 
     cfg: object
@@ -48,6 +50,7 @@ class GeneratorTraining(ABC):
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     step: int
+    seconds: float
 
     # ---------------------------------------------------- what a subclass provides
     @abstractmethod
@@ -65,6 +68,7 @@ class GeneratorTraining(ABC):
         self.scaler = torch.amp.GradScaler(self.device.type,
                                            enabled=self.cfg.precision == "fp16" and self.device.type == "cuda")
         self.step = 0
+        self.seconds = 0.0
 
     def bootstrap_weight(self, step: int) -> float:
         """The bootstrap weight of step `step` (0-based), 0 from loss.bootstrap_steps on: with
@@ -95,18 +99,31 @@ class GeneratorTraining(ABC):
     def train(self, run_dir: Path, progress: bool, snapshot: Callable[[], torch.Tensor]) -> float:
         """Train from `self.step` to `cfg.steps`: one metrics line per step, a tqdm bar with the
         losses, `snapshot()` saved every `log_every` steps, a checkpoint every `checkpoint_every`
-        steps and at the end. Returns the seconds spent."""
+        steps and at the end, and a debug log line every 5 % of the steps (a batch's clip log).
+        Returns the seconds spent in this call.
+
+        A resumed run first drops the metrics lines past its checkpoint's step (a run killed
+        after its last checkpoint wrote them), and its `seconds` continue from the checkpoint's,
+        so `metrics.jsonl` reads as one uninterrupted run.
+        """
         cfg = self.cfg
         metrics = MetricsLog(Path(run_dir) / "metrics.jsonl")
+        metrics.truncate(self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="edit", dynamic_ncols=True)
+        log_every = max(1, cfg.steps // 20)
+        trained_before = self.seconds
         start = time.perf_counter()
         while self.step < cfg.steps:
             record = self.training_step()
-            record.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"],
-                          seconds=round(time.perf_counter() - start, 3))
+            self.seconds = trained_before + time.perf_counter() - start
+            record.update(step=self.step, lr=self.optimizer.param_groups[0]["lr"], seconds=round(self.seconds, 3))
             metrics.write(record)
-            bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in _NOT_LOSSES})
+            losses = {k: v for k, v in record.items() if k not in _NOT_LOSSES}
+            bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             bar.update(1)
+            if self.step % log_every == 0 or self.step == cfg.steps:
+                logger.debug(f"step {self.step}/{cfg.steps} ({self.seconds:.1f} s): "
+                             + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if cfg.log_every > 0 and self.step % cfg.log_every == 0 and self.step < cfg.steps:
                 save_png(snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
             if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
@@ -124,7 +141,7 @@ class GeneratorTraining(ABC):
         """Hook: raise RunError when a checkpoint does not belong to this edit."""
 
     def state_dict(self) -> dict:
-        state = {"step": self.step, "generator": self.generator.state_dict(),
+        state = {"step": self.step, "seconds": float(self.seconds), "generator": self.generator.state_dict(),
                  "optimizer": self.optimizer.state_dict(), "scaler": self.scaler.state_dict(),
                  "torch_rng": torch.get_rng_state(), **self.extra_state()}
         if self.previous_generator is not None:
@@ -153,3 +170,4 @@ class GeneratorTraining(ABC):
         if "cuda_rng" in state and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["cuda_rng"].cpu(), self.device)
         self.step = int(state["step"])
+        self.seconds = float(state.get("seconds", 0.0))  # checkpoints from before it was saved: 0

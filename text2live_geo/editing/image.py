@@ -29,6 +29,7 @@ from .run import (
     RunError,
     autocast_context,
     check_texts,
+    claim_run_dir,
     decayed_lr,
     load_run_config,
     make_run_dir,
@@ -170,12 +171,17 @@ def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix
 # ---------------------------------------------------------------------------- the API
 def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True) -> ImageEditResult:
+               clip: ClipGuide | None = None, progress: bool = True,
+               run_dir: str | Path | None = None) -> ImageEditResult:
     """Run (or resume) one image edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
-    is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer).
+    is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer). `run_dir`: the new
+    run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
+    batch; default: a new folder under `output_dir`, named `run_name` or after the input.
     """
+    if resume is not None and run_dir is not None:
+        raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
     cfg, resume = load_run_config(ImageEditConfig, config_path, overrides, resume, base_config)
     if not cfg.image:
         raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
@@ -199,7 +205,8 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
         run_dir = resume
         editor.resume(run_dir)
     else:
-        run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
+        run_dir = claim_run_dir(run_dir) if run_dir is not None else \
+            make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         save_png(image, run_dir / "input.png")
         if editor.relevancy is not None:

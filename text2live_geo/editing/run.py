@@ -57,6 +57,18 @@ def make_run_dir(output_dir: str | Path, name: str) -> Path:
             candidate = root / f"{name}-{index}"
 
 
+def claim_run_dir(path: str | Path) -> Path:
+    """Use `path` as a new run's folder (created if missing), for a caller that owns the folder
+    (a batch keeps the clip's log in it before the edit starts). RunError if it holds a run
+    already: a run folder is never written over."""
+    path = Path(path)
+    path.mkdir(parents=True, exist_ok=True)
+    taken = [name for name in (CONFIG_NAME, CHECKPOINT_NAME) if (path / name).exists()]
+    if taken:
+        raise RunError(f"'{path}' already holds a run ({', '.join(taken)}): resume it, or give another folder")
+    return path
+
+
 def timestamped(stem: str) -> str:
     return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
 
@@ -95,6 +107,27 @@ class MetricsLog:
     def write(self, record: dict[str, Any]) -> None:
         with self.path.open("a") as handle:
             handle.write(json.dumps(record) + "\n")
+
+    def truncate(self, last_step: int, key: str = "step") -> None:
+        """Keep the lines of steps up to `last_step` (and drop a torn last line).
+
+        A run killed after its last checkpoint has written lines past it; the resumed run
+        continues from the checkpoint's step, so without this those steps would appear twice.
+        With it the file reads as one uninterrupted run. Rewritten atomically.
+        """
+        if not self.path.is_file():
+            return
+        kept = []
+        for line in self.path.read_text().splitlines():
+            try:
+                record = json.loads(line)
+            except ValueError:  # the torn line of a killed write
+                continue
+            if isinstance(record, dict) and isinstance(record.get(key), int) and record[key] <= last_step:
+                kept.append(line + "\n")
+        temporary = self.path.with_name(self.path.name + ".tmp")
+        temporary.write_text("".join(kept))
+        os.replace(temporary, self.path)
 
 
 def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:

@@ -51,6 +51,7 @@ from .run import (
     RunError,
     autocast_context,
     check_texts,
+    claim_run_dir,
     decayed_lr,
     load_run_config,
     make_run_dir,
@@ -323,12 +324,17 @@ class VideoEditor(GeneratorTraining):
 # ---------------------------------------------------------------------------- the API
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True) -> VideoEditResult:
+               clip: ClipGuide | None = None, progress: bool = True,
+               run_dir: str | Path | None = None) -> VideoEditResult:
     """Run (or resume) one video edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
-    is loaded and `overrides` apply on top (e.g. `steps=4000` to train longer).
+    is loaded and `overrides` apply on top (e.g. `steps=4000` to train longer). `run_dir`: the new
+    run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
+    batch; default: a new folder under `output_dir`, named `run_name` or after the input.
     """
+    if resume is not None and run_dir is not None:
+        raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
     cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config)
     if not cfg.video.frames:
         raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
@@ -375,7 +381,8 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         editor.resume(run_dir)
     else:
         stem = video_name(cfg.video.frames)
-        run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
+        run_dir = claim_run_dir(run_dir) if run_dir is not None else \
+            make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
         if editor.atlas_relevancy is not None:
             save_png(editor.atlas_relevancy, run_dir / "atlas_relevancy.png")
