@@ -309,10 +309,7 @@ class LayeredAtlas(nn.Module, ABC):
         frames = torch.empty(n * h * w, 3, device=device, dtype=self.dtype)
         with torch.no_grad():
             for start, end, xyt in self._pixel_chunks(device, chunk_size, progress, "atlas reconstruction"):
-                alpha = self.alpha_values(xyt)
-                rgb_foreground = self.atlas_rgb(self.foreground_uv(xyt))
-                rgb_background = self.atlas_rgb(self.background_uv(xyt))
-                frames[start:end] = alpha * rgb_foreground + (1.0 - alpha) * rgb_background
+                frames[start:end] = self._reconstruction(xyt)
         return frames.view(n, h, w, 3).permute(0, 3, 1, 2).contiguous()
 
     def bake(
@@ -374,16 +371,19 @@ class LayeredAtlas(nn.Module, ABC):
         x = torch.arange(width, device=device).view(1, 1, -1).expand_as(t)
         return self.normalize_coordinates(x.reshape(-1), y.reshape(-1), t.reshape(-1))
 
+    def _reconstruction(self, xyt: torch.Tensor) -> torch.Tensor:
+        """``(P, 3)`` normalised (x, y, t) -> ``(P, 3)`` ``alpha * rgb_fg + (1 - alpha) * rgb_bg``."""
+        alpha = self.alpha_values(xyt)
+        return (alpha * self.atlas_rgb(self.foreground_uv(xyt))
+                + (1.0 - alpha) * self.atlas_rgb(self.background_uv(xyt)))
+
     def reconstruct(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """``(len(frame_indices), 3, H, W)`` reconstruction of those frames in [0, 1] (no gradient)."""
         xyt = self.frame_pixels(frame_indices)
         out = torch.empty(xyt.shape[0], 3, device=xyt.device, dtype=xyt.dtype)
         with torch.no_grad():
             for start, end in chunk_ranges(xyt.shape[0], chunk_size):
-                chunk = xyt[start:end]
-                alpha = self.alpha_values(chunk)
-                out[start:end] = (alpha * self.atlas_rgb(self.foreground_uv(chunk))
-                                  + (1.0 - alpha) * self.atlas_rgb(self.background_uv(chunk)))
+                out[start:end] = self._reconstruction(xyt[start:end])
         return out.view(-1, self.height, self.width, 3).permute(0, 3, 1, 2).contiguous()
 
     def alpha(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:

@@ -211,9 +211,10 @@ def run_recipe(name: str, cfg, clip, args, budget: float) -> dict:
     """Flows, masks, initialisation, (pre-training,) fitting for ``budget`` seconds; the curve."""
     import torch
 
-    from atlas.fitting.fit import AtlasFitter, ClipData, build_atlas, psnr
+    from atlas.fitting.fit import AtlasFitter, ClipData, build_atlas
     from atlas.flow import compute_flows
     from atlas.masks import mask_iou, motion_masks
+    from atlas.render import reconstruction_psnr as psnr
 
     cfg = dataclasses.replace(cfg, eval_every=0)  # PSNR points come from here, by time
     clock = Clock()

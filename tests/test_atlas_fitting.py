@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from atlas.fitting.fit import AtlasFitter, ClipData, PixelSampler, build_atlas, psnr
+from atlas.fitting.fit import AtlasFitter, ClipData, PixelSampler, build_atlas
 from atlas.fitting.losses import (
     alpha_flow_loss,
     bootstrap_loss,
@@ -27,6 +27,7 @@ from atlas.grid_model import GridAtlas, GridAtlasConfig
 from atlas.masks import mask_iou
 from atlas.model import NeuralAtlas
 from atlas.procedural import make_procedural_clip
+from atlas.render import reconstruction_psnr as psnr
 from text2live_geo.config import AtlasModel, AtlasRunConfig, FitConfig, load_config
 
 FRAMES, WIDTH, HEIGHT = 8, 64, 48

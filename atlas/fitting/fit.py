@@ -21,10 +21,12 @@ from tqdm import tqdm
 from text2live_geo.config import FitConfig
 from text2live_geo.video_io import FrameShape
 
+from ..chunking import DEFAULT_CHUNK_SIZE, chunk_ranges
 from ..config import AtlasConfig
 from ..flow import FlowField
 from ..grid_model import GridAtlas, GridAtlasConfig
 from ..model import LayeredAtlas, NeuralAtlas
+from ..render import reconstruction_psnr
 from .initialise import initial_grid_atlas
 from .losses import (
     alpha_flow_loss,
@@ -36,7 +38,7 @@ from .losses import (
     sparsity_loss,
 )
 
-__all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas", "psnr"]
+__all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas"]
 
 
 @dataclass
@@ -117,12 +119,6 @@ class PixelSampler:
             mask=None if self.masks is None else self.masks[t, pixel],
             colour_right=self.colours[t, right], colour_down=self.colours[t, down],
             flow_index=flow_index, x_to=x_to[flow_index], y_to=y_to[flow_index], t_to=t_to[flow_index].float())
-
-
-def psnr(prediction: torch.Tensor, target: torch.Tensor) -> float:
-    """PSNR in dB of values in [0, 1]."""
-    mse = float((prediction - target).pow(2).mean())
-    return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
 
 
 def build_atlas(cfg: FitConfig, clip: ClipData) -> LayeredAtlas:
@@ -265,12 +261,10 @@ class AtlasFitter:
     @torch.no_grad()
     def evaluate_psnr(self) -> float:
         """Reconstruction PSNR on the fixed evaluation pixels (dB)."""
-        chunks = []
-        for start in range(0, self.eval_x.shape[0], 65536):
-            stop = start + 65536
-            chunks.append(query_pixels(self.atlas, self.eval_x[start:stop], self.eval_y[start:stop],
-                                       self.eval_t[start:stop], self.foreground).reconstruction)
-        return psnr(torch.cat(chunks), self.eval_colour)
+        chunks = [query_pixels(self.atlas, self.eval_x[start:stop], self.eval_y[start:stop],
+                               self.eval_t[start:stop], self.foreground).reconstruction
+                  for start, stop in chunk_ranges(self.eval_x.shape[0], DEFAULT_CHUNK_SIZE)]
+        return reconstruction_psnr(torch.cat(chunks), self.eval_colour)
 
     def fit(self, progress: bool = True, on_record: Callable[[dict], None] | None = None,
             on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 0,
