@@ -137,19 +137,7 @@ class GridAtlas(LayeredAtlas):
         #: fitting iterations behind these values (0 for a fresh model)
         self.iteration: int = 0
 
-    # ------------------------------------------------------------------ geometry
-    @property
-    def num_frames(self) -> int:
-        return self.config.num_frames
-
-    @property
-    def width(self) -> int:
-        return self.config.width
-
-    @property
-    def height(self) -> int:
-        return self.config.height
-
+    # ------------------------------------------------------------------ per-frame maps
     def _per_pixel(self, transforms: torch.Tensor, t_normalised: torch.Tensor) -> torch.Tensor:
         """``(N, r, 3)`` per-frame matrices -> ``(P, r, 3)`` each pixel's, blended linearly between
         the two frames around a fractional t = (tn + 1) N / 2. A ``(P, N)`` weight matrix times the

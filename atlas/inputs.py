@@ -17,6 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from text2live_geo.errors import UserError
+from text2live_geo.video_io import FrameShape
 
 from .masks import load_mask_folder
 
@@ -31,7 +32,7 @@ class ClipInputError(UserError, ValueError):
 
 
 @dataclass
-class ClipInput:
+class ClipInput(FrameShape):
     """A clip ready for fitting.
 
     Attributes:
@@ -51,18 +52,6 @@ class ClipInput:
     source_size: tuple[int, int]
     masks: torch.Tensor | None = None
     notes: list[str] = field(default_factory=list)
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def height(self) -> int:
-        return self.frames.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.frames.shape[3]
 
 
 def fitting_size(height: int, width: int, long_side: int, upscale: bool = False) -> tuple[int, int]:

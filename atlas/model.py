@@ -126,26 +126,26 @@ class LayeredAtlas(nn.Module, ABC):
     foreground / background uv, the alpha and the shared atlas colour, and whole-video passes
     (uv maps, reconstructions, baked atlas images) built on them.
 
-    A subclass provides the frame geometry (``width``, ``height``, ``num_frames``) and the four
-    per-pixel functions ``foreground_uv``, ``background_uv``, ``alpha_values``, ``atlas_rgb``
-    with the conventions of the module docstring.
+    A subclass sets ``self.config`` (anything with ``width``, ``height`` and ``num_frames``: the
+    frame geometry) and provides the per-pixel functions ``foreground_uv``, ``background_uv``,
+    ``alpha_values`` and ``atlas_rgb`` with the conventions of the module docstring.
     """
 
     # ------------------------------------------------------------------ geometry
     @property
-    @abstractmethod
     def num_frames(self) -> int:
         """N, the frame count used for the time normalisation."""
+        return self.config.num_frames
 
     @property
-    @abstractmethod
     def width(self) -> int:
         """W, frame width in pixels."""
+        return self.config.width
 
     @property
-    @abstractmethod
     def height(self) -> int:
         """H, frame height in pixels."""
+        return self.config.height
 
     @property
     def device(self) -> torch.device:
@@ -442,22 +442,6 @@ class NeuralAtlas(LayeredAtlas):
         )
         #: training iteration stored in the checkpoint (0 for a fresh model).
         self.iteration: int = 0
-
-    # ------------------------------------------------------------------ geometry
-    @property
-    def num_frames(self) -> int:
-        """N, the frame count used for the time normalisation."""
-        return self.config.num_frames
-
-    @property
-    def width(self) -> int:
-        """W, frame width in pixels."""
-        return self.config.width
-
-    @property
-    def height(self) -> int:
-        """H, frame height in pixels."""
-        return self.config.height
 
     # ------------------------------------------------------------------ networks
     def foreground_uv(self, xyt: torch.Tensor) -> torch.Tensor:

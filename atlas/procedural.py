@@ -33,6 +33,8 @@ import cv2
 import numpy as np
 import torch
 
+from text2live_geo.video_io import FrameShape
+
 __all__ = ["CAMERA_MOTIONS", "ProceduralClip", "make_procedural_clip", "write_procedural_clip"]
 
 #: Camera motions :func:`make_procedural_clip` knows.
@@ -43,7 +45,7 @@ _OBJECT_EXTENT = 1.6
 
 
 @dataclass
-class ProceduralClip:
+class ProceduralClip(FrameShape):
     """A procedural clip and its ground truth (CPU tensors).
 
     Attributes:
@@ -66,18 +68,6 @@ class ProceduralClip:
     flow_visible: torch.Tensor
     camera: str
     seed: int
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def height(self) -> int:
-        return self.frames.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.frames.shape[3]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -59,3 +59,43 @@ def tiny_overrides(image, clip_dir, out_dir, steps: int = 3, **extra) -> list[st
     }
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]
+
+
+# ------------------------------------------------------------------------ atlas fitting
+TINY_FIT = {"fit.iterations": 12, "fit.samples": 1024, "fit.eval_every": 4, "fit.flow_preset": "ultrafast",
+            "checkpoint_every": 5, "device": "cpu", "seed": 0}
+
+
+def tiny_fit_overrides(frames, out_dir, **extra) -> list[str]:
+    """Config overrides (AtlasRunConfig) for a fit of a tiny clip in a few seconds on a CPU; a value
+    of None leaves its key out."""
+    values = {"video.frames": str(frames), "output_dir": str(out_dir), **TINY_FIT}
+    values.update(extra)
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+#: the tiny procedural clip: 8 frames of 64 x 48, one object over a panning background
+TINY_PROCEDURAL = {"frames": 8, "width": 64, "height": 48, "objects": 1, "camera": "pan", "seed": 0,
+                   "object_size": 1.4}
+
+
+@pytest.fixture(scope="session")
+def tiny_procedural_clip(tmp_path_factory):
+    """`make_procedural_clip(**TINY_PROCEDURAL)` written as `frames/00000.png ...`,
+    `masks/00000.png ...` (its exact masks) and `clip.mp4`; returns the folder."""
+    from atlas.procedural import make_procedural_clip, write_procedural_clip
+
+    folder = tmp_path_factory.mktemp("tiny_procedural")
+    return write_procedural_clip(make_procedural_clip(**TINY_PROCEDURAL), folder)
+
+
+@pytest.fixture(scope="session")
+def tiny_atlas_run(tiny_procedural_clip, tmp_path_factory):
+    """An atlas run folder of run_atlas.py fitted on `tiny_procedural_clip` with its masks (a few
+    seconds); returns its AtlasRunResult. Tests must not modify the folder."""
+    from atlas.fitting.run import fit_atlas
+
+    out = tmp_path_factory.mktemp("tiny_atlas_run")
+    return fit_atlas(overrides=tiny_fit_overrides(tiny_procedural_clip / "frames", out, run_name="tiny",
+                                                  **{"fit.masks": tiny_procedural_clip / "masks"}),
+                     progress=False)

@@ -43,7 +43,7 @@ def test_any_user_error_is_one_line_and_exit_2_and_a_bug_keeps_its_traceback(cap
 
 def test_entry_points_name_the_package_mains():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-batch"}
+    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-atlas", "t2l-batch"}
     for target in scripts.values():
         module, name = target.split(":")
         assert callable(getattr(importlib.import_module(module), name)), target
@@ -52,8 +52,10 @@ def test_entry_points_name_the_package_mains():
 def test_base_config_is_the_checkouts_yaml_and_optional_without_one(monkeypatch, tmp_path):
     assert cli.base_config("image") == ROOT / "configs" / "image" / "base.yaml"
     assert cli.base_config("video") == ROOT / "configs" / "video" / "base.yaml"
+    assert cli.base_config("atlas") == ROOT / "configs" / "atlas" / "base.yaml"
     monkeypatch.setattr(cli, "REPO_ROOT", tmp_path)  # an installed package: no configs/ next to it
     assert cli.base_config("image") is None and cli.base_config("video") is None
+    assert cli.base_config("atlas") is None
 
 
 @pytest.mark.parametrize("tool", ["image", "video", "batch"])

@@ -198,3 +198,72 @@ def test_frame_count_messages_name_the_fix(tiny, tmp_path):
 def test_resume_of_a_folder_that_is_not_a_run(tmp_path, capsys):
     code, _, err = run(["--resume", str(tmp_path)], capsys)
     assert code == 2 and "is not a run folder to resume" in err
+
+
+# ---------------------------------------------------------------- atlases fitted by run_atlas.py
+def fitted_overrides(frames, clip_dir, out_dir, **extra) -> list[str]:
+    """A 2-step edit of the tiny procedural clip (64 x 48, 8 frames) with the tiny CLIP."""
+    values = {"video.frames": str(frames), "clip.model": str(clip_dir), "output_dir": str(out_dir),
+              "text.src": "red circle", "text.comp": "blue circle", "text.screen": "blue circle", "steps": 2,
+              "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "log_every": 0,
+              "checkpoint_every": 2,
+              "atlas.alpha_threshold": 0.5}  # a fit of a few iterations has no alpha near 1 yet
+    values.update(extra)
+    return [f"{key}={value}" for key, value in values.items() if value is not None]
+
+
+def test_two_step_edit_on_an_atlas_run_folder(tiny_atlas_run, tiny_procedural_clip, tiny_clip_dir, tmp_path, capsys):
+    code, out, err = run(fitted_overrides(tiny_procedural_clip / "frames", tiny_clip_dir, tmp_path / "runs",
+                                          **{"atlas.checkpoint": tiny_atlas_run.run_dir}), capsys)
+    assert code == 0, err
+    run_dir = only_run_dir(tmp_path / "runs")
+    assert mp4_facts(run_dir / "edited.mp4") == ((8, 48, 64, 3), 10.0)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert (summary["atlas_width"], summary["atlas_height"], summary["steps"]) == (64, 48, 2)
+    assert summary["atlas"] == str(tiny_atlas_run.run_dir)
+    assert summary["reconstruction_psnr_db"] > 25  # the fitted atlas reconstructs the clip
+
+
+def test_frame_count_mismatch_with_a_fitted_atlas_names_the_fix(tiny_atlas_run, tiny_procedural_clip,
+                                                                 tiny_clip_dir, tmp_path, capsys):
+    code, _, err = run(fitted_overrides(tiny_procedural_clip / "frames", tiny_clip_dir, tmp_path / "runs",
+                                        **{"atlas.checkpoint": tiny_atlas_run.atlas_dir, "video.max_frames": 5}),
+                       capsys)
+    assert code == 2 and err.count("\n") == 1
+    assert f"the video has 5 frames but the atlas in '{tiny_atlas_run.atlas_dir}' was fitted on 8" in err
+
+
+def test_an_edit_without_an_atlas_fits_one_once(tiny_procedural_clip, tiny_clip_dir, tmp_path, capsys,
+                                                 monkeypatch):
+    from atlas.fitting.fit import AtlasFitter
+
+    fits = []
+    original = AtlasFitter.fit
+    monkeypatch.setattr(AtlasFitter, "fit", lambda self, *args, **kwargs: fits.append(1) or original(
+        self, *args, **kwargs))
+    argv = fitted_overrides(tiny_procedural_clip / "clip.mp4", tiny_clip_dir, tmp_path / "runs", steps=1,
+                            **{"fit.iterations": 6, "fit.samples": 1024, "fit.flow_preset": "ultrafast",
+                               "fit.masks": tiny_procedural_clip / "masks"})
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    (cache,) = (tmp_path / "runs" / ".atlas_cache").iterdir()
+    assert f"no atlas given: fitting one to {tiny_procedural_clip / 'clip.mp4'} first" in out and fits == [1]
+    assert json.loads((cache / "fit_summary.json").read_text())["iterations"] == 6
+
+    code, out, err = run(argv, capsys)
+    assert code == 0, err
+    assert f"reusing the atlas fitted on {tiny_procedural_clip / 'clip.mp4'} ({cache})" in out
+    assert fits == [1]  # no second fit
+    edits = sorted(p for p in (tmp_path / "runs").iterdir() if not p.name.startswith("."))
+    assert len(edits) == 2
+    assert json.loads((edits[1] / "summary.json").read_text())["atlas"] == str(cache)
+
+
+def test_bad_masks_for_the_fit_of_an_edit_write_nothing(tiny_procedural_clip, tiny_clip_dir, tmp_path, capsys):
+    masks = tmp_path / "masks"
+    shutil.copytree(tiny_procedural_clip / "masks", masks)
+    (masks / "00007.png").unlink()
+    code, _, err = run(fitted_overrides(tiny_procedural_clip / "frames", tiny_clip_dir, tmp_path / "runs",
+                                        **{"fit.masks": masks}), capsys)
+    assert code == 2 and err.count("\n") == 1 and "holds 7 masks for 8 frames" in err
+    assert not (tmp_path / "runs").exists()

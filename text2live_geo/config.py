@@ -307,10 +307,12 @@ class FitConfig:
 
 @dataclass
 class AtlasInputConfig:
-    """The neural layered atlas (public NLA checkpoint folder) and how it is baked and cropped."""
+    """The layered atlas of the video (fitted by run_atlas.py, or a public NLA checkpoint folder), or
+    where the one fitted for the edit is cached, and how it is baked and cropped."""
 
-    checkpoint: str = ""  # (required) NLA folder holding `checkpoint` and `config.json`
-    num_frames: int = 0  # N for NLA's time normalisation; 0: maximum_number_of_frames of config.json
+    checkpoint: str = ""  # run_atlas.py run folder, atlas folder or NLA folder; empty: fit one first (fit.*)
+    cache_dir: str = ""  # atlases fitted for edits, one per clip and fit settings; empty: <output_dir>/.atlas_cache
+    num_frames: int = 0  # NLA checkpoints: N for the time normalisation; 0: maximum_number_of_frames of config.json
     resolution: int = 0  # side R of the baked atlas image; 0: follows the clip (2 atlas pixels per frame pixel)
     alpha_threshold: float = 0.95  # foreground pixels: NLA alpha above this
     box_border: int = 30  # foreground frame boxes grow by this many pixels per side

@@ -23,8 +23,27 @@ from .media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  #
 FOLDER_FPS = 10.0
 
 
+class FrameShape:
+    """``num_frames``, ``height`` and ``width`` of a ``frames`` attribute of shape ``(N, C, H, W)``
+    (shared by every dataclass that carries a clip's frames)."""
+
+    frames: torch.Tensor
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def height(self) -> int:
+        return self.frames.shape[2]
+
+    @property
+    def width(self) -> int:
+        return self.frames.shape[3]
+
+
 @dataclass
-class Video:
+class Video(FrameShape):
     """A decoded video.
 
     Attributes:
@@ -38,18 +57,6 @@ class Video:
     fps: float | None
     source: Path
     names: list[str]
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def height(self) -> int:
-        return self.frames.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.frames.shape[3]
 
 
 def read_frames_folder(folder: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:
@@ -113,6 +120,16 @@ def read_video_file(path: str | Path, max_frames: int = 0) -> tuple[Video, list[
     array = np.stack(frames)
     tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
     return Video(tensor, fps, path, [f"frame_{i:05d}" for i in range(len(frames))]), notes
+
+
+def video_name(path: str | Path) -> str:
+    """A run-folder stem for a video: the file stem, or the folder name (its parent's for generic
+    names like ``frames/``)."""
+    path = Path(path)
+    path = path.resolve() if path.name in ("", ".", "..") else path
+    if path.is_dir() and path.name.lower() in ("frames", "images", "rgb", "jpegimages") and path.parent.name:
+        return path.parent.name
+    return path.stem or "video"
 
 
 def read_video(path: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:

@@ -19,6 +19,7 @@ import torch
 from tqdm import tqdm
 
 from text2live_geo.config import FitConfig
+from text2live_geo.video_io import FrameShape
 
 from ..config import AtlasConfig
 from ..flow import FlowField
@@ -39,25 +40,13 @@ __all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas
 
 
 @dataclass
-class ClipData:
+class ClipData(FrameShape):
     """What fitting reads: ``frames`` ``(N, 3, H, W)`` in [0, 1], ``masks`` ``(N, 1, H, W)`` in
     [0, 1] or None (background only), and the optical flow both ways."""
 
     frames: torch.Tensor
     masks: torch.Tensor | None
     flows: FlowField
-
-    @property
-    def num_frames(self) -> int:
-        return self.frames.shape[0]
-
-    @property
-    def height(self) -> int:
-        return self.frames.shape[2]
-
-    @property
-    def width(self) -> int:
-        return self.frames.shape[3]
 
 
 @dataclass

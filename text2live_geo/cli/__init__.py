@@ -1,6 +1,7 @@
 """Command-line tools: `t2l-image` (`text2live_geo.cli.image`), `t2l-video`
-(`text2live_geo.cli.video`) and `t2l-batch` (`text2live_geo.cli.batch`), also run by the
-`run_image.py` / `run_video.py` / `run_batch.py` wrappers.
+(`text2live_geo.cli.video`), `t2l-atlas` (`text2live_geo.cli.atlas`) and `t2l-batch`
+(`text2live_geo.cli.batch`), also run by the `run_image.py` / `run_video.py` / `run_atlas.py` /
+`run_batch.py` wrappers.
 
 This module holds what they share: the parser, the base config lookup, and `run_cli`, which
 turns every `UserError` into one line on stderr and exit status 2, never a traceback.
@@ -31,7 +32,7 @@ def base_config(kind: str) -> Path | None:
 
 
 def edit_parser(description: str, epilog: str, base_config: str, progress_help: str) -> argparse.ArgumentParser:
-    """The parser both tools share: --config, --resume, --quiet and key=value overrides."""
+    """The parser the tools share: --config, --resume, --quiet and key=value overrides."""
     parser = argparse.ArgumentParser(description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", help=f"YAML config merged over the defaults ({base_config} in a source checkout)")

@@ -5,6 +5,7 @@ Examples:
   t2l-video --config configs/video/blackswan_golden.yaml
   t2l-video --config configs/video/car_turn_winter.yaml video.frames=clip.mp4 video.max_frames=70
   t2l-video --resume runs/blackswan-foreground-20261129-120000 steps=4000
+  t2l-video video.frames=clip.mp4 text.src=car text.comp="red car" text.screen="red car"  # fits an atlas first
 """
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "atlas, guided by CLIP, and maps the edit back to every frame.",
         epilog="Config keys are documented in docs/video.md and text2live_geo/config.py (VideoEditConfig). "
                "Common: video.frames (folder of frames or .mp4/.mov), video.max_frames, video.fps, "
-               "atlas.checkpoint (NLA folder), layer (foreground|background), text.src, text.comp, text.screen, "
-               "steps, seed, device, output_dir, clip.model, loss.guidance (directional|geodesic).",
+               "atlas.checkpoint (a run_atlas.py run folder or an NLA folder; empty: fit an atlas first with the "
+               "fit.* keys, cached in atlas.cache_dir), layer (foreground|background), text.src, text.comp, "
+               "text.screen, steps, seed, device, output_dir, clip.model, loss.guidance (directional|geodesic).",
         base_config="configs/video/base.yaml", progress_help="no progress bars")
 
 

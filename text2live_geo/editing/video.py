@@ -43,7 +43,7 @@ from ..data.atlas_crops import AtlasCropSampler, AtlasSample, AtlasVideo
 from ..generator import SkipGenerator, batch_statistics_without_update
 from ..io import save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
-from ..video_io import FOLDER_FPS, read_video
+from ..video_io import FOLDER_FPS, read_video, video_name
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
 from .run import (
@@ -59,7 +59,12 @@ from .run import (
     set_lr,
     timestamped,
 )
-from .video_input import load_atlas_for_video, prepare_atlas_video, sampled_reconstruction_psnr
+from .video_input import (
+    fitted_atlas_for_video,
+    load_atlas_for_video,
+    prepare_atlas_video,
+    sampled_reconstruction_psnr,
+)
 from .video_outputs import write_video_outputs
 
 __all__ = ["LayerRender", "VideoEditResult", "VideoEditor", "as_seen_in_frames", "edit_video"]
@@ -280,14 +285,6 @@ class VideoEditor(GeneratorTraining):
 
 
 # ---------------------------------------------------------------------------- the API
-def _video_name(path: Path) -> str:
-    """Run-folder stem: the file stem, or the folder name (its parent's for generic names like frames/)."""
-    path = path.resolve() if path.name in ("", ".", "..") else path
-    if path.is_dir() and path.name.lower() in ("frames", "images", "rgb", "jpegimages") and path.parent.name:
-        return path.parent.name
-    return path.stem or "video"
-
-
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
                clip: ClipGuide | None = None, progress: bool = True,
@@ -304,24 +301,28 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config)
     if not cfg.video.frames:
         raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
-    if not cfg.atlas.checkpoint:
-        raise RunError("no atlas: pass atlas.checkpoint=path/to/nla_folder (holding 'checkpoint' and 'config.json')")
     check_texts(cfg)
     device = select_device(cfg.device)
+    fps_given = cfg.video.fps
+    if fps_given is not None and fps_given < 0:
+        raise RunError(f"video.fps must be positive, got {fps_given}")
 
     video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
     for note in notes:
         logger.info(f"note: {note}")
-    atlas, frames = load_atlas_for_video(cfg, video, device)
-    fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
-    if fps <= 0:
-        raise RunError(f"video.fps must be positive, got {cfg.video.fps}")
+    owns_clip = clip is None
+    atlas_path = cfg.atlas.checkpoint
+    if not atlas_path:  # no atlas given: fit one (or reuse the one fitted on this clip before)
+        if owns_clip:  # a wrong clip.model fails now, not after the fit
+            clip = ClipGuide.load(cfg.clip.model, device)
+        atlas_path = fitted_atlas_for_video(cfg, progress)
+    atlas, frames = load_atlas_for_video(cfg, video, device, atlas_path)
+    fps = float(fps_given or video.fps or FOLDER_FPS)
     psnr = sampled_reconstruction_psnr(atlas, frames)
-    logger.info(f"NLA reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
+    logger.info(f"atlas reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
     if psnr < 20:
         logger.info("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
-    owns_clip = clip is None
-    if owns_clip:
+    if clip is None:
         clip = ClipGuide.load(cfg.clip.model, device)
     clip = clip.to(device)
 
@@ -342,7 +343,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         run_dir = resume
         editor.resume(run_dir)
     else:
-        stem = _video_name(Path(cfg.video.frames))
+        stem = video_name(cfg.video.frames)
         run_dir = claim_run_dir(run_dir) if run_dir is not None else \
             make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
         (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
@@ -364,7 +365,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         "layer": cfg.layer, "steps": editor.step, "atlas_box": list(map(int, (
             atlas_video.atlas_box.left, atlas_video.atlas_box.top, atlas_video.atlas_box.right,
             atlas_video.atlas_box.bottom))),
-        "frames_without_foreground": skipped,
+        "frames_without_foreground": skipped, "atlas": str(atlas_path),
         "reconstruction_psnr_db": round(psnr, 2) if math.isfinite(psnr) else None,
         "prepare_seconds": round(prepare_seconds, 3),
         "seconds_per_step": round(train_seconds / trained, 3) if trained else None, **timings,

@@ -1,5 +1,6 @@
-"""The input of a video edit: the NLA checkpoint matched to the video, a cheap check that they
-belong together, and the per-run precompute (uv maps, regions worth editing, the baked atlas crop)."""
+"""The input of a video edit: the layered atlas (fitted by run_atlas.py, fitted now and cached, or a
+public NLA checkpoint) matched to the video, a cheap check that they belong together, and the
+per-run precompute (uv maps, regions worth editing, the baked atlas crop)."""
 from __future__ import annotations
 
 import logging
@@ -11,12 +12,13 @@ import torch.nn.functional as F
 from atlas import (
     Layer,
     LayeredAtlas,
-    NeuralAtlas,
     NoForegroundError,
     layer_crop_regions,
     reconstruction_psnr,
     suggested_resolution,
 )
+from atlas.format import RUN_ATLAS_FOLDER, load_atlas
+from atlas.nla_format import CHECKPOINT_FILENAME, CONFIG_FILENAME
 
 from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
@@ -24,14 +26,39 @@ from ..io import InputError
 from ..video_io import Video
 from .run import RunError
 
-__all__ = ["load_atlas_for_video", "prepare_atlas_video", "sampled_reconstruction_psnr"]
+__all__ = ["ATLAS_CACHE_FOLDER", "fitted_atlas_for_video", "load_atlas_for_video", "prepare_atlas_video",
+           "sampled_reconstruction_psnr"]
+
+#: atlases fitted for edits that name none go here, under output_dir (atlas.cache_dir overrides it)
+ATLAS_CACHE_FOLDER = ".atlas_cache"
 
 
 logger = logging.getLogger(__name__)
 
 
-def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.device) -> tuple[NeuralAtlas, torch.Tensor]:
-    """Load the NLA checkpoint and match the video to it.
+def fitted_atlas_for_video(cfg: VideoEditConfig, progress: bool = True) -> Path:
+    """The atlas of an edit that names none (``atlas.checkpoint`` empty): fitted to the clip with the
+    ``fit.*`` keys and ``video.long_side``, by the code of run_atlas.py, and cached in
+    ``atlas.cache_dir`` (default ``<output_dir>/.atlas_cache``) by the clip's content and the fit
+    settings, so a second edit of the clip reuses it. Returns the atlas run folder."""
+    from atlas.fitting.run import cached_fit  # atlas.fitting.run imports the editing package's run plumbing
+
+    cache = Path(cfg.atlas.cache_dir) if cfg.atlas.cache_dir else Path(cfg.output_dir) / ATLAS_CACHE_FOLDER
+    return cached_fit(cfg.video, cfg.fit, cfg.seed, cfg.device, cache, crf=cfg.crf, progress=progress)
+
+
+def _is_nla_folder(path: Path) -> bool:
+    """A public NLA checkpoint folder (rather than our format or a run_atlas.py run folder)."""
+    return (path / CHECKPOINT_FILENAME).is_file() and not (path / RUN_ATLAS_FOLDER).is_dir()
+
+
+def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.device,
+                         path: str | Path | None = None) -> tuple[LayeredAtlas, torch.Tensor]:
+    """Load the atlas (:func:`atlas.format.load_atlas`: our format, a run_atlas.py run folder or a
+    public NLA checkpoint) and match the video to it.
+
+    Args:
+        path: the atlas; None: ``cfg.atlas.checkpoint``.
 
     Returns:
         The atlas (on ``device``) and the frames ``(N, 3, H, W)`` at the atlas's size (resized
@@ -42,19 +69,26 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.devic
         InputError: the frame count differs from the atlas's; the message has both numbers and
             the key that fixes it.
     """
-    atlas = NeuralAtlas.from_nla_checkpoint(cfg.atlas.checkpoint, device=device,
-                                            num_frames=cfg.atlas.num_frames or None)
-    config_path = Path(cfg.atlas.checkpoint) / "config.json"
+    path = Path(path if path is not None else cfg.atlas.checkpoint)
+    atlas = load_atlas(path, device=device, num_frames=cfg.atlas.num_frames or None)
     count, expected = video.num_frames, atlas.num_frames
-    if count > expected:
-        raise InputError(f"the video has {count} frames but the atlas was fitted on {expected} "
-                         f"(maximum_number_of_frames in {config_path}): pass video.max_frames={expected} "
-                         f"to edit its first {expected} frames")
-    if count < expected:
-        raise InputError(f"the video has {count} frames but the atlas expects {expected} "
-                         f"(maximum_number_of_frames in {config_path}): give the whole video the atlas was "
-                         f"fitted on, or, if it was fitted on exactly these {count} frames (NLA normalises time "
-                         f"by min(maximum_number_of_frames, frames)), pass atlas.num_frames={count}")
+    if _is_nla_folder(path):
+        config_path = path / CONFIG_FILENAME
+        if count > expected:
+            raise InputError(f"the video has {count} frames but the atlas was fitted on {expected} "
+                             f"(maximum_number_of_frames in {config_path}): pass video.max_frames={expected} "
+                             f"to edit its first {expected} frames")
+        if count < expected:
+            raise InputError(f"the video has {count} frames but the atlas expects {expected} "
+                             f"(maximum_number_of_frames in {config_path}): give the whole video the atlas was "
+                             f"fitted on, or, if it was fitted on exactly these {count} frames (NLA normalises "
+                             f"time by min(maximum_number_of_frames, frames)), pass atlas.num_frames={count}")
+    elif count > expected:
+        raise InputError(f"the video has {count} frames but the atlas in '{path}' was fitted on {expected}: "
+                         f"pass video.max_frames={expected} to edit its first {expected} frames")
+    elif count < expected:
+        raise InputError(f"the video has {count} frames but the atlas in '{path}' was fitted on {expected}: "
+                         f"give the clip it was fitted on (with the video.max_frames it was fitted with)")
     frames = video.frames
     if (video.width, video.height) != (atlas.width, atlas.height):
         logger.info(f"note: the frames are {video.width}x{video.height} but the atlas was fitted at "
@@ -65,9 +99,9 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.devic
     return atlas, frames
 
 
-def sampled_reconstruction_psnr(atlas: NeuralAtlas, frames: torch.Tensor, count: int = 20000,
+def sampled_reconstruction_psnr(atlas: LayeredAtlas, frames: torch.Tensor, count: int = 20000,
                                 seed: int = 0) -> float:
-    """PSNR (dB) of the NLA reconstruction against ``frames`` ``(N, 3, H, W)`` on ``count`` random
+    """PSNR (dB) of the atlas's reconstruction against ``frames`` ``(N, 3, H, W)`` on ``count`` random
     pixels: a cheap check that the atlas belongs to the video (a full pass costs minutes)."""
     n, _, height, width = frames.shape
     generator = torch.Generator().manual_seed(seed)
@@ -85,7 +119,7 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
     """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
 
     Args:
-        atlas: the NLA model, on ``device``.
+        atlas: the layered atlas, on ``device``.
         frames: ``(N, 3, H, W)`` input frames at the atlas's size (N, W, H of the atlas).
         layer: "foreground" or "background".
         atlas_cfg: an AtlasInputConfig (resolution, alpha_threshold, box_border, chunk_size).
