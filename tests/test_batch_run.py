@@ -35,6 +35,7 @@ def first_batch(tmp_path_factory, tiny_clip_dir):
     return folder, manifest, settings, result, folder / "runs" / "clips-batch"
 
 
+@pytest.mark.slow
 def test_every_clip_is_reported_and_one_failure_stops_no_other(first_batch):
     _, _, _, result, batch_dir = first_batch
     assert result.returncode == 1, result.stderr
@@ -43,6 +44,7 @@ def test_every_clip_is_reported_and_one_failure_stops_no_other(first_batch):
     check_first_report(batch_dir)
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_clips_and_redoes_changed_ones(first_batch, tiny_clip_dir):
     folder, manifest, settings, _, batch_dir = first_batch
     finished = ("clip0", "clip1", "clip2", "still")
