@@ -4,6 +4,7 @@ clips and redo changed ones, and a batch killed mid-clip (SIGINT, then SIGKILL) 
 completes with every output intact."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -34,6 +35,7 @@ def first_batch(tmp_path_factory, tiny_clip_dir):
     return folder, manifest, settings, result, folder / "runs" / "clips-batch"
 
 
+@pytest.mark.slow
 def test_every_clip_is_reported_and_one_failure_stops_no_other(first_batch):
     _, _, _, result, batch_dir = first_batch
     assert result.returncode == 1, result.stderr
@@ -42,6 +44,7 @@ def test_every_clip_is_reported_and_one_failure_stops_no_other(first_batch):
     check_first_report(batch_dir)
 
 
+@pytest.mark.slow
 def test_a_rerun_skips_finished_clips_and_redoes_changed_ones(first_batch, tiny_clip_dir):
     folder, manifest, settings, _, batch_dir = first_batch
     finished = ("clip0", "clip1", "clip2", "still")
@@ -136,3 +139,22 @@ def test_a_batch_killed_mid_clip_then_rerun_ends_with_every_clip_done(tmp_path, 
         assert len(list((run_dir / "frames").glob("*.png"))) == 6 and (run_dir / "edited.mp4").is_file()
         assert not list(run_dir.glob("*.partial.mp4"))
     assert "resuming its checkpoint" in (batch_dir / "clip1" / "log.txt").read_text()
+
+
+@pytest.mark.slow
+def test_a_folder_of_raw_clips_gets_its_atlases_fitted_then_edited(tiny_procedural_clip, tiny_clip_dir, tmp_path):
+    shoot = tmp_path / "shoot"
+    shoot.mkdir()
+    shutil.copy(tiny_procedural_clip / "clip.mp4", shoot / "pan.mp4")
+    (shoot / "broken.mp4").write_bytes(b"\x00garbage" * 50)
+    settings = tiny_settings(tiny_clip_dir, tmp_path / "runs", workers=1, **{
+        "fit.iterations": 6, "fit.samples": 1024, "fit.flow_preset": "ultrafast",
+        "atlas.alpha_threshold": 0.5})  # a fit of a few iterations has no alpha near 1 yet
+    result = run_batch(shoot, None, settings, progress=False)
+    batch_dir = tmp_path / "runs" / "shoot-batch"
+    assert result.summary.startswith(f"1 of 2 clips done; 1 failed: broken.mp4: {BROKEN_REASON}")
+    pan = rows(batch_dir)["pan"]
+    assert pan["status"] == "done" and pan["psnr_db"] > 15 and (batch_dir / "pan" / "edited.mp4").is_file()
+    (cache,) = (batch_dir / ".atlas_cache").iterdir()  # fitted once, in the batch folder's cache
+    assert json.loads((batch_dir / "pan" / "summary.json").read_text())["atlas"] == str(cache)
+    assert "fitting one to" in (batch_dir / "pan" / "log.txt").read_text()  # the fit's progress is in the log

@@ -63,3 +63,13 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(kind, tmp_path, caps
     assert err.startswith("error: ") and err.count("\n") == 1, err
     assert message in err
     assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written, nothing written over
+
+
+def test_the_batch_driver_imports_no_torch():
+    """The driver only lists files, composes configs and schedules: its start-up stays light (the
+    workers import torch once each)."""
+    code = ("import sys, text2live_geo.cli.batch, text2live_geo.batch.run, text2live_geo.batch.discover; "
+            "print('torch' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
+                            env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})
+    assert result.stdout.strip() == "False"

@@ -8,7 +8,6 @@ rounding of the size up to a multiple of 16 is switched off, and odd sizes (whic
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,9 +17,8 @@ import numpy as np
 import torch
 
 from .io import InputError, read_image
+from .media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  # noqa: F401 (re-exported)
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_EXTENSIONS = (".mp4", ".mov", ".m4v", ".avi", ".mkv", ".webm", ".gif")
 #: Output frame rate when the input is a folder of frames (which has none).
 FOLDER_FPS = 10.0
 
@@ -59,19 +57,6 @@ class Video(FrameShape):
     fps: float | None
     source: Path
     names: list[str]
-
-
-def _natural_key(path: Path) -> list:
-    """Sort key that orders frame_2 before frame_10."""
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
-def list_frame_files(folder: str | Path) -> list[Path]:
-    """Image files directly inside ``folder``, in natural name order (hidden files skipped)."""
-    folder = Path(folder)
-    files = [p for p in folder.iterdir()
-             if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")]
-    return sorted(files, key=_natural_key)
 
 
 def read_frames_folder(folder: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:

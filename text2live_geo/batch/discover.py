@@ -24,12 +24,11 @@ to the manifest's folder. The keys themselves are checked against the configs by
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..video_io import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files
+from ..media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files, natural_key
 from .jobs import BatchError
 
 __all__ = ["ClipSpec", "MANIFEST_SUFFIXES", "PATH_KEYS", "clip_kind", "discover_clips", "input_name"]
@@ -85,10 +84,6 @@ def input_name(path: Path) -> str:
     return (path.stem if path.is_file() else path.name) or "batch"
 
 
-def _natural_key(path: Path) -> list:
-    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
-
-
 def _default_name(path: Path) -> str:
     return path.name if path.is_dir() else path.stem
 
@@ -104,7 +99,7 @@ def check_name(name: str, where: str) -> str:
 
 # ---------------------------------------------------------------------------- folder
 def _folder_clips(folder: Path, exclude: Path | None) -> list[ClipSpec]:
-    entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=_natural_key)
+    entries = sorted((p for p in folder.iterdir() if not p.name.startswith(".")), key=natural_key)
     if not entries:
         raise BatchError(f"folder '{folder}' is empty: put video files, folders of frames or images in it "
                          f"(or give a manifest .yaml)")

@@ -16,6 +16,7 @@ import multiprocessing.connection
 import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -54,7 +55,14 @@ def _failed(job: ClipJob, reason: str) -> ClipOutcome:
 
 # ------------------------------------------------------------------------------- local
 def visible_gpus() -> list[str]:
-    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries."""
+    """The CUDA devices this process may use, as CUDA_VISIBLE_DEVICES entries. Without a GPU
+    driver's device nodes (Linux) or on macOS, none, without importing torch (seconds of the
+    driver's start-up that a CPU batch would pay for nothing)."""
+    if os.environ.get("CUDA_VISIBLE_DEVICES", "x").strip() == "" or sys.platform == "darwin":
+        return []
+    if sys.platform.startswith("linux") and not any(
+            os.path.exists(node) for node in ("/dev/nvidiactl", "/dev/nvidia0", "/dev/kfd")):
+        return []
     import torch
 
     count = torch.cuda.device_count() if torch.cuda.is_available() else 0

@@ -223,7 +223,7 @@ def _input_frame(source: Path, index: int):
     """Frame `index` of a clip as a PIL image, holding one frame in memory at a time."""
     from PIL import Image
 
-    from ..video_io import list_frame_files
+    from ..media_files import list_frame_files
 
     if source.is_dir():
         return Image.open(list_frame_files(source)[index])

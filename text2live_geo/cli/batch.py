@@ -22,11 +22,11 @@ def build_parser() -> argparse.ArgumentParser:
         description="Edit a folder of clips (every video file, folder of frames and image in it) or the clips a "
                     "manifest YAML lists, each as t2l-video / t2l-image would, into <output_dir>/<run_name>/"
                     "<clip name>/, with report.html and report.json next to them.",
-        epilog="Batch keys: executor (local|ray), workers, ray.address, ray.num_gpus, ray.num_cpus, ray.max_retries, "
-               "output_dir, run_name. Every other key is a key of the video or image config (text.src, text.comp, "
-               "text.screen, layer, steps, fit.iterations, clip.model, ...) and applies to every clip whose config "
-               "has it; a manifest entry's own keys win. Exit status: 0 when every clip is done, 1 when one failed, "
-               "2 for bad input. See docs/batch.md.",
+        epilog="Batch keys: executor (local|ray), workers, threads, ray.address, ray.num_gpus, ray.num_cpus, "
+               "ray.max_retries, output_dir, run_name. Every other key is a key of the video or image config "
+               "(text.src, text.comp, text.screen, layer, steps, fit.iterations, clip.model, ...) and applies to "
+               "every clip whose config has it; a manifest entry's own keys win. Exit status: 0 when every clip is "
+               "done, 1 when one failed, 2 for bad input. See docs/batch.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("input", metavar="INPUT", help="a folder of clips or a manifest .yaml")
     parser.add_argument("--config", help="YAML of batch keys and edit keys for every clip")
