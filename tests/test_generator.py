@@ -87,6 +87,10 @@ def test_reference_parameter_count_and_batch_norms():
     assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in generator.modules()) == 41
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in generator.body.merge[1].modules())
     assert isinstance(generator.body.deeper.merge[1][1], torch.nn.BatchNorm2d)
+    # generator.top_norm: the former generator, one batch norm more
+    former = SkipGenerator(top_norm=True)
+    assert sum(p.numel() for p in former.parameters()) == 3_115_804
+    assert sum(isinstance(m, torch.nn.BatchNorm2d) for m in former.modules()) == 42
 
 
 def test_colour_map_is_the_reference_formula():

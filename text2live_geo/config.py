@@ -157,6 +157,7 @@ class GeneratorConfig:
     skip_channels: int = 4
     decorrelated_rgb: bool = True
     inv_colour_scale: float = 1.6  # decorrelated-colour map: chroma weighs this much more (reference 1.6; 1: unscaled)
+    top_norm: bool = False  # batch norm after the top level's final 1x1 conv (the reference has none)
     alpha_bias_init: float = 0.0  # initial alpha logit bias (0: reference; < 0: start nearly transparent)
     checkpoint_levels: int = 0  # >0: recompute the merges of this many top levels in the backward (less memory)
     memory_efficient: bool = True  # fused blocks: same function, ~1/3 of the activation memory, ~10 % slower on CPU

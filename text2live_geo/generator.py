@@ -130,7 +130,9 @@ class SkipGenerator(nn.Module):
     `num_scales` stride-2 levels of `channels` channels with `skip_channels` skips, reflection
     padding, batch norm, LeakyReLU, bilinear upsampling; a 1x1 conv to 4 channels, the fixed
     decorrelated-colour-to-RGB map on the colour channels, then a sigmoid.
-    H and W must be at least `min_size` (2 ** num_scales + 1). `memory_efficient` (default)
+    The top level's final 1x1 conv has no batch norm, as the reference's (`top_norm` adds one:
+    42 batch norms, this project's former generator). H and W must be at least `min_size`
+    (2 ** num_scales + 1). `memory_efficient` (default)
     computes the same function with fused blocks that keep about a third of the activations
     for the backward (see `fused`); `checkpoint_levels` recomputes the top levels' merges instead.
     """
@@ -138,13 +140,13 @@ class SkipGenerator(nn.Module):
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
                  in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0,
                  checkpoint_levels: int = 0, memory_efficient: bool = True,
-                 inv_colour_scale: float = INV_COLOUR_SCALE):
+                 inv_colour_scale: float = INV_COLOUR_SCALE, top_norm: bool = False):
         super().__init__()
         self.num_scales = num_scales
         deeper = None
         for level in reversed(range(num_scales)):
             deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper,
-                            last_norm=level > 0)
+                            last_norm=level > 0 or top_norm)
         self.body = deeper
         level = self.body
         for _ in range(checkpoint_levels):  # activation checkpointing of the top levels' merges
@@ -169,7 +171,8 @@ class SkipGenerator(nn.Module):
         """From a `config.GeneratorConfig`."""
         return cls(cfg.num_scales, cfg.channels, cfg.skip_channels, decorrelated_rgb=cfg.decorrelated_rgb,
                    alpha_bias_init=cfg.alpha_bias_init, checkpoint_levels=cfg.checkpoint_levels,
-                   memory_efficient=cfg.memory_efficient, inv_colour_scale=cfg.inv_colour_scale)
+                   memory_efficient=cfg.memory_efficient, inv_colour_scale=cfg.inv_colour_scale,
+                   top_norm=cfg.top_norm)
 
     @property
     def min_size(self) -> int:

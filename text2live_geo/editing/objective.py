@@ -200,7 +200,8 @@ class EditObjective:
         if self.clip_cfg.shared_view_size:
             sizes = [sizes[0]] * len(renders)
 
-        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor)
+        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor);
+        # the reference's unpaired / twice-drawn views with clip.paired_views / encode_composite_twice
         views = [self.draw_views(render, size) for render, size in zip(renders, sizes)]
 
         # embeddings: forwards with gradient for everything the generator must move, without for
