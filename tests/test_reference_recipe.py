@@ -283,16 +283,18 @@ def test_cli_merges_repeated_configs_in_order(tmp_path):
 
 
 # ------------------------------------------------------------------ whole runs with the reference recipe
-def test_image_edit_runs_with_the_reference_recipe(tiny_clip, image_path, tmp_path):
+def test_image_edit_runs_with_the_reference_recipe(tiny_clip_dir, image_path, tmp_path):
     import json
     import math
 
     from text2live_geo.editing.image import edit_image
 
-    overrides = tiny_overrides(image_path, "unused", tmp_path, steps=3, **{
+    # the run loads its own CLIP, as a user's does, so its text tower is released after set-up:
+    # the per-crop relevancy's text must have been embedded before that
+    overrides = tiny_overrides(image_path, tiny_clip_dir, tmp_path, steps=3, **{
         "text.bootstrap": "red square", "crops.full_image_every": 2, "crops.resize_short": 64,
         "loss.bootstrap_steps": 3})
-    result = edit_image([ROOT / "configs/image/text2live_reference.yaml"], overrides, clip=tiny_clip, progress=False,
+    result = edit_image([ROOT / "configs/image/text2live_reference.yaml"], overrides, progress=False,
                         base_config=ROOT / "configs/image/base.yaml")
     assert result.input_image.shape[-2:] == (64, 85)  # 48 x 64 upscaled to short side 64
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]

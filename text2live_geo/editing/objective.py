@@ -78,6 +78,9 @@ class EditObjective:
         self.src_text = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES)
         self.comp_text = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES)
         self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
+        if loss_cfg.relevancy_per_crop and text_cfg.bootstrap.strip():
+            # embedded now, while the text tower is loaded (a run releases it after set-up)
+            clip.text_embeddings(text_cfg.bootstrap, ("{}",))
         self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
         self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
