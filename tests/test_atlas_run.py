@@ -17,7 +17,7 @@ from atlas.grid_model import GridAtlas
 from atlas.procedural import make_procedural_clip
 from conftest import TINY_PROCEDURAL, tiny_fit_overrides
 from text2live_geo.config import AtlasRunConfig, FitConfig, VideoInputConfig, load_config
-from text2live_geo.video_io import probe_video
+from text2live_geo.video_io import probe_video, video_name
 
 PREVIEWS = ("reconstruction.mp4", "alpha.mp4", "masks.mp4", "atlas_grid.mp4")
 
@@ -181,6 +181,30 @@ def test_cache_fits_once_resumes_a_cut_fit_and_reuses_it(tiny_procedural_clip, t
     assert fit_cached() == folder
     assert f"reusing the atlas fitted on {video.frames} ({folder})" in caplog.text and not calls
     assert [p.name for p in tmp_path.iterdir()] == [folder.name]
+
+
+def test_cache_waits_for_another_process_fitting_the_same_clip(tiny_procedural_clip, tmp_path, caplog):
+    import fcntl
+    import threading
+
+    video = VideoInputConfig(frames=str(tiny_procedural_clip / "frames"))
+    fit = FitConfig(iterations=4, samples=1024, eval_every=4, flow_preset="ultrafast")
+    caplog.set_level(logging.INFO, logger="atlas")
+    key = fit_run.fit_key(fit_run.read_clip(AtlasRunConfig(video=video, fit=fit)), fit, 0)
+    folder = tmp_path / f"{video_name(video.frames)}-{key[:16]}"
+    folder.mkdir()
+    results = []
+    with open(folder / ".fit.lock", "a") as held:  # as a fitter in another process holds it
+        fcntl.flock(held, fcntl.LOCK_EX)
+        waiter = threading.Thread(target=lambda: results.append(
+            fit_run.cached_fit(video, fit, 0, "cpu", tmp_path, progress=False)))
+        waiter.start()
+        waiter.join(timeout=3)
+        assert waiter.is_alive() and "is fitting" in caplog.text and not (folder / "fit_summary.json").exists()
+        fcntl.flock(held, fcntl.LOCK_UN)
+    waiter.join(timeout=120)
+    assert not waiter.is_alive() and results == [folder]
+    assert json.loads((folder / "fit_summary.json").read_text())["iterations"] == 4
 
 
 def test_background_only_fits(tiny_procedural_clip, tmp_path, caplog):

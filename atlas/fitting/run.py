@@ -18,6 +18,7 @@ last: a folder with it holds a finished fit) and the previews ``reconstruction.m
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -398,19 +399,44 @@ def cached_fit(video: VideoInputConfig, fit: FitConfig, seed: int, device: str, 
     key = fit_key(clip, cfg.fit, seed)
     folder = Path(cache_dir) / f"{video_name(video.frames)}-{key[:16]}"
     cfg.run_name = folder.name
-    if (folder / SUMMARY_NAME).is_file() and (folder / RUN_ATLAS_FOLDER / "config.json").is_file():
-        logger.info(f"reusing the atlas fitted on {video.frames} ({folder})")
-        return folder
-    state = None
-    if (folder / CONFIG_NAME).is_file():
-        logger.info(f"resuming the unfinished atlas fit of {video.frames} in {folder}")
-        state = load_fit_checkpoint(folder, torch_device)
-    else:
-        logger.info(f"no atlas given: fitting one to {video.frames} first (fit.*; cached in {folder})")
-    prepared = prepare_clip(cfg, clip)
     folder.mkdir(parents=True, exist_ok=True)
-    run_fit(cfg, folder, prepared, torch_device, state=state, progress=progress)
+    # one fitter per cache entry: batches (or workers) sharing a cache wait for each other's fit
+    # of the same clip instead of writing one folder twice, then reuse it
+    with _exclusive_lock(folder / ".fit.lock", f"another process is fitting {video.frames} into {folder}: waiting"):
+        if (folder / SUMMARY_NAME).is_file() and (folder / RUN_ATLAS_FOLDER / "config.json").is_file():
+            logger.info(f"reusing the atlas fitted on {video.frames} ({folder})")
+            return folder
+        state = None
+        if (folder / CONFIG_NAME).is_file():
+            logger.info(f"resuming the unfinished atlas fit of {video.frames} in {folder}")
+            state = load_fit_checkpoint(folder, torch_device)
+        else:
+            logger.info(f"no atlas given: fitting one to {video.frames} first (fit.*; cached in {folder})")
+        prepared = prepare_clip(cfg, clip)
+        run_fit(cfg, folder, prepared, torch_device, state=state, progress=progress)
     return folder
+
+
+@contextlib.contextmanager
+def _exclusive_lock(path: Path, waiting_message: str):
+    """Hold an exclusive advisory lock on ``path`` (created if missing) for the block, logging
+    ``waiting_message`` when another process holds it. The lock goes with the process, so a killed
+    fitter never leaves it held. Without ``fcntl`` (Windows) the block runs unlocked."""
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - POSIX only
+        yield
+        return
+    with open(path, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.info(waiting_message)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 # ----------------------------------------------------------------------------- outputs
