@@ -161,7 +161,9 @@ class GeneratorTraining(ABC):
             self.generator.load_state_dict(state["generator"])
         except RuntimeError:
             raise RunError("the checkpoint's generator does not match generator.* / mode of the config "
-                           "(do not override generator sizes when resuming)") from None
+                           "(do not override generator sizes when resuming; a run made before the reference "
+                           "generator became the default resumes with generator.top_norm=true "
+                           "generator.inv_colour_scale=1)") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         if self.previous_generator is not None and "previous_generator" in state:
