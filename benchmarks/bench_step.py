@@ -114,11 +114,10 @@ def reference_style_objective_class():
                 with torch.no_grad():
                     input_embeds = self._encode_each(views(source))  # its own, unpaired draw
                 screen_embeds = self._encode_each(views(layers.greenscreen))
-            rows = self.template_rows()
-            src_text, comp_text = self.src_text[rows], self.comp_text[rows]
-            terms = {"composition": self.composition_loss(composite_embeds, comp_text),
-                     "directional": self.directional_loss(input_embeds, composite_again, src_text, comp_text),
-                     "screen": self.composition_loss(screen_embeds, self.screen_text)}
+            texts = self.step_texts()
+            terms = {"composition": self.composition_loss(composite_embeds, texts.comp_all),
+                     "directional": self.directional_loss(input_embeds, composite_again, texts.src, texts.comp),
+                     "screen": self.composition_loss(screen_embeds, texts.screen)}
             weights = {"composition": loss_cfg.composition, "directional": loss_cfg.directional,
                        "screen": loss_cfg.screen}
             from text2live_geo.augment import resize_short

@@ -6,17 +6,26 @@ from text2live_geo.augment import ViewAugmenter, resize_short, view_shape
 
 
 def test_view_shape_keeps_aspect_and_caps_long_side():
+    # torchvision's Resize(224, max_size=320): short side 224, long side int(224 * long / short);
+    # above 320 the long side is 320 and the short side int(320 * 224 / that long side)
     assert view_shape(512, 512, 224, 320 / 224) == (224, 224)
-    assert view_shape(300, 400, 224, 320 / 224) == (224, 299)
-    assert view_shape(200, 800, 224, 320 / 224) == (224, 320)
-    assert view_shape(800, 200, 224, 320 / 224) == (320, 224)
+    assert view_shape(300, 400, 224, 320 / 224) == (224, 298)  # int(298.67)
+    assert view_shape(200, 800, 224, 320 / 224) == (80, 320)  # long 896 > 320: int(320 * 224 / 896) = 80
+    assert view_shape(800, 200, 224, 320 / 224) == (320, 80)
+    assert view_shape(432, 768, 224, 320 / 224) == (180, 320)  # int(320 * 224 / 398)
+    assert view_shape(432, 768, 224, 380 / 224) == (213, 380)  # structure tokens: max_size 380
+    assert view_shape(60, 80, 32, float("inf")) == (32, 42)
+    for height, width in ((300, 400), (200, 800), (432, 768), (900, 500)):
+        h, w = view_shape(height, width, 224, 320 / 224)
+        assert max(h, w) <= 320 and min(h, w) <= 224
+        assert abs(w / h - width / height) < 0.02 * width / height + 1 / min(h, w)  # aspect kept
 
 
 def test_paired_views_identical_for_identical_images():
     torch.manual_seed(0)
     image = torch.rand(1, 3, 60, 80)
     first, second = ViewAugmenter(8, 32)(image, image.clone())
-    assert first.shape == (8, 3, 32, 43)
+    assert first.shape == (8, 3, 32, 42)
     assert torch.equal(first, second)
 
 
@@ -72,7 +81,8 @@ def test_crop_views_are_the_crop_boxes_resized():
     views, = augment(image)
     torch.manual_seed(5)
     boxes = augment.crop_boxes(30, 32, image.device)
-    expected = crop_and_resize(image.expand(6, -1, -1, -1), boxes, (20, 21), mode="bilinear", align_corners=True)
+    expected = crop_and_resize(image.expand(6, -1, -1, -1), boxes, view_shape(30, 32, 20, 320 / 224), mode="bilinear",
+                               align_corners=True)
     torch.testing.assert_close(views, expected, atol=1e-5, rtol=0)
 
 

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from omegaconf import OmegaConf
 
 from batch_clips import BROKEN_REASON, check_first_report, make_clips, rows, tiny_settings
 from text2live_geo.batch import run_batch
@@ -67,7 +68,7 @@ def test_a_rerun_skips_finished_clips_and_redoes_changed_ones(first_batch, tiny_
     aside = list((batch_dir / ".superseded").iterdir())
     assert [p.name.split("-")[0] for p in aside] == ["clip1"]
     assert (aside[0] / "metrics.jsonl").read_text() == old_metrics and (aside[0] / "edited.mp4").is_file()
-    assert "comp: green circle" in (batch_dir / "clip1" / "config.yaml").read_text()
+    assert list(OmegaConf.load(batch_dir / "clip1" / "config.yaml").text.comp) == ["green circle"]
     assert {name: row["reused"] for name, row in rows(batch_dir).items() if row["status"] == "done"} == \
         {"clip0": True, "clip1": False, "clip2": True, "still": True}
 

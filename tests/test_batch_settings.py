@@ -38,7 +38,7 @@ def test_each_clip_gets_the_keys_of_its_config_and_its_entry_wins(manifest, tmp_
                                          "fit.iterations=30"])
     video, image = compose_jobs(discover_clips(manifest), edit, tmp_path / "runs" / "b")
     video_cfg, image_cfg = _config(video, VideoEditConfig), _config(image, ImageEditConfig)
-    assert (video_cfg.steps, video_cfg.layer, video_cfg.text.src) == (7, "background", "bird")
+    assert (video_cfg.steps, video_cfg.layer, video_cfg.text.src) == (7, "background", ["bird"])
     assert video_cfg.fit.iterations == 30
     assert video_cfg.video.frames == str(tmp_path / "swan.mp4") and video_cfg.run_name == "swan"
     assert video_cfg.atlas.checkpoint == str(tmp_path / "atlases" / "swan")  # relative to the manifest

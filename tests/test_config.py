@@ -19,7 +19,35 @@ def test_overrides_are_typed_and_merged(tmp_path):
     yaml = tmp_path / "c.yaml"
     yaml.write_text("steps: 7\ntext:\n  src: cat\n")
     cfg = load_config(ImageEditConfig, yaml, ["text.comp=tiger", "loss.imr=0.5"])
-    assert cfg.steps == 7 and cfg.text.src == "cat" and cfg.text.comp == "tiger" and cfg.loss.imr == 0.5
+    assert cfg.steps == 7 and cfg.text.src == ["cat"] and cfg.text.comp == ["tiger"] and cfg.loss.imr == 0.5
+
+
+def test_texts_are_lists_and_a_single_text_is_a_one_text_list(tmp_path):
+    yaml = tmp_path / "c.yaml"
+    yaml.write_text('text:\n  src: ["countryside", "countryside with trees"]\n  comp: countryside at night\n')
+    cfg = load_config(ImageEditConfig, yaml, ["text.screen=night"])
+    assert cfg.text.src == ["countryside", "countryside with trees"]
+    assert cfg.text.comp == ["countryside at night"] and cfg.text.screen == ["night"]
+    overrides = ["text.src=horse", "text.comp=[golden horse, gold horse]", "text.screen=7"]
+    cfg = load_config(ImageEditConfig, yaml, overrides)
+    assert cfg.text.src == ["horse"] and cfg.text.comp == ["golden horse", "gold horse"] and cfg.text.screen == ["7"]
+    assert load_config(VideoEditConfig, None, ["text.src=swan"]).text.src == ["swan"]
+    assert load_config(ImageEditConfig).text.src == ["horse"]  # the default is a list too
+    # a saved config round-trips as lists
+    from text2live_geo.config import to_yaml
+
+    saved = tmp_path / "saved.yaml"
+    saved.write_text(to_yaml(cfg))
+    assert load_config(ImageEditConfig, saved).text.comp == ["golden horse", "gold horse"]
+
+
+@pytest.mark.parametrize("override", ["text.comp= ", "text.comp=", "text.src=[]", "text.screen=[gold, '']"])
+def test_check_texts_rejects_empty_texts(override):
+    from text2live_geo.editing.run import RunError, check_texts
+
+    check_texts(load_config(ImageEditConfig, None, ["text.src=[a, b]"]))
+    with pytest.raises(RunError, match=r"text\.(src|comp|screen) is empty"):
+        check_texts(load_config(ImageEditConfig, None, [override]))
 
 
 @pytest.mark.parametrize("override, key", [

@@ -33,3 +33,13 @@ def test_colour_jitter_touches_rgb_only_and_a_disabled_sampler_gives_the_input()
     assert not torch.equal(crop[:, 3], crop[:, 0])  # red jittered, the extra channel not
     assert crop[:, 3].min() >= image[:, 0].min() - 1e-6 and crop[:, 3].max() <= image[:, 0].max() + 1e-6
     assert CropSampler(source, cfg, min_size=9, enabled=False).sample(1) is source
+
+
+def test_crops_keep_the_aspect_as_the_reference():
+    # one cover fraction for both sides (the reference's RandomSizeCrop), after the rescale
+    cfg = crops_config(jitter_p=0, full_image_every=0, flip_p=0)
+    torch.manual_seed(1)
+    sampler = CropSampler(torch.rand(1, 3, 300, 500), cfg, min_size=9)
+    for _ in range(20):
+        height, width = sampler.sample(1).shape[-2:]
+        assert abs(width / height - 500 / 300) < 0.02

@@ -102,3 +102,18 @@ def test_a_given_run_folder_is_used_and_never_one_holding_a_run(tiny_clip_dir, i
     assert (folder / "log.txt").read_text() == "the caller's log\n" and not (tmp_path / "elsewhere").exists()
     with pytest.raises(RunError, match="already holds a run"):
         edit_image(None, tiny_overrides(image_path, tiny_clip_dir, tmp_path, steps=1), progress=False, run_dir=folder)
+
+
+def test_a_run_of_the_former_generator_resumes_only_with_its_keys(tiny_clip_dir, image_path, tmp_path):
+    from text2live_geo import edit_image
+
+    former = ["generator.top_norm=true", "generator.inv_colour_scale=1"]
+    run = edit_image(None, tiny_overrides(image_path, tiny_clip_dir, tmp_path, steps=2) + former, progress=False)
+    # a run folder from before the reference generator was the default: no such keys in its config
+    config = run.run_dir / "config.yaml"
+    config.write_text("".join(line for line in config.read_text().splitlines(keepends=True)
+                              if "top_norm" not in line and "inv_colour_scale" not in line))
+    with pytest.raises(RunError, match="generator.top_norm=true generator.inv_colour_scale=1"):
+        edit_image(resume=run.run_dir, overrides=["steps=3"], progress=False)
+    resumed = edit_image(resume=run.run_dir, overrides=["steps=3"] + former, progress=False)
+    assert resumed.steps == 3

@@ -92,8 +92,15 @@ def test_sample_renders_line_up_with_the_atlas(tiny, tiny_clip):
         expected = query.rgb_background.T.reshape(1, 3, box.height, box.width)
         assert (render.source - expected).abs().max() < 0.03  # the baked atlas crop, sampled at the crop's uv
         assert render.layers.composite.shape == render.source.shape == crop.image.shape
-    assert torch.equal(renders[-2].source, sample.direct_crop.image)
-    assert torch.equal(renders[-1].source, editor.video.atlas_image)
+    # the direct frame crop shows the background layer as NLA reconstructs it, the baked atlas at its uv
+    crop = sample.direct_crop
+    assert crop in sample.frame_crops and torch.equal(renders[-2].source, sample.direct_input)
+    direct_expected = renders[sample.frame_crops.index(crop)].source
+    assert torch.allclose(sample.direct_input, direct_expected, atol=1e-6)
+    # the background's whole atlas, downscaled 3x (bilinear, antialiased)
+    atlas = editor.video.atlas_image
+    assert renders[-1].source.shape[-2:] == (atlas.shape[-2] // 3, atlas.shape[-1] // 3)
+    assert torch.equal(renders[-1].source, editor.whole_atlas)
     # flipping: the frame-space renders are mirrored with the generator's input
     with torch.no_grad():
         flipped = editor.render_sample(editor.generator, dataclasses.replace(sample, flipped=True))
@@ -164,3 +171,79 @@ def test_read_tiny_frames_match_the_atlas(tiny):
     assert notes == [] and video.fps is None
     assert torch.equal(video.frames, tiny.frames.float())
     assert isinstance(tiny.atlas, NeuralAtlas) and tiny.atlas.num_frames == video.num_frames
+
+
+def foreground_sample(tiny, tiny_clip, **extra):
+    editor = make_editor(tiny, tiny_clip, **{"crops.jitter_p": 0, "crops.flip_p": 0, **extra})
+    editor.generator.train()
+    torch.manual_seed(5)
+    return editor, editor.sampler.sample(1)
+
+
+def test_direct_frame_crop_sees_the_layer_and_its_output_times_the_alpha(tiny, tiny_clip):
+    # reference (direct_frame_input=layer, default): the generator sees x = frame x NLA alpha; its
+    # RGBA times the alpha is composited over x
+    editor, sample = foreground_sample(tiny, tiny_clip)
+    crop = sample.direct_crop
+    alpha = crop.nla_alpha
+    torch.testing.assert_close(sample.direct_input, crop.image * alpha)
+    seen = []
+    editor.generator.register_forward_hook(lambda _m, args, out: seen.append((args[0], out)))
+    with torch.no_grad():
+        render = editor.render_sample(editor.generator, sample)[len(sample.frame_crops)]
+    generator_input, rgba = seen[-1]
+    assert torch.equal(generator_input, sample.direct_input)
+    x, edit, a = sample.direct_input, rgba[:, :3] * alpha, rgba[:, 3:] * alpha
+    assert torch.equal(render.source, x)
+    torch.testing.assert_close(render.layers.alpha, a)
+    torch.testing.assert_close(render.layers.composite, (1 - a) * x + a * edit)
+    # frame: the raw frame crop through the generator, rendered as the layer seen in the frame
+    editor, sample = foreground_sample(tiny, tiny_clip, **{"crops.direct_frame_input": "frame"})
+    assert sample.direct_input is None
+    seen = []
+    editor.generator.register_forward_hook(lambda _m, args, out: seen.append(args[0]))
+    with torch.no_grad():
+        render = editor.render_sample(editor.generator, sample)[len(sample.frame_crops)]
+    assert torch.equal(seen[-1], sample.direct_crop.image)
+    torch.testing.assert_close(render.source, sample.direct_crop.image * sample.direct_crop.nla_alpha)
+
+
+def test_direct_frame_crop_is_a_random_frame_of_the_step(tiny, tiny_clip):
+    editor = make_editor(tiny, tiny_clip, **{"crops.full_atlas_every": 0})
+    frames, positions = set(), set()
+    for step in range(1, 40):
+        sample = editor.sampler.sample(step)
+        frames.add(sample.direct_crop.frame)
+        positions.add(sample.frame_crops.index(sample.direct_crop))
+    assert frames == {2, 3, 4} and len(positions) >= 2
+
+
+@pytest.mark.parametrize("mask", [True, False])
+def test_mask_frame_source_key(tiny, tiny_clip, mask):
+    # the foreground's frame-crop renders: the loss source is the resampled atlas crop, times the
+    # NLA alpha like the layers (true, ours) or as it is (false, the reference's)
+    editor, sample = foreground_sample(tiny, tiny_clip, **{"crops.mask_frame_source": mask})
+    with torch.no_grad():
+        renders = editor.render_sample(editor.generator, sample)
+        unmasked = make_editor(tiny, tiny_clip, **{"crops.mask_frame_source": False})
+        unmasked.generator.load_state_dict(editor.generator.state_dict())
+        reference = unmasked.render_sample(unmasked.generator, sample)
+    for crop, render, plain in zip(sample.frame_crops, renders, reference):
+        expected = plain.source * crop.nla_alpha if mask else plain.source
+        torch.testing.assert_close(render.source, expected)
+        torch.testing.assert_close(render.layers.composite, plain.layers.composite)  # the layers: times alpha always
+    assert not torch.allclose(reference[0].source, reference[0].source * sample.frame_crops[0].nla_alpha)
+
+
+def test_background_atlas_downscale_key(tiny, tiny_clip):
+    size = make_editor(tiny, tiny_clip, layer="background", **{"atlas.resolution": 160}).video.atlas_image.shape[-2:]
+    for layer, factor, expected in (("background", 3, 3), ("background", 1, 1), ("background", 50, None),
+                                    ("foreground", 3, 1)):
+        editor = make_editor(tiny, tiny_clip, layer=layer, **{"atlas.resolution": 160,
+                                                              "crops.background_atlas_downscale": factor})
+        height, width = editor.video.atlas_image.shape[-2:]
+        if expected is None:  # as far as the generator's minimum side allows
+            expected = min(height, width) // editor.generator.min_size
+        assert editor.whole_atlas.shape[-2:] == (height // expected, width // expected)
+        assert min(editor.whole_atlas.shape[-2:]) >= editor.generator.min_size
+    assert size[0] // 3 >= 9  # the tiny atlas allows the reference's factor

@@ -14,11 +14,18 @@ def test_spherical_distance_closed_form():
     assert math.isclose(cosine_distance(x, y).item(), 1.0)
 
 
-def test_text_distance_uses_mean_template_embedding():
+def test_text_distance_reductions():
     text = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
     target = torch.tensor([[2 ** -0.5, 2 ** -0.5]])
+    # mean_embedding: the distance to the normalised mean template, here the view itself
+    assert abs(TextDistanceLoss("cosine", "mean_embedding")(target.repeat(3, 1), text).item()) < 1e-6
+    # mean_distance (default, the reference's): the mean of the per-template distances, 1 - cos 45 deg
     loss = TextDistanceLoss("cosine")(target.repeat(3, 1), text)
-    assert abs(loss.item()) < 1e-6
+    assert math.isclose(loss.item(), 1 - 2 ** -0.5, rel_tol=1e-6)
+    torch.manual_seed(0)
+    views, texts = torch.nn.functional.normalize(torch.randn(5, 8), dim=-1), torch.randn(3, 8)
+    expected = sum(spherical_distance(views[v], texts[t]) for v in range(5) for t in range(3)) / 15
+    torch.testing.assert_close(TextDistanceLoss()(views, texts), expected)
 
 
 def test_directional_zero_change_is_finite_and_one():

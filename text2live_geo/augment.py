@@ -20,16 +20,23 @@ from torch.utils.checkpoint import checkpoint
 
 
 def view_shape(height: int, width: int, short: int, max_ratio: float) -> tuple[int, int]:
-    """Output (h, w) with short side `short` and long side <= max_ratio * short, aspect kept."""
-    scale = short / min(height, width)
-    long_side = round(max(height, width) * scale)
+    """Output (h, w) of an aspect-keeping resize: short side `short`, long side
+    int(short * long / short_in); when that exceeds max_size = round(max_ratio * short), the long
+    side is max_size and the short side int(max_size * short / long) instead (it then falls below
+    `short`). This is torchvision's `Resize(short, max_size=...)` (the reference's
+    `Resize(224, max_size=320)` for CLIP views, 380 for structure tokens)."""
+    short_in, long_in = min(height, width), max(height, width)
+    new_short, new_long = short, int(short * long_in / short_in)
     if math.isfinite(max_ratio):
-        long_side = min(long_side, round(max_ratio * short))
-    return (short, long_side) if height <= width else (long_side, short)
+        max_size = round(max_ratio * short)
+        if new_long > max_size:
+            new_short, new_long = int(max_size * new_short / new_long), max_size
+    return (new_short, new_long) if height <= width else (new_long, new_short)
 
 
 def resize_short(images: torch.Tensor, short: int, max_ratio: float) -> torch.Tensor:
-    """Resize `(B, C, H, W)` so the short side is `short` (long side capped by max_ratio)."""
+    """Resize `(B, C, H, W)` keeping the aspect: short side `short`, unless the long side would
+    exceed max_ratio * short (then the long side is that and the short side smaller; `view_shape`)."""
     size = view_shape(images.shape[-2], images.shape[-1], short, max_ratio)
     if tuple(images.shape[-2:]) == size:
         return images

@@ -185,23 +185,26 @@ class ClipGuide(nn.Module):
         _return_free_memory_to_os()
 
     @torch.no_grad()
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
-        """Unit-norm text embeddings `(T, d)` in float32, one per text (no gradient)."""
+    def encode_texts(self, texts: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """Text embeddings `(T, d)` in float32, one per text (no gradient); unit-norm unless
+        `normalize` is False (CLIP's raw projection)."""
         if self.model.text_model is None:
             raise RuntimeError(f"the CLIP text model was released; cannot embed {list(texts)[:3]}")
         batch = self.tokenizer(list(texts), padding=True, truncation=True, return_tensors="pt").to(self.device)
         out = self.model.text_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
         embeds = self.model.text_projection(out.pooler_output).float()
-        return F.normalize(embeds, dim=-1)
+        return F.normalize(embeds, dim=-1) if normalize else embeds
 
-    def text_embeddings(self, text: str, templates: Sequence[str]) -> torch.Tensor:
-        """Unit-norm embeddings `(len(templates), d)` of `text` under each template; cached."""
+    def text_embeddings(self, text: str, templates: Sequence[str], normalize: bool = True) -> torch.Tensor:
+        """Embeddings `(len(templates), d)` of `text` under each template, unit-norm unless
+        `normalize` is False; cached (raw, so both are served after the text tower is released)."""
         key = (text, "\x00".join(templates))
         if key not in self._text_cache:
             if all(cached != text for cached, _ in self._text_cache):  # a new text: check its words once
                 warn_unknown_words(getattr(self.model, "name_or_path", ""), text)
-            self._text_cache[key] = self.encode_texts([t.format(text) for t in templates])
-        return self._text_cache[key].to(self.device)
+            self._text_cache[key] = self.encode_texts([t.format(text) for t in templates], normalize=False)
+        embeds = self._text_cache[key].to(self.device)
+        return F.normalize(embeds, dim=-1) if normalize else embeds
 
     # ----------------------------------------------------------------- images
     def _embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -209,8 +212,10 @@ class ClipGuide(nn.Module):
         return self.model.visual_projection(out.pooler_output)
 
     def encode_images(self, images: torch.Tensor, checkpoint_chunk: int = 0,
-                      memory_efficient: bool = True, checkpoint_layers: int = 0) -> torch.Tensor:
-        """Batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32.
+                      memory_efficient: bool = True, checkpoint_layers: int = 0,
+                      normalize: bool = True) -> torch.Tensor:
+        """Batched forward: `(B, 3, H, W)` in [0, 1] -> unit-norm embeddings `(B, d)` float32
+        (`normalize` False: CLIP's raw projection).
 
         `checkpoint_chunk` > 0 (and gradients on): activation checkpointing in chunks of that
         many views: the backward re-runs one chunk's forward at a time, so the memory of the
@@ -238,7 +243,7 @@ class ClipGuide(nn.Module):
                     layer.checkpointed = False
                 for mlp in self._lean_mlps:
                     mlp.fused_tail = False
-        return F.normalize(embeds.float(), dim=-1, eps=1e-6)
+        return F.normalize(embeds.float(), dim=-1, eps=1e-6) if normalize else embeds.float()
 
     def structure_tokens(self, images: torch.Tensor) -> torch.Tensor:
         """Token sequence entering the last block, `(B, 1 + patches, C)` (HF hidden_states[-2])."""
@@ -246,18 +251,22 @@ class ClipGuide(nn.Module):
                                       output_hidden_states=True)
         return out.hidden_states[-2]
 
-    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = IMAGE_TEMPLATES[:1],
+    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = ("{}",),
                   start_layer: int | None = None) -> torch.Tensor:
         """Chefer et al. (2021) relevancy of `text` over `image` `(1, 3, H, W)` -> `(1, 1, H, W)` in [0, 1].
 
-        For each block from `start_layer` (default: the last two blocks, i.e. after layer 10
-        of ViT-B/32), cam = mean over heads of clamp(grad * attention, 0) and R <- R + cam @ R
-        from R = I; the CLS row over the patches is upsampled bilinearly and min-max normalised.
+        The score is CLIP's logit, exp(logit_scale) x cos(image, text), with the text as it is
+        (template "{}"; `templates` given: their mean embedding). For each block from
+        `start_layer` (default: the last block only, as the reference's `relevancy_num_layers`
+        10 of ViT-B/32's 12), cam = mean over heads of clamp(grad * attention, 0) and
+        R <- R + cam @ R from R = I; the CLS row over the patches is upsampled bilinearly and
+        min-max normalised.
         """
         patch = int(self.model.config.vision_config.patch_size)
         height, width = image.shape[-2:]
-        start = max(0, self.num_layers - 2) if start_layer is None else start_layer
-        text_embed = self.text_embeddings(text, templates).mean(0, keepdim=True)
+        start = max(0, self.num_layers - 1) if start_layer is None else start_layer
+        text_embed = F.normalize(self.text_embeddings(text, templates).mean(0, keepdim=True), dim=-1)
+        logit_scale = float(self.model.logit_scale.exp())
         previous = self.model.config._attn_implementation
         self.model.set_attn_implementation("eager")  # attention probabilities are needed
         try:
@@ -270,7 +279,7 @@ class ClipGuide(nn.Module):
                 for attention in attentions:
                     attention.retain_grad()
                 embed = F.normalize(self.model.visual_projection(out.pooler_output), dim=-1)
-                score = (embed * text_embed.to(embed.dtype)).sum()
+                score = logit_scale * (embed * text_embed.to(embed.dtype)).sum()
                 score.backward()
         finally:
             self.model.set_attn_implementation(previous)

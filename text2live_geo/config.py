@@ -50,6 +50,26 @@ class Distance(Choice):
     cosine = "cosine"
 
 
+class TextReduction(Choice):
+    mean_distance = "mean_distance"  # mean over templates of the distance to each (reference)
+    mean_embedding = "mean_embedding"  # distance to the normalised mean template embedding
+
+
+class TemplateSampling(Choice):
+    subset = "subset"  # text.templates_per_step templates drawn per step, shared by every text term
+    reference = "reference"  # each term draws its own 1..all rows at random, with replacement (reference)
+
+
+class DirectionalPairs(Choice):
+    index = "index"  # view i with text direction i mod T
+    all = "all"  # every view with every text direction (reference)
+
+
+class BootstrapSchedule(Choice):
+    linear = "linear"  # from loss.bootstrap down to 0 over bootstrap_steps
+    constant = "constant"  # loss.bootstrap for bootstrap_steps steps, then 0 (the reference's video "none")
+
+
 class ImrAnchor(Choice):
     previous = "previous"  # frozen generator of the previous step
     source = "source"  # the input's views
@@ -90,13 +110,20 @@ class AtlasLayer(Choice):
 class TextConfig:
     """What the input shows (`src`), what the result should show (`comp`), what the edit
     layer alone shows over a green screen (`screen`), and the text whose CLIP relevancy map
-    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss)."""
+    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss).
 
-    src: str = "horse"
-    comp: str = "golden horse"
-    screen: str = "golden horse"
+    `src`, `comp` and `screen` are lists of texts (a single string in a YAML file or a `key=value`
+    override is read as a one-text list): every text is embedded under every template; the
+    directional / IMC term pairs `src[k]` with `comp[k]` for k < min(len(src), len(comp)), and
+    composition and screen use all their texts (docs/text2live.md, "Texts and templates")."""
+
+    src: list[str] = field(default_factory=lambda: ["horse"])
+    comp: list[str] = field(default_factory=lambda: ["golden horse"])
+    screen: list[str] = field(default_factory=lambda: ["golden horse"])
     bootstrap: str = ""
     templates_per_step: int = 4  # random subset of the templates used each step
+    # subset (templates_per_step templates per step) | reference (each term its own random rows)
+    template_sampling: TemplateSampling = TemplateSampling.subset
 
 
 @dataclass
@@ -105,10 +132,13 @@ class ClipConfig:
 
     model: str = "openai/clip-vit-base-patch32"  # hub id or local folder (save_pretrained layout)
     view_size: int | None = None  # short side of CLIP views; None: the model's image_size (224)
-    max_view_ratio: float = 320 / 224  # long side <= ratio * short side
+    max_view_ratio: float = 320 / 224  # long side <= ratio * short side (aspect kept: the short side shrinks)
+    shared_view_size: bool = False  # all renders of a step at the first one's view size (one CLIP pass each way)
     structure_size: int | None = None  # short side for structure tokens; None: view_size
     max_structure_ratio: float = 380 / 224
     n_aug: int = 16  # views per image per step (view 0 is the whole image)
+    paired_views: bool = True  # view i of input, composite, green screen share parameters (false: reference)
+    encode_composite_twice: bool = False  # directional terms get their own composite views (true: reference)
     crop_min: float = 0.6  # views 1.. crop this fraction (to 1) of each side
     fill: Fill = Fill.white  # colour revealed by affine/perspective warps
     checkpoint_chunk: int = 0  # >0: activation checkpointing of CLIP views in chunks (less memory)
@@ -126,6 +156,8 @@ class GeneratorConfig:
     channels: int = 128
     skip_channels: int = 4
     decorrelated_rgb: bool = True
+    inv_colour_scale: float = 1.6  # decorrelated-colour map: chroma weighs this much more (reference 1.6; 1: unscaled)
+    top_norm: bool = False  # batch norm after the top level's final 1x1 conv (the reference has none)
     alpha_bias_init: float = 0.0  # initial alpha logit bias (0: reference; < 0: start nearly transparent)
     checkpoint_levels: int = 0  # >0: recompute the merges of this many top levels in the backward (less memory)
     memory_efficient: bool = True  # fused blocks: same function, ~1/3 of the activation memory, ~10 % slower on CPU
@@ -137,6 +169,8 @@ class LossConfig:
 
     guidance: Guidance = Guidance.geodesic  # geodesic (IMC + IMR, Oh et al.) | directional (Text2LIVE)
     distance: Distance = Distance.spherical  # for composition and screen
+    # composition / screen over several template embeddings: mean_distance (reference) | mean_embedding
+    text_reduction: TextReduction = TextReduction.mean_distance
     composition: float = 1.0
     directional: float = 1.0  # weight of the directional loss, or of IMC under geodesic
     imr: float = 1.0  # weight of IMR (geodesic guidance only)
@@ -146,13 +180,18 @@ class LossConfig:
     gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
     gfk_null_dim: int = 256
     gfk_max_subspace_dim: int = 128
+    directional_pairs: DirectionalPairs = DirectionalPairs.index  # directional loss: index | all (reference)
+    raw_directions: bool = False  # directional loss on unnormalised CLIP embeddings (true: reference)
     screen: float = 1.0
     structure: float = 2.0
     sparsity: float = 6.0
     sparsity_l1: float = 0.01
     sparsity_l0: float = 0.01
-    bootstrap: float = 10.0  # annealed linearly to 0 over bootstrap_steps
+    bootstrap: float = 10.0  # weight of the relevancy bootstrap for its first bootstrap_steps steps
     bootstrap_steps: int = 1000
+    # linear (to 0 over bootstrap_steps; reference image) | constant (then 0; reference video)
+    bootstrap_schedule: BootstrapSchedule = BootstrapSchedule.linear
+    relevancy_per_crop: bool = False  # bootstrap target from every render at 224 x 224 (true: reference)
 
 
 @dataclass
@@ -169,7 +208,8 @@ class OptimConfig:
 class CropConfig:
     """Internal dataset: the random crop of the input the generator sees each step."""
 
-    resize_short: int = 512  # input resized so its short side is this (0: keep)
+    resize_short: int = 512  # input resized so its short side is at most this (0: keep)
+    resize_upscale: bool = False  # also upscale a smaller input to resize_short (true: reference)
     crop_min: float = 0.85
     scale_min: float = 0.8
     scale_max: float = 1.2
@@ -177,6 +217,7 @@ class CropConfig:
     jitter: float = 0.1
     jitter_p: float = 0.1
     full_image_every: int = 75
+    full_image_extra: bool = False  # the whole image is a second render besides the crop (true: reference)
 
 
 @dataclass
@@ -204,33 +245,63 @@ class ImageEditConfig:
 ConfigT = TypeVar("ConfigT")
 
 
-def load_config(schema: type[ConfigT], config_path: str | Path | None = None, overrides: Sequence[str] = (),
-                base_path: str | Path | None = None) -> ConfigT:
-    """Merge `base_path`, then `config_path` (YAML), then `key=value` overrides over `schema`.
+def load_config(schema: type[ConfigT], config_path: str | Path | Sequence[str | Path] | None = None,
+                overrides: Sequence[str] = (), base_path: str | Path | None = None) -> ConfigT:
+    """Merge `base_path`, then `config_path` (a YAML file, or several merged in order), then
+    `key=value` overrides over `schema`.
 
     Returns an instance of the dataclass `schema` (typed all the way down: choices are `Choice`
     enums). Raises ConfigError naming the offending key: unknown keys, wrong types and values
     outside a choice's set all fail here, at load.
     """
     cfg = OmegaConf.structured(schema)
+    list_keys = string_list_keys(schema)
     try:
-        for path in (base_path, config_path):
+        paths = [config_path] if config_path is None or isinstance(config_path, (str, Path)) else list(config_path)
+        for path in [base_path, *paths]:
             if path is None:
                 continue
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            cfg = OmegaConf.merge(cfg, OmegaConf.load(path))
+            cfg = OmegaConf.merge(cfg, wrap_scalars(OmegaConf.load(path), list_keys))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form key=value")
         if overrides:
-            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+            cfg = OmegaConf.merge(cfg, wrap_scalars(OmegaConf.from_dotlist(list(overrides)), list_keys))
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or getattr(error, "key", None)
         reason = str(error).splitlines()[0]
         raise ConfigError(f"bad config key '{key}': {reason}" if key else f"bad config: {reason}") from None
+
+
+def string_list_keys(schema: type, prefix: str = "") -> list[str]:
+    """Dotted keys of the `list[str]` fields of `schema`, nested dataclasses included."""
+    keys: list[str] = []
+    hints = typing.get_type_hints(schema)
+    for item in dataclasses.fields(schema):
+        hint = hints[item.name]
+        if dataclasses.is_dataclass(hint):
+            keys += string_list_keys(hint, f"{prefix}{item.name}.")
+        elif typing.get_origin(hint) is list and typing.get_args(hint) == (str,):
+            keys.append(prefix + item.name)
+    return keys
+
+
+_ABSENT = object()
+
+
+def wrap_scalars(incoming, keys: Sequence[str]):
+    """A loaded YAML / dotlist config with a single value at a `list[str]` key read as a one-item
+    list (`text.src=horse` means `text.src=[horse]`; an empty value, a list with one empty text)."""
+    for key in keys:
+        value = OmegaConf.select(incoming, key, default=_ABSENT)
+        if value is _ABSENT or OmegaConf.is_list(value):
+            continue
+        OmegaConf.update(incoming, key, ["" if value is None else str(value)], merge=False)
+    return incoming
 
 
 def to_yaml(cfg: object) -> str:
@@ -333,6 +404,11 @@ class AtlasRunConfig:
     crf: int = 18  # H.264 quality of the preview mp4s
 
 
+class DirectFrameInput(Choice):
+    layer = "layer"  # the edited layer as NLA separates it: frame x alpha (fg), background reconstruction (bg)
+    frame = "frame"  # the raw frame crop
+
+
 @dataclass
 class AtlasCropConfig:
     """Internal dataset of a video edit: frame crops and the atlas crop covering them."""
@@ -343,7 +419,14 @@ class AtlasCropConfig:
     jitter: float = 0.1
     jitter_p: float = 0.1
     full_atlas_every: int = 75  # add the whole (cropped) atlas as a sample every this many steps (0: never)
-    direct_frame: bool = True  # also send one original frame crop through the generator
+    background_atlas_downscale: int = 3  # the background's whole-atlas sample is downscaled this much (reference 3)
+    direct_frame: bool = True  # also send one frame crop (of a random one of the step's frames) through the generator
+    # what the generator sees for it: layer (reference: the frame x NLA alpha for the foreground, the NLA
+    # background reconstruction for the background) | frame (the raw frame crop)
+    direct_frame_input: DirectFrameInput = DirectFrameInput.layer
+    # frame-crop renders of the foreground: the loss source (the resampled atlas crop) times the NLA alpha
+    # like the layers (true) | as it is (false, reference)
+    mask_frame_source: bool = True
 
 
 @dataclass
@@ -361,7 +444,8 @@ class VideoEditConfig:
     clip: ClipConfig = field(default_factory=lambda: ClipConfig(n_aug=6, fill=Fill.black))
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     loss: LossConfig = field(default_factory=lambda: LossConfig(
-        structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005))
+        structure=3.0, sparsity=0.1, sparsity_l1=0.01, sparsity_l0=0.005,
+        bootstrap_schedule=BootstrapSchedule.constant))  # the reference's video bootstrap: no annealing
     optim: OptimConfig = field(default_factory=lambda: OptimConfig(lr_decay=0.999))
     crops: AtlasCropConfig = field(default_factory=AtlasCropConfig)
     steps: int = 3000

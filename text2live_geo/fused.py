@@ -10,9 +10,9 @@ In-Place Activated BatchNorm, Rota Bulo et al. 2018):
 - `batch_norm_act`: batch norm (batch statistics) + LeakyReLU saves only its output `y`; the
   backward recovers the normalised input x_hat = (leaky^-1(y) - beta) / gamma. Its input (the
   conv output) is not kept at all. |gamma| is kept >= `GAMMA_MIN` so that inversion is exact.
-- `upsample_norm_conv`: the skip net's merge (upsample, concatenate the skip, batch norm,
-  pad, conv) keeps only its two inputs and recomputes the full-resolution normalised tensor
-  in the backward (an upsample and an affine map: no convolution is recomputed).
+- `upsample_norm_conv`: the skip net's merge (upsample x2 and cut, concatenate the skip, batch
+  norm, pad, conv) keeps only its two inputs and recomputes the full-resolution normalised
+  tensor in the backward (an upsample and an affine map: no convolution is recomputed).
 - `quick_gelu_linear`: CLIP's MLP tail, quick-GELU then the second linear layer, saves only
   the GELU input and recomputes the GELU (elementwise) in the backward.
 
@@ -151,7 +151,7 @@ class _UpsampleNormConv(torch.autograd.Function):
     def forward(ctx, skip, deep, gamma, beta, running_mean, running_var, momentum: float, eps: float, weight, bias,
                 pad: int):
         size = skip.shape[-2:]
-        up = F.interpolate(deep, size=size, mode="bilinear", align_corners=False)
+        up = _upsample_x2_crop(deep, size)
         merged = torch.cat([skip, up], dim=1)
         gamma = _safe_gamma(gamma)
         normed, mean, invstd = torch.ops.aten.native_batch_norm(merged, gamma, beta, running_mean, running_var,
@@ -177,7 +177,7 @@ class _UpsampleNormConv(torch.autograd.Function):
                 parts.append(skip[:, rows.start:min(rows.stop, skip_channels)])
             if rows.stop > skip_channels:
                 deep_rows = deep[:, max(rows.start, skip_channels) - skip_channels:rows.stop - skip_channels]
-                parts.append(F.interpolate(deep_rows, size=size, mode="bilinear", align_corners=False))
+                parts.append(_upsample_x2_crop(deep_rows, size))
             if len(parts) > 1:
                 merged = torch.cat(parts, dim=1)
             else:  # a fresh tensor for the in-place affine below
@@ -214,11 +214,21 @@ class _UpsampleNormConv(torch.autograd.Function):
             grad_gamma.append(grad_g)
             grad_beta.append(grad_b)
         grad_skip, grad_up = grad[:, :skip_channels], grad[:, skip_channels:]
+        doubled = (2 * deep.shape[-2], 2 * deep.shape[-1])
+        if tuple(size) != doubled:  # the rows / columns the crop dropped get no gradient
+            grad_up = F.pad(grad_up, (0, doubled[1] - size[1], 0, doubled[0] - size[0]))
         grad_deep = torch.ops.aten.upsample_bilinear2d_backward(
-            grad_up.contiguous(), list(size), list(deep.shape), False, None, None)
+            grad_up.contiguous(), list(doubled), list(deep.shape), False, None, None)
         return (grad_skip, grad_deep, torch.cat(grad_gamma) if ctx.needs_input_grad[2] else None,
                 torch.cat(grad_beta) if ctx.needs_input_grad[3] else None, None, None, None, None, grad_weight,
                 grad_bias if mask[2] else None, None)
+
+
+def _upsample_x2_crop(deep: torch.Tensor, size) -> torch.Tensor:
+    """Bilinear x2 upsampling of `deep`, cut to its first `size` = (H, W) rows and columns (the
+    generator's `upsample_to`)."""
+    up = F.interpolate(deep, size=(2 * deep.shape[-2], 2 * deep.shape[-1]), mode="bilinear", align_corners=False)
+    return up[..., :size[0], :size[1]]
 
 
 def _fold_reflection_pad_grad(grad_padded: torch.Tensor, pad: int) -> torch.Tensor:
@@ -241,8 +251,9 @@ def upsample_norm_conv(skip: torch.Tensor, deep: torch.Tensor, norm: torch.nn.Ba
                        bias: torch.Tensor | None, pad: int) -> torch.Tensor:
     """The skip network's merge: conv(reflect_pad(batch_norm(cat(skip, upsample(deep))), pad)).
 
-    skip `(B, Cs, H, W)`, deep `(B, Cd, h, w)` (bilinearly upsampled to H x W), batch norm
-    with batch statistics over the Cs + Cd channels (running buffers updated as `norm` would).
+    skip `(B, Cs, H, W)`, deep `(B, Cd, ceil(H / 2), ceil(W / 2))` (bilinearly upsampled x2 and
+    cut to H x W, as `generator.upsample_to`), batch norm with batch statistics over the
+    Cs + Cd channels (running buffers updated as `norm` would).
     Keeps only `skip` and `deep` for the backward (which both neighbours keep anyway) and
     recomputes the full-resolution normalised input there."""
     return _UpsampleNormConv.apply(skip, deep, norm.weight, norm.bias, norm.running_mean, norm.running_var,

@@ -14,7 +14,20 @@ from .fused import batch_norm_act, fused_ok, reflect_pad_conv, upsample_norm_con
 # Colour decorrelation (square root of the ImageNet colour covariance, normalised): the network
 # predicts decorrelated colour, mapped linearly to RGB before the sigmoid.
 _COLOUR_CORRELATION_SQRT = torch.tensor([[0.26, 0.09, 0.02], [0.27, 0.00, -0.05], [0.27, -0.09, 0.03]])
-COLOUR_TO_RGB = _COLOUR_CORRELATION_SQRT / _COLOUR_CORRELATION_SQRT.norm(dim=0).max()
+INV_COLOUR_SCALE = 1.6  # the reference's "saturate" factor (its `inv_color_scale`)
+
+
+def colour_to_rgb(inv_colour_scale: float = INV_COLOUR_SCALE) -> torch.Tensor:
+    """The fixed `(3, 3)` map from decorrelated colour to RGB: the first column (the grey axis)
+    of the correlation square root divided by `inv_colour_scale`, then the matrix divided by its
+    largest column norm. With the grey column the longest, that is the map for scale 1 times
+    diag(1, s, s): the two chroma channels weigh `inv_colour_scale` times more (more saturated
+    colours for the same logits)."""
+    matrix = _COLOUR_CORRELATION_SQRT / torch.tensor([inv_colour_scale, 1.0, 1.0])
+    return matrix / matrix.norm(dim=0).max()
+
+
+COLOUR_TO_RGB = colour_to_rgb()
 
 
 def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
@@ -51,17 +64,37 @@ def _conv_bn_act(in_channels: int, out_channels: int, kernel: int, stride: int =
                      nn.LeakyReLU(ConvBNAct.slope, inplace=True))
 
 
-class _Scale(nn.Module):
-    """One level: a skip branch at this resolution and a down -> deeper -> up branch."""
+def _conv_act(in_channels: int, out_channels: int, kernel: int) -> nn.Sequential:
+    """(reflection pad +) conv -> LeakyReLU(0.2), no batch norm."""
+    return nn.Sequential(_conv(in_channels, out_channels, kernel), nn.LeakyReLU(ConvBNAct.slope, inplace=True))
 
-    def __init__(self, in_channels: int, channels: int, skip_channels: int, deeper: nn.Module | None):
+
+def upsample_to(deep: torch.Tensor, size: tuple[int, int] | torch.Size) -> torch.Tensor:
+    """The deeper level's output at this level's size `(H, W)`: bilinear x2 upsampling, then the
+    first H rows and W columns. The stride-2 conv made `deep` ceil(H / 2) x ceil(W / 2), so for an
+    odd side the x2 result has one row (column) more, and the last is dropped (the reference's
+    `Upsample(scale_factor=2)` + `Concat` crop)."""
+    height, width = deep.shape[-2:]
+    up = F.interpolate(deep, size=(2 * height, 2 * width), mode="bilinear", align_corners=False)
+    return up[..., :size[0], :size[1]]
+
+
+class _Scale(nn.Module):
+    """One level: a skip branch at this resolution and a down -> deeper -> up branch.
+
+    `last_norm`: batch norm after the merge's final 1x1 conv (every level but the top one: the
+    reference skip network has none there)."""
+
+    def __init__(self, in_channels: int, channels: int, skip_channels: int, deeper: nn.Module | None,
+                 last_norm: bool = True):
         super().__init__()
         self.skip = _conv_bn_act(in_channels, skip_channels, 1) if skip_channels else None
         self.down = nn.Sequential(_conv_bn_act(in_channels, channels, 3, stride=2), _conv_bn_act(channels, channels, 3))
         self.deeper = deeper
         merged = channels + skip_channels
         self.merge_norm = nn.BatchNorm2d(merged)
-        self.merge = nn.Sequential(_conv_bn_act(merged, channels, 3), _conv_bn_act(channels, channels, 1))
+        last = _conv_bn_act(channels, channels, 1) if last_norm else _conv_act(channels, channels, 1)
+        self.merge = nn.Sequential(_conv_bn_act(merged, channels, 3), last)
 
     checkpointed = False  # recompute this level's full-resolution blocks in the backward
     memory_efficient = False  # fused merge (`fused.upsample_norm_conv`): keeps no full-size tensor of its own
@@ -75,8 +108,7 @@ class _Scale(nn.Module):
             pad = conv_block[0].padding[0] if len(conv_block) > 1 else 0
             hidden = upsample_norm_conv(skip, deep, self.merge_norm, conv_block[-1].weight, conv_block[-1].bias, pad)
             return self.merge[1](batch_norm_act(hidden, first[1], first.slope))
-        # upsample to the exact size of this level, so any input size works
-        deep = F.interpolate(deep, size=features.shape[-2:], mode="bilinear", align_corners=False)
+        deep = upsample_to(deep, features.shape[-2:])
         if skip is not None:
             deep = torch.cat([skip, deep], dim=1)
         return self.merge(self.merge_norm(deep))
@@ -98,19 +130,23 @@ class SkipGenerator(nn.Module):
     `num_scales` stride-2 levels of `channels` channels with `skip_channels` skips, reflection
     padding, batch norm, LeakyReLU, bilinear upsampling; a 1x1 conv to 4 channels, the fixed
     decorrelated-colour-to-RGB map on the colour channels, then a sigmoid.
-    H and W must be at least `min_size` (2 ** num_scales + 1). `memory_efficient` (default)
+    The top level's final 1x1 conv has no batch norm, as the reference's (`top_norm` adds one:
+    42 batch norms, this project's former generator). H and W must be at least `min_size`
+    (2 ** num_scales + 1). `memory_efficient` (default)
     computes the same function with fused blocks that keep about a third of the activations
     for the backward (see `fused`); `checkpoint_levels` recomputes the top levels' merges instead.
     """
 
     def __init__(self, num_scales: int = 7, channels: int = 128, skip_channels: int = 4,
                  in_channels: int = 3, decorrelated_rgb: bool = True, alpha_bias_init: float = 0.0,
-                 checkpoint_levels: int = 0, memory_efficient: bool = True):
+                 checkpoint_levels: int = 0, memory_efficient: bool = True,
+                 inv_colour_scale: float = INV_COLOUR_SCALE, top_norm: bool = False):
         super().__init__()
         self.num_scales = num_scales
         deeper = None
         for level in reversed(range(num_scales)):
-            deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper)
+            deeper = _Scale(in_channels if level == 0 else channels, channels, skip_channels, deeper,
+                            last_norm=level > 0 or top_norm)
         self.body = deeper
         level = self.body
         for _ in range(checkpoint_levels):  # activation checkpointing of the top levels' merges
@@ -128,14 +164,15 @@ class SkipGenerator(nn.Module):
             with torch.no_grad():
                 self.head.bias[3] = alpha_bias_init
         self.decorrelated_rgb = decorrelated_rgb
-        self.register_buffer("colour_to_rgb", COLOUR_TO_RGB.clone(), persistent=False)
+        self.register_buffer("colour_to_rgb", colour_to_rgb(inv_colour_scale), persistent=False)
 
     @classmethod
     def from_config(cls, cfg: GeneratorConfig) -> SkipGenerator:
         """From a `config.GeneratorConfig`."""
         return cls(cfg.num_scales, cfg.channels, cfg.skip_channels, decorrelated_rgb=cfg.decorrelated_rgb,
                    alpha_bias_init=cfg.alpha_bias_init, checkpoint_levels=cfg.checkpoint_levels,
-                   memory_efficient=cfg.memory_efficient)
+                   memory_efficient=cfg.memory_efficient, inv_colour_scale=cfg.inv_colour_scale,
+                   top_norm=cfg.top_norm)
 
     @property
     def min_size(self) -> int:

@@ -20,7 +20,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import BatchConfig, ConfigError, ImageEditConfig, VideoEditConfig, to_yaml
+from ..config import (
+    BatchConfig,
+    ConfigError,
+    ImageEditConfig,
+    VideoEditConfig,
+    string_list_keys,
+    to_yaml,
+    wrap_scalars,
+)
 from .discover import PATH_KEYS, ClipSpec
 from .jobs import BatchError, ClipJob
 
@@ -188,6 +196,7 @@ def compose_jobs(specs: Sequence[ClipSpec], edit: EditSettings, batch_dir: Path)
                        f"({', '.join(shared_atlas[:3])}{' ...' if len(shared_atlas) > 3 else ''}); an atlas belongs "
                        f"to one clip: give each its own in a manifest, or none to fit them")
     jobs = []
+    list_keys = {kind: string_list_keys(schema) for kind, schema in SCHEMAS.items()}
     for spec in specs:
         schema, keys = SCHEMAS[spec.kind], known[spec.kind]
         for key in spec.settings:
@@ -199,11 +208,15 @@ def compose_jobs(specs: Sequence[ClipSpec], edit: EditSettings, batch_dir: Path)
             cfg = OmegaConf.structured(schema)
             if edit.bases.get(spec.kind) is not None:
                 cfg = OmegaConf.merge(cfg, OmegaConf.load(edit.bases[spec.kind]))
-            cfg = OmegaConf.merge(cfg, _nest(common), _nest(_absolute_paths(spec.settings)), _nest(forced))
+            # a single text where the config takes a list of texts is a one-text list, as in the CLIs
+            layers = [wrap_scalars(OmegaConf.create(_nest(flat)), list_keys[spec.kind])
+                      for flat in (common, _absolute_paths(spec.settings), forced)]
+            cfg = OmegaConf.merge(cfg, *layers)
             cfg = OmegaConf.to_object(cfg)
         except OmegaConfBaseException as error:
             raise _config_error(error, spec.where) from None
-        if not str(cfg.text.src).strip() or not str(cfg.text.comp).strip() or not str(cfg.text.screen).strip():
+        if any(not texts or not all(text.strip() for text in texts)
+               for texts in (cfg.text.src, cfg.text.comp, cfg.text.screen)):
             raise BatchError(f"{spec.where}: text.src, text.comp and text.screen must not be empty")
         group = None
         if spec.kind == "video" and not cfg.atlas.checkpoint:

@@ -35,7 +35,9 @@ def edit_parser(description: str, epilog: str, base_config: str, progress_help: 
     """The parser the tools share: --config, --resume, --quiet and key=value overrides."""
     parser = argparse.ArgumentParser(description=description, epilog=epilog,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--config", help=f"YAML config merged over the defaults ({base_config} in a source checkout)")
+    parser.add_argument("--config", action="append",
+                        help=f"YAML config merged over the defaults ({base_config} in a source checkout); "
+                             "repeat it to merge several in order, e.g. a recipe then an example")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder from its checkpoint")
     parser.add_argument("--quiet", action="store_true", help=progress_help)
     parser.add_argument("overrides", nargs="*", metavar="key=value", help="config overrides (omegaconf dotlist)")

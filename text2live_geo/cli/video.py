@@ -2,7 +2,7 @@
 shell over text2live_geo.edit_video).
 
 Examples:
-  t2l-video --config configs/video/blackswan_golden.yaml
+  t2l-video --config configs/video/blackswan_gold.yaml
   t2l-video --config configs/video/car_turn_winter.yaml video.frames=clip.mp4 video.max_frames=70
   t2l-video --resume runs/blackswan-foreground-20261129-120000 steps=4000
   t2l-video video.frames=clip.mp4 text.src=car text.comp="red car" text.screen="red car"  # fits an atlas first

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import torch
 
-from atlas import AtlasMaps, Layer, PixelBox, uv_bounding_box
+from atlas import AtlasMaps, Layer, PixelBox, sample_atlas, uv_bounding_box
 
 from ..augment import colour_jitter
 from ..config import AtlasCropConfig
@@ -81,7 +81,12 @@ class AtlasSample:
         atlas_box: atlas pixels covering every frame crop's uv (at least the generator's minimum).
         atlas_crop: ``(1, 3, h, w)`` baked atlas inside ``atlas_box`` (colour-jittered).
         atlas_relevancy: ``(1, 1, h, w)`` bootstrap target inside ``atlas_box``, or None.
-        direct_crop: the frame crop that also goes through the generator as it is, or None.
+        direct_crop: the frame crop that also goes through the generator, or None.
+        direct_input: ``(1, 3, h, w)`` what the generator sees for ``direct_crop`` with
+            ``crops.direct_frame_input=layer``: the edited layer as NLA separates it, the frame
+            times the NLA alpha (foreground) or the background reconstruction, i.e. the baked
+            atlas sampled at the crop's uv (background), colour-jittered with the rest; None with
+            ``frame`` (the generator sees ``direct_crop.image``) or without a direct crop.
         whole_atlas: True when the whole (cropped) atlas is one more sample this step.
         flipped: everything is flipped horizontally this step.
     """
@@ -93,6 +98,7 @@ class AtlasSample:
     direct_crop: FrameCrop | None
     whole_atlas: bool
     flipped: bool
+    direct_input: torch.Tensor | None = None
 
 
 def _random_sub_box(box: PixelBox, fraction_min: float, min_size: int) -> PixelBox:
@@ -124,8 +130,10 @@ class AtlasCropSampler:
     shrunk for videos under 5 frames); frames without a box (a foreground absent there) are
     skipped, and only centres with at least one usable frame are drawn. Each frame gets a random
     crop of ``crop_min``..1 of its box; the atlas crop is the bounding box, in atlas pixels, of
-    the crops' uvs. Colour jitter (p ``jitter_p``) is drawn once and applied to the atlas crop
-    and the frame crops alike; the flip (p ``flip_p``) is applied by the renders.
+    the crops' uvs. With ``direct_frame`` one of the crops, at random, is also the direct frame
+    crop (and its layer image, ``direct_frame_input``). Colour jitter (p ``jitter_p``) is drawn
+    once and applied to the atlas crop and the frame crops alike; the flip (p ``flip_p``) is
+    applied by the renders.
     """
 
     def __init__(self, video: AtlasVideo, cfg: AtlasCropConfig, min_size: int,
@@ -174,17 +182,28 @@ class AtlasCropSampler:
         atlas_crop = relative.crop(video.atlas_image)
         atlas_relevancy = relative.crop(self.atlas_relevancy) if self.atlas_relevancy is not None else None
 
-        # colour jitter: one draw for the atlas crop and the frame crops
+        # the direct frame crop: one of the step's frames at random (as the reference), and the
+        # layer it shows as NLA separates it
+        direct, direct_input = None, None
+        if cfg.direct_frame:
+            direct = crops[int(torch.randint(0, len(crops), ()))]
+            if cfg.direct_frame_input == "layer":
+                if video.layer == "foreground":
+                    direct_input = direct.image * direct.nla_alpha
+                else:
+                    direct_input = sample_atlas(video.atlas_image[0], direct.uv, video.layer, video.resolution,
+                                                video.atlas_box).clamp(0, 1)
+
+        # colour jitter: one draw for the atlas crop and the frame crops (and the direct input)
         if torch.rand(()) < cfg.jitter_p:
             factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
             atlas_crop = colour_jitter(atlas_crop, factors)
             for crop in crops:
                 crop.image = colour_jitter(crop.image, factors)
+            if direct_input is not None:
+                direct_input = colour_jitter(direct_input, factors)
         flipped = bool(torch.rand(()) < cfg.flip_p)
-        direct = None
-        if cfg.direct_frame:
-            direct = next((crop for crop in crops if crop.frame == centre), crops[0])
         whole_atlas = cfg.full_atlas_every > 0 and step % cfg.full_atlas_every == 0
         return AtlasSample(frame_crops=crops, atlas_box=atlas_box, atlas_crop=atlas_crop,
                            atlas_relevancy=atlas_relevancy, direct_crop=direct, whole_atlas=whole_atlas,
-                           flipped=flipped)
+                           flipped=flipped, direct_input=direct_input)

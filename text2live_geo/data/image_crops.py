@@ -15,16 +15,32 @@ class CropSampler:
 
     `source` is `(1, C, H, W)`: RGB plus optional extra channels (the relevancy map) that
     follow every geometric change; colour jitter touches RGB only. Every `full_image_every`
-    steps (and at step 0) the whole image is returned. Crops never go below `min_size`.
+    steps (and at step 0) the whole image is returned instead of a crop (with `full_image_extra`
+    it is a second sample besides the crop: `samples`). Crops never go below `min_size`.
     """
 
     def __init__(self, source: torch.Tensor, cfg: CropConfig, min_size: int, enabled: bool = True):
         self.source, self.cfg, self.min_size, self.enabled = source, cfg, min_size, enabled
 
+    def whole_image_step(self, step: int) -> bool:
+        return self.cfg.full_image_every > 0 and step % self.cfg.full_image_every == 0
+
+    def samples(self, step: int) -> list[torch.Tensor]:
+        """What step `step` trains on: one sample (`sample`), or with `full_image_extra` on a
+        whole-image step the crop and then the whole image (the reference's two renders)."""
+        if self.enabled and self.cfg.full_image_extra and self.whole_image_step(step):
+            return [self.crop(), self.source]
+        return [self.sample(step)]
+
     def sample(self, step: int) -> torch.Tensor:
+        """The whole image on a whole-image step (or when disabled), else a random crop."""
+        if not self.enabled or self.whole_image_step(step):
+            return self.source
+        return self.crop()
+
+    def crop(self) -> torch.Tensor:
+        """A random crop: colour jitter, flip, rescale, crop (docs/text2live.md, "Internal dataset")."""
         cfg, source = self.cfg, self.source
-        if not self.enabled or (cfg.full_image_every > 0 and step % cfg.full_image_every == 0):
-            return source
         sample = source
         if torch.rand(()) < cfg.jitter_p:
             factors = torch.empty(4).uniform_(-1, 1) * cfg.jitter
@@ -37,8 +53,9 @@ class CropSampler:
         size = (max(round(height * scale), self.min_size), max(round(width * scale), self.min_size))
         if size != (height, width):
             sample = F.interpolate(sample, size=size, mode="bilinear", align_corners=False)
-        crop_h = max(round(size[0] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
-        crop_w = max(round(size[1] * float(torch.empty(()).uniform_(cfg.crop_min, 1))), self.min_size)
+        fraction = float(torch.empty(()).uniform_(cfg.crop_min, 1))  # one for both sides: the aspect is kept
+        crop_h = max(round(size[0] * fraction), self.min_size)
+        crop_w = max(round(size[1] * fraction), self.min_size)
         top = int(torch.randint(0, size[0] - crop_h + 1, ()))
         left = int(torch.randint(0, size[1] - crop_w + 1, ()))
         return sample[..., top:top + crop_h, left:left + crop_w]

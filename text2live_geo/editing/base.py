@@ -71,11 +71,15 @@ class GeneratorTraining(ABC):
         self.seconds = 0.0
 
     def bootstrap_weight(self, step: int) -> float:
-        """Bootstrap weight annealed linearly from loss.bootstrap to 0 over loss.bootstrap_steps."""
+        """The bootstrap weight of step `step` (0-based), 0 from loss.bootstrap_steps on: with
+        loss.bootstrap_schedule linear, loss.bootstrap x (1 - (step + 1) / bootstrap_steps) (the
+        reference's linear schedule); constant, loss.bootstrap."""
         loss = self.cfg.loss
-        if not self.has_bootstrap_target() or loss.bootstrap_steps <= 0:
+        if not self.has_bootstrap_target() or step >= loss.bootstrap_steps:
             return 0.0
-        return loss.bootstrap * max(0.0, 1.0 - step / loss.bootstrap_steps)
+        if loss.bootstrap_schedule == "constant":
+            return loss.bootstrap
+        return loss.bootstrap * (1.0 - (step + 1) / loss.bootstrap_steps)
 
     def optimise(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, float]:
         """Weighted total -> backward -> optimiser step. The IMR anchor generator first takes the
@@ -157,7 +161,9 @@ class GeneratorTraining(ABC):
             self.generator.load_state_dict(state["generator"])
         except RuntimeError:
             raise RunError("the checkpoint's generator does not match generator.* / mode of the config "
-                           "(do not override generator sizes when resuming)") from None
+                           "(do not override generator sizes when resuming; a run made before the reference "
+                           "generator became the default resumes with generator.top_norm=true "
+                           "generator.inv_colour_scale=1)") from None
         self.optimizer.load_state_dict(state["optimizer"])
         self.scaler.load_state_dict(state["scaler"])
         if self.previous_generator is not None and "previous_generator" in state:

@@ -23,7 +23,7 @@ from ..generator import PixelParameterization, SkipGenerator, batch_statistics_w
 from ..io import read_image, save_png, side_by_side
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
-from .objective import EditObjective
+from .objective import EditObjective, Render
 from .run import (
     CONFIG_NAME,
     RunError,
@@ -49,10 +49,12 @@ class ImageEditResult:
     steps: int
 
 
-def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str) -> torch.Tensor:
-    """Downscale so the short side is at most `resize_to` (never upscale); check min size."""
+def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str, upscale: bool = False
+                  ) -> torch.Tensor:
+    """Downscale so the short side is at most `resize_to` (with `upscale`, exactly `resize_to`:
+    a smaller image is upscaled, as the reference does); check min size."""
     height, width = image.shape[-2:]
-    if resize_to and min(height, width) > resize_to:
+    if resize_to and (min(height, width) > resize_to or (upscale and min(height, width) < resize_to)):
         image = resize_short(image, resize_to, max_ratio=float("inf"))
     if min(image.shape[-2:]) < min_size:
         raise RunError(f"image '{name}' is {width}x{height} px; the generator needs at least {min_size} px per "
@@ -86,7 +88,8 @@ class ImageEditor(GeneratorTraining):
         # crop, flip and rescale of the internal dataset moves it with the pixels
         self.relevancy: torch.Tensor | None = None
         source = self.image
-        if cfg.text.bootstrap.strip() and loss.bootstrap > 0 and not inversion:
+        self.bootstraps = bool(cfg.text.bootstrap.strip()) and loss.bootstrap > 0 and not inversion
+        if self.bootstraps and not loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(self.image, view_size, cfg.clip.max_view_ratio)
             relevancy = clip.relevancy(view, cfg.text.bootstrap)
             self.relevancy = F.interpolate(relevancy, size=self.image.shape[-2:], mode="bilinear",
@@ -98,19 +101,20 @@ class ImageEditor(GeneratorTraining):
 
     # --------------------------------------------------------------------- one step
     def has_bootstrap_target(self) -> bool:
-        return self.relevancy is not None
+        return self.bootstraps
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (and the weighted total)."""
         set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
         self.generator.train()
 
-        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping)
-        sample = self.sampler.sample(self.step)
-        crop, relevancy = sample[:, :3], (sample[:, 3:] if sample.shape[1] > 3 else None)
+        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping); with
+        #    crops.full_image_extra, on a whole-image step the crop and the whole image
+        samples = [(sample[:, :3], sample[:, 3:] if sample.shape[1] > 3 else None)
+                   for sample in self.sampler.samples(self.step)]
 
         # 2.-5. generator -> layers -> paired CLIP views -> embeddings -> losses
-        terms, weights, _ = self.losses(crop, relevancy)
+        terms, weights, _ = self.losses_of(samples)
 
         # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
         return self.optimise(terms, weights)
@@ -119,22 +123,32 @@ class ImageEditor(GeneratorTraining):
                ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:
         """Loss terms and their weights for one input crop `(1, 3, h, w)` (and its relevancy
         `(1, 1, h, w)`), plus the edit layers they were computed from."""
-        cfg = self.cfg
+        terms, weights, layers = self.losses_of([(crop, relevancy)])
+        return terms, weights, layers[0]
 
-        # 2. generator -> RGBA -> edit layers over the untouched crop
-        with autocast_context(self.device, cfg.precision):
-            rgba = self.generator(crop)
-        layers = composite_layers(rgba.float(), crop)
-        anchor = None
-        if self.previous_generator is not None:  # IMR anchor: the previous step's generator
-            with torch.no_grad(), autocast_context(self.device, cfg.precision), \
-                    batch_statistics_without_update(self.previous_generator):
-                anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
+    def losses_of(self, samples: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
+                  ) -> tuple[dict[str, torch.Tensor], dict[str, float], list[EditLayers]]:
+        """Loss terms (each the mean over the samples) and their weights for one or more input
+        crops with their relevancy, plus the edit layers of each."""
+        cfg = self.cfg
+        renders, all_layers = [], []
+        for crop, relevancy in samples:
+            # 2. generator -> RGBA -> edit layers over the untouched crop
+            with autocast_context(self.device, cfg.precision):
+                rgba = self.generator(crop)
+            layers = composite_layers(rgba.float(), crop)
+            anchor = None
+            if self.previous_generator is not None:  # IMR anchor: the previous step's generator
+                with torch.no_grad(), autocast_context(self.device, cfg.precision), \
+                        batch_statistics_without_update(self.previous_generator):
+                    anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
+            renders.append(Render(crop, layers, anchor, relevancy))
+            all_layers.append(layers)
 
         # 3.-5. paired CLIP views -> embeddings -> losses
-        terms, weights = self.objective(crop, layers, anchor, relevancy, self.bootstrap_weight(self.step),
-                                        sparsity=cfg.mode == "generator")
-        return terms, weights, layers
+        terms, weights = self.objective.batched(renders, self.bootstrap_weight(self.step),
+                                                sparsity=cfg.mode == "generator")
+        return terms, weights, all_layers
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
@@ -181,7 +195,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
         clip = ClipGuide.load(cfg.clip.model, device)
     clip = clip.to(device)
     min_size = 1 if cfg.mode == "inversion" else 2 ** cfg.generator.num_scales + 1
-    image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image)
+    image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image, cfg.crops.resize_upscale)
 
     torch.manual_seed(cfg.seed)
     editor = ImageEditor(cfg, image, clip, device)

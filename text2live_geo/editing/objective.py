@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 
 from ..augment import ViewAugmenter, resize_short, view_shape
 from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
@@ -15,6 +16,9 @@ from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
 from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
 from .run import autocast_context
+
+#: view roles encoded with gradient (what the generator moves); the others (input, anchor) without
+GRAD_ROLES = ("composite", "screen", "composite_dir")
 
 
 @dataclass
@@ -26,6 +30,20 @@ class Render:
     layers: EditLayers
     anchor: torch.Tensor | None = None
     relevancy: torch.Tensor | None = None
+
+
+@dataclass
+class StepTexts:
+    """The text rows one step uses, each `(rows, d)`: `src` / `comp` the directional pairs (row i
+    of one with row i of the other), `comp_all` the composition rows, `screen` the screen rows;
+    `src_raw` / `comp_raw` the pairs' unnormalised embeddings (for `loss.raw_directions`)."""
+
+    src: torch.Tensor
+    comp: torch.Tensor
+    comp_all: torch.Tensor
+    screen: torch.Tensor
+    src_raw: torch.Tensor
+    comp_raw: torch.Tensor
 
 
 class EditObjective:
@@ -47,8 +65,8 @@ class EditObjective:
             fill = 1.0 if clip_cfg.fill == "white" else 0.0
         self.augment = ViewAugmenter(clip_cfg.n_aug, self.view_size, clip_cfg.max_view_ratio, clip_cfg.crop_min,
                                      fill=fill)
-        self.composition_loss = TextDistanceLoss(loss_cfg.distance)
-        self.directional_loss = DirectionalLoss()
+        self.composition_loss = TextDistanceLoss(loss_cfg.distance, loss_cfg.text_reduction)
+        self.directional_loss = DirectionalLoss(pairs=loss_cfg.directional_pairs)
         gfk = dict(null_dim=loss_cfg.gfk_null_dim, max_subspace_dim=loss_cfg.gfk_max_subspace_dim,
                    solver=loss_cfg.gfk_solver)
         self.imc_loss = InterModalityConsistency(**gfk, pairing=loss_cfg.imc_pairing)
@@ -56,19 +74,58 @@ class EditObjective:
         self.structure_loss = StructureLoss()
         self.sparsity_loss = SparsityLoss(loss_cfg.sparsity_l1, loss_cfg.sparsity_l0)
         self.bootstrap_loss = BootstrapLoss()
-        # text embeddings: computed once per run (cached in the CLIP wrapper)
-        self.src_text = clip.text_embeddings(text_cfg.src, IMAGE_TEMPLATES)
-        self.comp_text = clip.text_embeddings(text_cfg.comp, IMAGE_TEMPLATES)
-        self.screen_text = clip.text_embeddings(text_cfg.screen, SCREEN_TEMPLATES)
+        # text embeddings `(texts, templates, d)`: computed once per run (cached in the CLIP wrapper)
+        self.src_text = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES)
+        self.comp_text = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES)
+        self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
+        if loss_cfg.relevancy_per_crop and text_cfg.bootstrap.strip():
+            # embedded now, while the text tower is loaded (a run releases it after set-up)
+            clip.text_embeddings(text_cfg.bootstrap, ("{}",))
+        self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
+        self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
     @property
     def uses_previous_anchor(self) -> bool:
         loss = self.loss_cfg
         return loss.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
 
+    def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str], normalize: bool = True
+                     ) -> torch.Tensor:
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        return torch.stack([self.clip.text_embeddings(text, templates, normalize=normalize) for text in texts])
+
     def template_rows(self) -> torch.Tensor:
+        """The image templates drawn this step: `text.templates_per_step` of them, at random."""
         count = min(self.text_cfg.templates_per_step, len(IMAGE_TEMPLATES))
         return torch.randperm(len(IMAGE_TEMPLATES))[:count].to(self.device)
+
+    def step_texts(self) -> StepTexts:
+        """The text embeddings one step uses (`StepTexts`), text-major.
+
+        `text.template_sampling=subset` (default): the templates drawn this step
+        (`template_rows`) for every term: the `src` and `comp` rows of the directional / IMC pairs
+        (`src[k]` with `comp[k]` under the same template, k < min(len(src), len(comp))), every
+        `comp` text (composition) and every `screen` text under both screen templates.
+        `reference`: each term draws its own rows, as the reference: n uniform in 1..rows, then
+        n rows uniformly with replacement, from all the pair rows, all the comp rows and all the
+        screen rows respectively."""
+        pairs = min(self.src_text.shape[0], self.comp_text.shape[0])
+        if self.text_cfg.template_sampling == "reference":
+            def draw(rows: int) -> torch.Tensor:
+                count = int(torch.randint(1, rows + 1, ()))
+                return torch.randint(rows, (count,)).to(self.device)
+
+            flat = lambda embeds: embeds.flatten(0, 1)  # noqa: E731
+            pair_rows = draw(pairs * self.src_text.shape[1])
+            comp_rows = draw(self.comp_text.shape[0] * self.comp_text.shape[1])
+            screen_rows = draw(self.screen_text.shape[0] * self.screen_text.shape[1])
+            return StepTexts(flat(self.src_text[:pairs])[pair_rows], flat(self.comp_text[:pairs])[pair_rows],
+                             flat(self.comp_text)[comp_rows], flat(self.screen_text)[screen_rows],
+                             flat(self.src_raw[:pairs])[pair_rows], flat(self.comp_raw[:pairs])[pair_rows])
+        rows = self.template_rows()
+        return StepTexts(self.src_text[:pairs, rows].flatten(0, 1), self.comp_text[:pairs, rows].flatten(0, 1),
+                         self.comp_text[:, rows].flatten(0, 1), self.screen_text.flatten(0, 1),
+                         self.src_raw[:pairs, rows].flatten(0, 1), self.comp_raw[:pairs, rows].flatten(0, 1))
 
     def __call__(self, source: torch.Tensor, layers: EditLayers, anchor: torch.Tensor | None = None,
                  relevancy: torch.Tensor | None = None, bootstrap_weight: float = 0.0,
@@ -81,72 +138,133 @@ class EditObjective:
         """
         return self.batched([Render(source, layers, anchor, relevancy)], bootstrap_weight, sparsity)
 
+    def view_size_of(self, image: torch.Tensor) -> tuple[int, int]:
+        """The CLIP view size `(h, w)` of an image: its aspect kept, short side `view_size`, long
+        side at most `max_view_ratio` x that (`augment.view_shape`)."""
+        return view_shape(image.shape[-2], image.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
+
+    def draw_views(self, render: Render, size: tuple[int, int]) -> dict[str, torch.Tensor]:
+        """The CLIP views of one render, `(V, 3, h, w)` each, by role: `input`, `composite`,
+        `screen` (and `anchor`; and `composite_dir` with `clip.encode_composite_twice`).
+
+        Default: one paired draw, view i of each image sharing its parameters. With
+        `clip.paired_views=false` every image gets its own draw (the reference: input and output
+        views differ by augmentation noise besides the edit). With `encode_composite_twice` the
+        directional terms (input, composite, anchor) get a draw of their own and the composite
+        views for composition and screen another (the reference encodes the composite once per
+        loss)."""
+        layers = render.layers
+        anchor = {"anchor": render.anchor} if render.anchor is not None else {}
+        if self.clip_cfg.encode_composite_twice:
+            groups = [{"composite": layers.composite, "screen": layers.greenscreen},
+                      {"input": render.source, "composite_dir": layers.composite, **anchor}]
+        else:
+            groups = [{"input": render.source, "composite": layers.composite, "screen": layers.greenscreen,
+                       **anchor}]
+        views: dict[str, torch.Tensor] = {}
+        for images in groups:
+            if self.clip_cfg.paired_views:
+                views.update(zip(images, self.augment(*images.values(), size=size)))
+            else:
+                views.update({role: self.augment(image, size=size)[0] for role, image in images.items()})
+        return views
+
+    def encode(self, views: dict[object, torch.Tensor], grad: bool, normalize: bool = True
+               ) -> dict[object, torch.Tensor]:
+        """Embeddings of every `(V, 3, h, w)` tensor of `views` (unit-norm, or CLIP's raw projection
+        without `normalize`), one CLIP forward per distinct view size (views of one size from every
+        render in one batch). `grad`: the forward keeps the graph (checkpointing and fused MLP
+        tails as configured); else no gradient."""
+        by_size: dict[tuple[int, int], list] = {}
+        for key, tensor in views.items():
+            by_size.setdefault(tuple(tensor.shape[-2:]), []).append(key)
+        embeds: dict[object, torch.Tensor] = {}
+        for keys in by_size.values():
+            batch = torch.cat([views[key] for key in keys])
+            with autocast_context(self.device, self.precision):
+                if grad:
+                    encoded = self.clip.encode_images(batch, checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
+                                                      memory_efficient=self.clip_cfg.memory_efficient,
+                                                      checkpoint_layers=self.checkpoint_layers, normalize=normalize)
+                else:
+                    with torch.no_grad():
+                        encoded = self.clip.encode_images(batch, normalize=normalize)
+            embeds.update(zip(keys, encoded.split([views[key].shape[0] for key in keys])))
+        return embeds
+
     def batched(self, renders: Sequence[Render], bootstrap_weight: float = 0.0,
                 sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
         """Loss terms (each the mean over `renders`) and weights for several renders of one step
-        (e.g. the frame crops of a video step), with ONE CLIP forward with gradient and ONE
-        without for all of them: every render's views are drawn at the first render's view size."""
-        first = renders[0].source
-        size = view_shape(first.shape[-2], first.shape[-1], self.view_size, self.clip_cfg.max_view_ratio)
+        (e.g. the frame crops of a video step). Each render's views keep its aspect
+        (`view_size_of`; with `clip.shared_view_size` all are drawn at the first render's size);
+        views of one size from all renders go through CLIP together: one forward with gradient
+        and one without per distinct size."""
+        sizes = [self.view_size_of(render.source) for render in renders]
+        if self.clip_cfg.shared_view_size:
+            sizes = [sizes[0]] * len(renders)
 
-        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor)
-        grad_views, fixed_views = [], []
-        for render in renders:
-            paired = [render.source, render.layers.composite, render.layers.greenscreen]
-            paired += [render.anchor] if render.anchor is not None else []
-            views = self.augment(*paired, size=size)
-            grad_views += views[1:3]
-            fixed_views += [views[0]] + views[3:]
-        n_views = grad_views[0].shape[0]
+        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor);
+        # the reference's unpaired / twice-drawn views with clip.paired_views / encode_composite_twice
+        views = [self.draw_views(render, size) for render, size in zip(renders, sizes)]
 
-        # embeddings: one forward with gradient for everything the generator must move, one
-        # without for the input (and anchor) views; the input views serve every loss
-        with autocast_context(self.device, self.precision):
-            output_embeds = self.clip.encode_images(torch.cat(grad_views),
-                                                    checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
-                                                    memory_efficient=self.clip_cfg.memory_efficient,
-                                                    checkpoint_layers=self.checkpoint_layers)
-            with torch.no_grad():
-                fixed_embeds = self.clip.encode_images(torch.cat(fixed_views))
+        # embeddings: forwards with gradient for everything the generator must move, without for
+        # the input (and anchor) views; each embedding serves every loss that needs it
+        keyed = {(index, role): tensor for index, drawn in enumerate(views) for role, tensor in drawn.items()}
+        raw = self.loss_cfg.raw_directions and self.loss_cfg.guidance == "directional"
+        embeds = self.encode({key: t for key, t in keyed.items() if key[1] in GRAD_ROLES}, grad=True,
+                             normalize=not raw)
+        embeds.update(self.encode({key: t for key, t in keyed.items() if key[1] not in GRAD_ROLES}, grad=False,
+                                  normalize=not raw))
+        raw_embeds = embeds if raw else None
+        if raw:  # unit embeddings for everything but the directional term
+            embeds = {key: F.normalize(value, dim=-1, eps=1e-6) for key, value in embeds.items()}
 
-        rows = self.template_rows()
-        src_text, comp_text = self.src_text[rows], self.comp_text[rows]
+        texts = self.step_texts()
         sums: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        fixed_start = 0
         for index, render in enumerate(renders):
-            composite_embeds = output_embeds[2 * index * n_views:(2 * index + 1) * n_views]
-            screen_embeds = output_embeds[(2 * index + 1) * n_views:(2 * index + 2) * n_views]
-            input_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
-            fixed_start += n_views
-            anchor_embeds = input_embeds
-            if render.anchor is not None:
-                anchor_embeds = fixed_embeds[fixed_start:fixed_start + n_views]
-                fixed_start += n_views
-            terms, weights = self._terms(render, composite_embeds, screen_embeds, input_embeds, anchor_embeds,
-                                         src_text, comp_text, bootstrap_weight, sparsity)
+            roles = {role: embeds[index, role] for role in views[index]}
+            raw_roles = {role: raw_embeds[index, role] for role in views[index]} if raw else None
+            terms, weights = self._terms(render, roles, raw_roles, texts, bootstrap_weight, sparsity)
             for name, value in terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         return {name: value / len(renders) for name, value in sums.items()}, weights
 
-    def _terms(self, render: Render, composite_embeds, screen_embeds, input_embeds, anchor_embeds, src_text,
-               comp_text, bootstrap_weight: float, sparsity: bool):
+    def crop_relevancy(self, image: torch.Tensor) -> torch.Tensor:
+        """`loss.relevancy_per_crop`: the relevancy of `text.bootstrap` over `image` squashed to
+        `(view_size, view_size)`, as the reference computes it for every crop -> `(1, 1, s, s)`."""
+        size = (self.view_size, self.view_size)
+        square = F.interpolate(image.detach().float(), size=size, mode="bilinear", align_corners=False)
+        return self.clip.relevancy(square, self.text_cfg.bootstrap)
+
+    def _terms(self, render: Render, embeds: dict[str, torch.Tensor], raw_embeds: dict[str, torch.Tensor] | None,
+               texts: StepTexts, bootstrap_weight: float, sparsity: bool):
+        """One render's loss terms from its view embeddings by role (unit-norm; `raw_embeds`: the
+        unnormalised ones, only with `loss.raw_directions` under directional guidance)."""
         loss_cfg, layers = self.loss_cfg, render.layers
+        input_embeds = embeds["input"]
+        directional_embeds = embeds.get("composite_dir", embeds["composite"])  # paired with the input views
+        anchor_embeds = embeds.get("anchor", input_embeds)
         terms: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        terms["composition"] = self.composition_loss(composite_embeds, comp_text)
+        terms["composition"] = self.composition_loss(embeds["composite"], texts.comp_all)
         weights["composition"] = loss_cfg.composition
         if loss_cfg.guidance == "directional":
-            terms["directional"] = self.directional_loss(input_embeds, composite_embeds, src_text, comp_text)
+            if raw_embeds is not None:
+                terms["directional"] = self.directional_loss(
+                    raw_embeds["input"], raw_embeds.get("composite_dir", raw_embeds["composite"]), texts.src_raw,
+                    texts.comp_raw)
+            else:
+                terms["directional"] = self.directional_loss(input_embeds, directional_embeds, texts.src, texts.comp)
             weights["directional"] = loss_cfg.directional
         else:
-            terms["imc"] = self.imc_loss(input_embeds, composite_embeds, src_text, comp_text)  # IMC
+            terms["imc"] = self.imc_loss(input_embeds, directional_embeds, texts.src, texts.comp)  # IMC
             weights["imc"] = loss_cfg.directional
             if loss_cfg.imr > 0:
-                terms["imr"] = self.imr_loss(anchor_embeds, composite_embeds)  # IMR
+                terms["imr"] = self.imr_loss(anchor_embeds, directional_embeds)  # IMR
                 weights["imr"] = loss_cfg.imr
         if loss_cfg.screen > 0:
-            terms["screen"] = self.composition_loss(screen_embeds, self.screen_text)
+            terms["screen"] = self.composition_loss(embeds["screen"], texts.screen)
             weights["screen"] = loss_cfg.screen
         if loss_cfg.structure > 0:
             ratio = self.clip_cfg.max_structure_ratio
@@ -159,7 +277,13 @@ class EditObjective:
         if loss_cfg.sparsity > 0 and sparsity:
             terms["sparsity"] = self.sparsity_loss(layers.alpha)
             weights["sparsity"] = loss_cfg.sparsity
-        if render.relevancy is not None and bootstrap_weight > 0:
-            terms["bootstrap"] = self.bootstrap_loss(layers.alpha, render.relevancy)
-            weights["bootstrap"] = bootstrap_weight
+        if bootstrap_weight > 0:
+            if loss_cfg.relevancy_per_crop and self.text_cfg.bootstrap.strip():
+                target = self.crop_relevancy(render.source)
+                alpha = F.interpolate(layers.alpha, size=target.shape[-2:], mode="bilinear", align_corners=False)
+                terms["bootstrap"] = self.bootstrap_loss(alpha, target)
+                weights["bootstrap"] = bootstrap_weight
+            elif render.relevancy is not None:
+                terms["bootstrap"] = self.bootstrap_loss(layers.alpha, render.relevancy)
+                weights["bootstrap"] = bootstrap_weight
         return terms, weights

@@ -162,7 +162,11 @@ def load_run_config(schema: type, config_path, overrides, resume, base_config):
 
 
 def check_texts(cfg: ImageEditConfig | VideoEditConfig) -> None:
-    """RunError when one of the edit's texts (text.src, text.comp, text.screen) is empty."""
+    """RunError when one of the edit's text lists (text.src, text.comp, text.screen) is empty or
+    holds an empty text."""
     for key in ("src", "comp", "screen"):
-        if not str(getattr(cfg.text, key)).strip():
-            raise RunError(f"text.{key} is empty: give it a description, e.g. text.{key}='golden horse'")
+        texts = getattr(cfg.text, key)
+        texts = [texts] if isinstance(texts, str) else list(texts)
+        if not texts or any(not str(text).strip() for text in texts):
+            raise RunError(f"text.{key} is empty or holds an empty text: give it a description, "
+                           f"e.g. text.{key}='golden horse' or text.{key}='[golden horse, gold horse]'")

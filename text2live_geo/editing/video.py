@@ -7,7 +7,7 @@ temporally consistent by construction.
 `VideoEditor.training_step` is the whole path of one step, top to bottom:
 sample frames {t-2, t, t+2}, a crop of each and the atlas crop covering their uvs ->
 generator on the atlas crop -> RGBA -> atlas-space layers -> grid_sample back to each frame crop
-(times the NLA alpha for the foreground) -> plus the generator on one original frame crop (and,
+(times the NLA alpha for the foreground) -> plus the generator on one of the frame crops (and,
 every 75 steps, on the whole atlas) -> per render: one paired draw of CLIP views -> embeddings ->
 losses (the image objective) -> mean over the renders -> backward.
 
@@ -95,14 +95,15 @@ class LayerRender:
 
 
 def as_seen_in_frames(source: torch.Tensor, layers: EditLayers, nla_alpha: torch.Tensor | None,
-                      relevancy: torch.Tensor | None = None) -> LayerRender:
+                      relevancy: torch.Tensor | None = None, mask_source: bool = True) -> LayerRender:
     """The foreground layer as a frame shows it: every render times the NLA alpha ``(1, 1, h, w)``,
-    and ``(1 - NLA alpha) * green`` added to the green screen. ``nla_alpha`` None (background): as is."""
+    and ``(1 - NLA alpha) * green`` added to the green screen. ``nla_alpha`` None (background): as is.
+    ``mask_source`` False leaves the source as it is (the reference's frame crops)."""
     if nla_alpha is None:
         return LayerRender(source, layers, relevancy)
     green = green_screen_like(layers.greenscreen)
     return LayerRender(
-        source=nla_alpha * source,
+        source=nla_alpha * source if mask_source else source,
         layers=EditLayers(edit=nla_alpha * layers.edit, alpha=nla_alpha * layers.alpha,
                           composite=nla_alpha * layers.composite,
                           greenscreen=nla_alpha * layers.greenscreen + (1 - nla_alpha) * green),
@@ -134,18 +135,35 @@ class VideoEditor(GeneratorTraining):
         # bootstrap target: the relevancy of the whole atlas, computed once in atlas space, so that
         # crops, flips and the uv sampling carry it to every render like the atlas colours
         self.atlas_relevancy: torch.Tensor | None = None
-        if cfg.text.bootstrap.strip() and cfg.loss.bootstrap > 0:
+        self.bootstraps = bool(cfg.text.bootstrap.strip()) and cfg.loss.bootstrap > 0
+        if self.bootstraps and not cfg.loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(video.atlas_image, self.objective.view_size, cfg.clip.max_view_ratio)
             relevancy = clip.relevancy(view, cfg.text.bootstrap)
             self.atlas_relevancy = F.interpolate(relevancy, size=video.atlas_image.shape[-2:], mode="bilinear",
                                                  align_corners=False).clamp(0, 1)
         self.sampler = AtlasCropSampler(video, cfg.crops, self.generator.min_size, self.atlas_relevancy)
+        self.whole_atlas, self.whole_atlas_relevancy = self._whole_atlas_sample()
 
         self.setup_optimisation()
 
+    def _whole_atlas_sample(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole-atlas sample (and its relevancy): the baked region, for the background
+        downscaled by `crops.background_atlas_downscale` (bilinear, antialiased; the factor
+        lowered where the generator's minimum size needs it), as the reference does."""
+        whole, relevancy = self.video.atlas_image, self.atlas_relevancy
+        factor = self.cfg.crops.background_atlas_downscale if self.layer == "background" else 1
+        factor = max(1, min(factor, min(whole.shape[-2:]) // self.generator.min_size))
+        if factor > 1:
+            size = (whole.shape[-2] // factor, whole.shape[-1] // factor)
+            resize = lambda image: F.interpolate(image, size=size, mode="bilinear", align_corners=False,  # noqa: E731
+                                                 antialias=True).clamp(0, 1)
+            whole = resize(whole)
+            relevancy = resize(relevancy) if relevancy is not None else None
+        return whole, relevancy
+
     # --------------------------------------------------------------------- one step
     def has_bootstrap_target(self) -> bool:
-        return self.atlas_relevancy is not None
+        return self.bootstraps
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (means over the renders), the weighted
@@ -209,6 +227,7 @@ class VideoEditor(GeneratorTraining):
 
         renders: list[LayerRender] = []
         relevancy_by_frame: dict[int, torch.Tensor | None] = {}
+        mask_source = self.cfg.crops.mask_frame_source
         for crop in sample.frame_crops:
             # bilinear at the crop's uvs, border-clamped; values clamped to [0, 1]
             sampled = sample_atlas(atlas_stack, crop.uv, self.layer, self.video.resolution,
@@ -218,23 +237,41 @@ class VideoEditor(GeneratorTraining):
             relevancy = sampled[:, 13:14] if sample.atlas_relevancy is not None else None
             relevancy_by_frame[crop.frame] = relevancy
             renders.append(as_seen_in_frames(sampled[:, 10:13], layers, crop.nla_alpha if foreground else None,
-                                             relevancy))
+                                             relevancy, mask_source))
 
-        # one original frame crop straight through the generator: the edit must also hold on real
+        # one frame crop straight through the generator: the edit must also hold on the frame's
         # pixels, not only on the atlas's resampled ones
         if sample.direct_crop is not None:
-            crop = sample.direct_crop
-            layers = composite_layers(self._generate(generator, crop.image, sample.flipped), crop.image)
-            renders.append(as_seen_in_frames(crop.image, layers, crop.nla_alpha if foreground else None,
-                                             relevancy_by_frame[crop.frame]))
+            renders.append(self._direct_render(generator, sample, relevancy_by_frame[sample.direct_crop.frame]))
         if sample.flipped:  # "flip everything together": the frame-space renders too
             renders = [render.flipped() for render in renders]
 
         if sample.whole_atlas:  # the whole (cropped) atlas, untouched, as one more sample
-            whole = self.video.atlas_image
+            whole = self.whole_atlas
             layers = composite_layers(self._generate(generator, whole, False), whole)
-            renders.append(LayerRender(whole, layers, self.atlas_relevancy))
+            renders.append(LayerRender(whole, layers, self.whole_atlas_relevancy))
         return renders
+
+    def _direct_render(self, generator: torch.nn.Module, sample: AtlasSample,
+                       relevancy: torch.Tensor | None) -> LayerRender:
+        """The direct frame crop's render (unflipped frame space).
+
+        `direct_frame_input=layer` (the reference's): the generator sees the layer image x
+        (`sample.direct_input`: frame x NLA alpha, or the background reconstruction); for the
+        foreground its RGBA output is multiplied by the NLA alpha and composited over x, so the
+        loss sees composite (1 - alpha a) x + alpha a (alpha e) and source x. `frame`: the generator
+        sees the raw frame crop, rendered as the layer as seen in the frame (`as_seen_in_frames`)."""
+        crop, foreground = sample.direct_crop, self.layer == "foreground"
+        nla_alpha = crop.nla_alpha if foreground else None
+        if sample.direct_input is None:
+            layers = composite_layers(self._generate(generator, crop.image, sample.flipped), crop.image)
+            return as_seen_in_frames(crop.image, layers, nla_alpha, relevancy)
+        image = sample.direct_input
+        rgba = self._generate(generator, image, sample.flipped)
+        if nla_alpha is not None:
+            rgba = rgba * nla_alpha
+            relevancy = nla_alpha * relevancy if relevancy is not None else None
+        return LayerRender(image, composite_layers(rgba, image), relevancy)
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()

@@ -20,20 +20,28 @@ def cosine_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 class TextDistanceLoss(nn.Module):
     """Mean distance between image view embeddings and a text (composition and screen losses).
 
-    forward(view_embeds `(V, d)`, text_embeds `(T, d)`, one row per template) -> scalar:
-    mean over views of distance(view, normalised mean of the template embeddings).
+    forward(view_embeds `(V, d)`, text_embeds `(T, d)`, one row per template) -> scalar.
+    `reduction`: "mean_distance" (default, the reference's): the mean over views and templates
+    of distance(view, template embedding); "mean_embedding": the mean over views of
+    distance(view, normalised mean of the template embeddings).
     `distance`: "spherical" (default) or "cosine".
     """
 
-    def __init__(self, distance: str = "spherical"):
+    def __init__(self, distance: str = "spherical", reduction: str = "mean_distance"):
         super().__init__()
         if distance not in ("spherical", "cosine"):
             raise ValueError(f"unknown distance '{distance}'")
+        if reduction not in ("mean_distance", "mean_embedding"):
+            raise ValueError(f"unknown text reduction '{reduction}'")
         self.distance = spherical_distance if distance == "spherical" else cosine_distance
+        self.reduction = reduction
 
     def forward(self, view_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
-        target = F.normalize(text_embeds.mean(dim=0, keepdim=True), dim=-1)
-        return self.distance(view_embeds, target.to(view_embeds.dtype)).mean()
+        text_embeds = text_embeds.to(view_embeds.dtype)
+        if self.reduction == "mean_embedding":
+            target = F.normalize(text_embeds.mean(dim=0, keepdim=True), dim=-1)
+            return self.distance(view_embeds, target).mean()
+        return self.distance(view_embeds[:, None], text_embeds[None]).mean()  # (V, T) pairs
 
 
 def pair_by_index(rows: torch.Tensor, count: int) -> torch.Tensor:
@@ -48,16 +56,21 @@ class DirectionalLoss(nn.Module):
     forward(image_source `(V, d)`, image_output `(V, d)`, text_source `(T, d)`,
     text_target `(T, d)`) -> scalar 1 - mean cos(dI, dT) in [0, 2], with
     dI = normalise(output - source) per paired view, dT = normalise(target - source) per
-    template, paired by index (templates cycled to V). Identical source and output give
-    dI = 0 and a loss of exactly 1 (no direction), with finite gradients.
+    template. `pairs`: "index" (default) pairs view i with template i mod T (templates cycled
+    to V); "all" (the reference's) averages over every view-template pair. Identical source
+    and output give dI = 0 and a loss of exactly 1 (no direction), with finite gradients.
     """
 
-    def __init__(self, eps: float = 1e-8):
+    def __init__(self, eps: float = 1e-8, pairs: str = "index"):
         super().__init__()
-        self.eps = eps
+        if pairs not in ("index", "all"):
+            raise ValueError(f"unknown directional pairs '{pairs}'")
+        self.eps, self.pairs = eps, pairs
 
     def forward(self, image_source, image_output, text_source, text_target) -> torch.Tensor:
         image_direction = F.normalize(image_output - image_source, dim=-1, eps=self.eps)
-        text_direction = F.normalize(text_target - text_source, dim=-1, eps=self.eps)
-        text_direction = pair_by_index(text_direction, image_direction.shape[0]).to(image_direction.dtype)
+        text_direction = F.normalize(text_target - text_source, dim=-1, eps=self.eps).to(image_direction.dtype)
+        if self.pairs == "all":
+            return 1 - (image_direction @ text_direction.T).mean()
+        text_direction = pair_by_index(text_direction, image_direction.shape[0])
         return 1 - (image_direction * text_direction).sum(dim=-1).mean()
