@@ -336,6 +336,17 @@ def _plots(rows, summary, args, results: Path) -> None:
 
 
 # ---------------------------------------------------------------------------------- main
+def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
+    """The edit's size arguments, shared with gradient_shares.py (what `case_overrides` reads)."""
+    parser.add_argument("--steps", type=int, default=60)
+    parser.add_argument("--views", type=int, default=8)
+    parser.add_argument("--size", type=int, default=96)
+    parser.add_argument("--scales", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=32)
+    parser.add_argument("--lr-decay", type=float, default=0.997)
+    parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=96)
@@ -343,14 +354,8 @@ def main(argv=None) -> None:
     parser.add_argument("--seed-mode", choices=("alternate", "all"), default="alternate",
                         help="alternate: case i under seed i mod len(seeds) (one edit per case and setting); "
                              "all: every case under every seed")
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--views", type=int, default=8)
-    parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--scales", type=int, default=4)
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--lr-decay", type=float, default=0.997)
+    add_edit_arguments(parser)
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
-    parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
     parser.add_argument("--grid", type=int, default=6, help="cases shown in the grid image")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--work", default=None, help="folder for inputs, runs and finished rows (resumable); "
