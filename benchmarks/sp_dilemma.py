@@ -46,6 +46,8 @@ GEODESIC = ["loss.guidance=geodesic"]
 SETTINGS: dict[str, tuple[str | None, list[str]]] = {
     "directional": (None, ["loss.guidance=directional"]),
     "directional-reference": ("configs/image/text2live_reference.yaml", []),
+    # one key of the reference recipe at a time (the recipe ablation)
+    "directional-relevancy-per-crop": (None, ["loss.guidance=directional", "loss.relevancy_per_crop=true"]),
     "geodesic-templates-previous": (None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous"]),
     "geodesic-reference": ("configs/image/text2live_reference.yaml",
                            GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous"]),
@@ -60,6 +62,9 @@ SETTINGS: dict[str, tuple[str | None, list[str]]] = {
                           "generator.inv_colour_scale=1"]),
 }
 BASELINE = "geodesic-templates-previous"
+# run only when asked for (--settings): single keys of the reference recipe, to find which one
+# carries its plasticity gain; the default run is the 10 settings above them (under 2 hours)
+RECIPE_ABLATION = ("directional-relevancy-per-crop",)
 CURVE_EVERY = 10
 
 
@@ -360,7 +365,9 @@ def main(argv=None) -> None:
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--work", default=None, help="folder for inputs, runs and finished rows (resumable); "
                                                      "default: a new temporary folder")
-    parser.add_argument("--settings", default=",".join(SETTINGS), help=f"comma-separated, of: {', '.join(SETTINGS)}")
+    parser.add_argument("--settings", default=",".join(name for name in SETTINGS if name not in RECIPE_ABLATION),
+                        help=f"comma-separated, of: {', '.join(SETTINGS)} (default: all but "
+                             f"{', '.join(RECIPE_ABLATION)})")
     parser.add_argument("override", nargs="*", help="extra config overrides for every run (key=value)")
     args = parser.parse_args(argv)
     settings = args.settings.split(",")
