@@ -36,13 +36,7 @@ ROOT = sp_dilemma.ROOT
 def step_gradients(editor) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """One real training step of `editor` (an `ImageEditor`): its terms' values and, taken before
     the update, each weighted term's gradient flattened over the generator's parameters."""
-    from text2live_geo.editing.run import decayed_lr, set_lr
-
-    set_lr(editor.optimizer, decayed_lr(editor.cfg.optim, editor.step))
-    editor.generator.train()
-    samples = [(sample[:, :3], sample[:, 3:] if sample.shape[1] > 3 else None)
-               for sample in editor.sampler.samples(editor.step)]
-    terms, weights, _ = editor.losses_of(samples)
+    terms, weights, _ = editor.losses_of(editor.step_samples())
     parameters = [p for p in editor.generator.parameters() if p.requires_grad]
     gradients = {}
     for name, value in terms.items():
@@ -86,7 +80,7 @@ def run(case, setting: str, args, out_dir: Path) -> list[dict]:
     steps = []
     for _ in range(cfg.steps):
         record, gradients = step_gradients(editor)
-        steps.append({"step": editor.step, "values": {k: v for k, v in record.items()},
+        steps.append({"step": editor.step, "values": dict(record),
                       "shares": shares(gradients)})
     return steps
 

@@ -121,6 +121,10 @@ def warn_unknown_words(model_folder: str, text: str) -> None:
             groups.get("model", "CLIP model"), ", ".join(repr(word) for word in unknown), knows)
 
 
+#: the template of a text used as it is (the relevancy's default)
+RAW_TEXT = ("{}",)
+
+
 class ClipGuide(nn.Module):
     """Frozen CLIP with the operations the editing losses need.
 
@@ -251,7 +255,7 @@ class ClipGuide(nn.Module):
                                       output_hidden_states=True)
         return out.hidden_states[-2]
 
-    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = ("{}",),
+    def relevancy(self, image: torch.Tensor, text: str, templates: Sequence[str] = RAW_TEXT,
                   start_layer: int | None = None) -> torch.Tensor:
         """Chefer et al. (2021) relevancy of `text` over `image` `(1, 3, H, W)` -> `(1, 1, H, W)` in [0, 1].
 

@@ -105,19 +105,23 @@ class ImageEditor(GeneratorTraining):
 
     def training_step(self) -> dict[str, float]:
         """One optimisation step; returns the loss values (and the weighted total)."""
-        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
-        self.generator.train()
-
-        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping); with
-        #    crops.full_image_extra, on a whole-image step the crop and the whole image
-        samples = [(sample[:, :3], sample[:, 3:] if sample.shape[1] > 3 else None)
-                   for sample in self.sampler.samples(self.step)]
+        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping)
+        samples = self.step_samples()
 
         # 2.-5. generator -> layers -> paired CLIP views -> embeddings -> losses
         terms, weights, _ = self.losses_of(samples)
 
         # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
         return self.optimise(terms, weights)
+
+    def step_samples(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """Set this step's learning rate and train mode, and draw its input samples: a crop
+        `(1, 3, h, w)` with its relevancy `(1, 1, h, w)` or None; with crops.full_image_extra, on
+        a whole-image step the crop and the whole image."""
+        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
+        self.generator.train()
+        return [(sample[:, :3], sample[:, 3:] if sample.shape[1] > 3 else None)
+                for sample in self.sampler.samples(self.step)]
 
     def losses(self, crop: torch.Tensor, relevancy: torch.Tensor | None = None
                ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:

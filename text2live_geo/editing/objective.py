@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from ..augment import ViewAugmenter, resize_short, view_shape
-from ..clip import IMAGE_TEMPLATES, SCREEN_TEMPLATES, ClipGuide
+from ..clip import IMAGE_TEMPLATES, RAW_TEXT, SCREEN_TEMPLATES, ClipGuide
 from ..config import ClipConfig, LossConfig, TextConfig
 from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
@@ -80,7 +80,7 @@ class EditObjective:
         self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
         if loss_cfg.relevancy_per_crop and text_cfg.bootstrap.strip():
             # embedded now, while the text tower is loaded (a run releases it after set-up)
-            clip.text_embeddings(text_cfg.bootstrap, ("{}",))
+            clip.text_embeddings(text_cfg.bootstrap, RAW_TEXT)
         self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
         self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
