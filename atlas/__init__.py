@@ -5,54 +5,36 @@ Conventions are described in ``docs/atlas.md``; see :mod:`atlas.model` (coordina
 :mod:`atlas.coordinates` (atlas pixels and ``grid_sample`` grids).
 """
 
-# The modules, lowest first; each imports only modules listed before it (tests/test_atlas_package.py):
+# The modules, lowest first; each imports only modules listed before it (tests/test_layers.py):
 #   layers (Layer, uv offsets), chunking (pixel chunks, progress), config (config.json sizes),
-#   networks (IMLP) -> coordinates (atlas pixels, PixelBox) -> nla_format (the public checkpoint)
-#   -> model (NeuralAtlas, AtlasMaps) -> crops (regions worth editing), render (sample, render, PSNR)
-#   -> testing (tiny atlases).
-from .config import ATLAS_SKIP_LAYERS, AtlasConfig
-from .coordinates import PixelBox, atlas_pixels_to_grid, uv_bounding_box, uv_to_atlas_pixels, uv_to_grid
-from .crops import (
-    LayerCropRegions,
-    NoForegroundError,
-    atlas_region,
-    foreground_frame_boxes,
-    layer_crop_regions,
-    suggested_resolution,
-)
-from .layers import Layer, layer_uv_offset
-from .model import AtlasMaps, AtlasQuery, LayeredAtlas, NeuralAtlas
-from .networks import IMLP, encoding_frequencies, positional_encoding
-from .nla_format import AtlasCheckpointError, save_nla_checkpoint
-from .render import bake_atlas, reconstruction_psnr, render_frames, sample_atlas
+#   settings (fitting settings), networks (IMLP) -> coordinates (atlas pixels, PixelBox)
+#   -> nla_format (the public checkpoint) -> model (NeuralAtlas, AtlasMaps) -> crops (regions worth
+#   editing), render (sample, render, PSNR) -> testing (tiny atlases).
+# The names below load their module on first use, so `atlas.settings` or `atlas.layers` alone cost
+# no torch import (the batch driver reads the settings without torch).
+from __future__ import annotations
 
-__all__ = [
-    "ATLAS_SKIP_LAYERS",
-    "AtlasCheckpointError",
-    "AtlasConfig",
-    "AtlasMaps",
-    "AtlasQuery",
-    "IMLP",
-    "LayeredAtlas",
-    "Layer",
-    "LayerCropRegions",
-    "NeuralAtlas",
-    "NoForegroundError",
-    "PixelBox",
-    "atlas_pixels_to_grid",
-    "atlas_region",
-    "bake_atlas",
-    "encoding_frequencies",
-    "foreground_frame_boxes",
-    "layer_crop_regions",
-    "layer_uv_offset",
-    "positional_encoding",
-    "reconstruction_psnr",
-    "render_frames",
-    "sample_atlas",
-    "suggested_resolution",
-    "save_nla_checkpoint",
-    "uv_bounding_box",
-    "uv_to_atlas_pixels",
-    "uv_to_grid",
-]
+import importlib
+
+#: exported name -> the module of this package that defines it
+_EXPORTS = {
+    "ATLAS_SKIP_LAYERS": "config", "AtlasConfig": "config",
+    "PixelBox": "coordinates", "atlas_pixels_to_grid": "coordinates", "uv_bounding_box": "coordinates",
+    "uv_to_atlas_pixels": "coordinates", "uv_to_grid": "coordinates",
+    "LayerCropRegions": "crops", "NoForegroundError": "crops", "atlas_region": "crops",
+    "foreground_frame_boxes": "crops", "layer_crop_regions": "crops", "suggested_resolution": "crops",
+    "Layer": "layers", "layer_uv_offset": "layers",
+    "AtlasMaps": "model", "AtlasQuery": "model", "LayeredAtlas": "model", "NeuralAtlas": "model",
+    "IMLP": "networks", "encoding_frequencies": "networks", "positional_encoding": "networks",
+    "AtlasCheckpointError": "nla_format", "save_nla_checkpoint": "nla_format",
+    "reconstruction_psnr": "render", "sample_atlas": "render",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

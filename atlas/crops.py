@@ -2,7 +2,7 @@
 
 Background: every frame's box is the whole frame and the atlas region is the box of all its
 pixels' atlas coordinates. Foreground: a frame's box is the bounding box of its pixels with NLA
-alpha > 0.95, grown by 30 px per side and padded to at least ``2^num_scales + 1`` pixels per side
+alpha > 0.95, grown by 30 px per side and padded to at least the editor's minimum size per side
 (clipped to the frame); a frame without any such pixel has no box (None) and contributes
 nothing. The atlas region is the box, in atlas pixels, of the uvs of all pixels inside the frame
 boxes (floor of the min, ceil of the max; see :func:`atlas.coordinates.uv_bounding_box`).
@@ -35,7 +35,7 @@ def foreground_frame_boxes(
     alpha: torch.Tensor,
     threshold: float = 0.95,
     border: int = 30,
-    min_size: int = 2**7 + 1,
+    min_size: int = 1,
 ) -> list[PixelBox | None]:
     """Per-frame boxes around the confident foreground.
 
@@ -125,7 +125,7 @@ def layer_crop_regions(
     maps: AtlasMaps,
     layer: Layer,
     resolution: int = 2000,
-    num_scales: int = 7,
+    min_size: int = 1,
     alpha_threshold: float = 0.95,
     border: int = 30,
 ) -> LayerCropRegions:
@@ -135,7 +135,8 @@ def layer_crop_regions(
         maps: per-frame uv maps and alpha.
         layer: "foreground" or "background".
         resolution: R of the atlas.
-        num_scales: generator scales; foreground boxes are at least ``2^num_scales + 1`` px.
+        min_size: foreground boxes are at least this many pixels per side (what the editor's
+            generator needs).
         alpha_threshold: foreground confidence threshold.
         border: foreground box growth in pixels.
 
@@ -147,12 +148,12 @@ def layer_crop_regions(
             the threshold.
     """
     layer_uv_offset(layer)
-    if layer == "background":
+    if layer == Layer.background:
         whole = PixelBox(0, 0, maps.width, maps.height)
         frame_boxes: list[PixelBox | None] = [whole] * maps.num_frames
         box = atlas_region(maps, layer, resolution)
     else:
-        frame_boxes = foreground_frame_boxes(maps.alpha, alpha_threshold, border, 2**num_scales + 1)
+        frame_boxes = foreground_frame_boxes(maps.alpha, alpha_threshold, border, min_size)
         box = atlas_region(maps, layer, resolution, frame_boxes)
         if box is None:
             raise NoForegroundError(
@@ -184,7 +185,7 @@ def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_p
     uv = maps.uv(layer)
     steps = torch.cat([(uv[:, :, 1:] - uv[:, :, :-1]).norm(dim=-1).flatten(),
                        (uv[:, 1:] - uv[:, :-1]).norm(dim=-1).flatten()])
-    if layer == "foreground":  # only where the foreground is seen
+    if layer == Layer.foreground:  # only where the foreground is seen
         alpha = maps.alpha[:, 0]
         seen = torch.cat([(alpha[:, :, 1:] > 0.5).flatten(), (alpha[:, 1:] > 0.5).flatten()])
         if bool(seen.any()):

@@ -13,17 +13,19 @@ and an atlas run folder of ``run_atlas.py`` (its ``atlas/`` sub-folder).
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
+from text2live_geo.common.atomic import atomic_write, atomic_write_json
+
 from .config import AtlasConfig
 from .grid_model import GridAtlas, GridAtlasConfig
 from .model import LayeredAtlas, NeuralAtlas
 from .nla_format import CHECKPOINT_FILENAME, AtlasCheckpointError
+from .settings import AtlasModel
 
 __all__ = ["FORMAT_NAME", "WEIGHTS_FILENAME", "load_atlas", "save_atlas"]
 
@@ -47,14 +49,10 @@ def save_atlas(atlas: LayeredAtlas, folder: str | Path, info: dict[str, Any] | N
     else:
         raise TypeError(f"cannot save a {type(atlas).__name__}")
     state = {name: tensor.detach().contiguous().cpu() for name, tensor in atlas.state_dict().items()}
-    weights = folder / (WEIGHTS_FILENAME + ".tmp")
-    save_file(state, str(weights))
-    os.replace(weights, folder / WEIGHTS_FILENAME)
+    atomic_write(folder / WEIGHTS_FILENAME, lambda temporary: save_file(state, str(temporary)), durable=True)
     document = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": kind, "config": sizes,
                 "iteration": int(getattr(atlas, "iteration", 0)), "info": info or {}}
-    config = folder / (CONFIG_FILENAME + ".tmp")
-    config.write_text(json.dumps(document, indent=2) + "\n")
-    os.replace(config, folder / CONFIG_FILENAME)
+    atomic_write_json(folder / CONFIG_FILENAME, document, durable=True)
     return folder
 
 
@@ -96,9 +94,9 @@ def load_atlas(path: str | Path, device: torch.device | str = "cpu", num_frames:
         raise AtlasCheckpointError(f"{config_path}: format version {document.get('version')} is not supported "
                                    f"(this version reads {FORMAT_VERSION})")
     try:
-        if document["model"] == "grid":
+        if document["model"] == AtlasModel.grid:
             atlas: LayeredAtlas = GridAtlas(GridAtlasConfig.from_dict(document["config"]))
-        elif document["model"] == "nla":
+        elif document["model"] == AtlasModel.nla:
             overrides = {"num_frames": num_frames} if num_frames else {}
             atlas = NeuralAtlas(AtlasConfig.from_json_dict(document["config"], **overrides))
         else:

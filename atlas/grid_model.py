@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .layers import Layer
 from .model import LayeredAtlas
 
 __all__ = ["GridAtlas", "GridAtlasConfig"]
@@ -191,7 +192,7 @@ class GridAtlas(LayeredAtlas):
 
     def pixels_per_uv(self, layer: str) -> float:
         """The canvas side in canonical units (the reference frame's normalised coordinates) x L / 2."""
-        canvas = self.foreground_canvas if layer == "foreground" else self.background_canvas
+        canvas = self.foreground_canvas if layer == Layer.foreground else self.background_canvas
         return float(canvas[2]) * max(self.width, self.height) / 2.0
 
     def smoothness(self) -> torch.Tensor:

@@ -1,6 +1,6 @@
 """The input of an atlas fit: a clip's frames at the fitting size and, when given, its masks.
 
-:func:`load_clip` reads a video file or a folder of frames (``text2live_geo.video_io``: grayscale,
+:func:`load_clip` reads a video file or a folder of frames (``text2live_geo.common.video_io``: grayscale,
 palette, RGBA and 16-bit frames work, odd sizes too; missing or corrupt inputs and folders mixing
 frame sizes raise its ``InputError``), keeps at most ``max_frames`` frames (saying so when there
 were more), resizes the frames so that their long side is ``long_side`` (downscaling only, unless
@@ -16,8 +16,8 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from text2live_geo.errors import UserError
-from text2live_geo.video_io import FrameShape
+from text2live_geo.common.errors import UserError
+from text2live_geo.common.video_io import FrameShape
 
 from .masks import load_mask_folder
 
@@ -94,12 +94,12 @@ def load_clip(
             the clip was cut to ``max_frames``, the masks of the first frames are used.
 
     Raises:
-        text2live_geo.io.InputError: missing / unreadable video or frames, mixed frame sizes.
+        text2live_geo.common.io.InputError: missing / unreadable video or frames, mixed frame sizes.
         ClipInputError: fewer than 2 frames.
         atlas.masks.MaskError: a masks folder that does not fit the frames.
     """
     # the project's readers; imported here so that atlas/ imports without the editing package
-    from text2live_geo.video_io import list_frame_files, read_video
+    from text2live_geo.common.video_io import list_frame_files, read_video
 
     path = Path(path)
     video, notes = read_video(path, max_frames + 1 if max_frames > 0 else 0)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from text2live_geo.common.config import Choice
 
 __all__ = ["Layer", "layer_uv_offset"]
 
-Layer = Literal["foreground", "background"]
+class Layer(Choice):
+    """The two layers of an atlas (a plain string compares equal to its member)."""
+
+    foreground = "foreground"
+    background = "background"
 
 
 def layer_uv_offset(layer: Layer) -> float:
@@ -19,8 +23,8 @@ def layer_uv_offset(layer: Layer) -> float:
         s, so that a layer's uv lies in (s, s + 1)^2 and its atlas pixel coordinates are
         ``(uv - s) * R``.
     """
-    if layer == "foreground":
+    if layer == Layer.foreground:
         return 0.0
-    if layer == "background":
+    if layer == Layer.background:
         return -1.0
     raise ValueError(f"layer must be 'foreground' or 'background', got {layer!r}")

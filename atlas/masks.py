@@ -42,7 +42,7 @@ import cv2
 import numpy as np
 import torch
 
-from text2live_geo.errors import UserError
+from text2live_geo.common.errors import UserError
 
 from .flow import FlowField, compute_flows
 

@@ -107,7 +107,7 @@ class AtlasMaps:
     def uv(self, layer: Layer) -> torch.Tensor:
         """``(N, H, W, 2)`` uv map of ``layer``."""
         layer_uv_offset(layer)
-        return self.uv_foreground if layer == "foreground" else self.uv_background
+        return self.uv_foreground if layer == Layer.foreground else self.uv_background
 
     def to(self, device: torch.device | str) -> AtlasMaps:
         """Copy on ``device``."""
@@ -321,7 +321,7 @@ class LayeredAtlas(nn.Module, ABC):
         box: PixelBox | None = None,
         progress: bool = False,
     ) -> torch.Tensor:
-        """Render one layer's atlas to an image (no gradient; :func:`atlas.render.bake_atlas` as a function).
+        """Render one layer's atlas to an image (no gradient).
 
         Pixel (row r, column c) holds ``self.atlas_rgb((c / R + s, r / R + s))``, s = 0 for the
         foreground and -1 for the background; sample it back with :func:`atlas.render.sample_atlas` /

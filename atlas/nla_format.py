@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from text2live_geo.errors import UserError
+from text2live_geo.common.errors import UserError
 
 from .config import AtlasConfig
 

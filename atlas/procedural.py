@@ -33,7 +33,7 @@ import cv2
 import numpy as np
 import torch
 
-from text2live_geo.video_io import FrameShape
+from text2live_geo.common.video_io import FrameShape
 
 __all__ = ["CAMERA_MOTIONS", "ProceduralClip", "make_procedural_clip", "write_procedural_clip"]
 
@@ -352,7 +352,7 @@ def write_procedural_clip(
     if mp4:
         # the project's mp4 writer (H.264 at the exact size via imageio-ffmpeg); imported here so
         # that atlas/ does not need the editing package to make clips in memory
-        from text2live_geo.video_io import write_video
+        from text2live_geo.common.video_io import write_video
 
         write_video(folder / "clip.mp4", clip.frames, fps=fps)
     if frames_png:

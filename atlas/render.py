@@ -10,26 +10,10 @@ import math
 import torch
 from torch.nn import functional as F
 
-from .chunking import DEFAULT_CHUNK_SIZE
 from .coordinates import PixelBox, uv_to_grid
 from .layers import Layer
-from .model import AtlasMaps, NeuralAtlas
 
-__all__ = ["bake_atlas", "reconstruction_psnr", "render_frames", "sample_atlas"]
-
-
-def bake_atlas(
-    atlas: NeuralAtlas,
-    layer: Layer,
-    resolution: int = 2000,
-    device: torch.device | str | None = None,
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    box: PixelBox | None = None,
-    progress: bool = False,
-) -> torch.Tensor:
-    """Render one layer's atlas to an image (no gradient): :meth:`atlas.model.NeuralAtlas.bake`,
-    which documents the pixel grid, the arguments and the result."""
-    return atlas.bake(layer, resolution, device=device, chunk_size=chunk_size, box=box, progress=progress)
+__all__ = ["reconstruction_psnr", "sample_atlas"]
 
 
 def sample_atlas(
@@ -81,32 +65,6 @@ def sample_atlas(
         atlas_image[None], grid.reshape(1, n * h, w, 2), mode="bilinear", padding_mode="border", align_corners=False
     )  # (1, C, N * H, W)
     return samples.view(channels, n, h, w).permute(1, 0, 2, 3).contiguous()
-
-
-def render_frames(
-    maps: AtlasMaps,
-    foreground_atlas_image: torch.Tensor,
-    background_atlas_image: torch.Tensor,
-    resolution: int | None = None,
-    foreground_box: PixelBox | None = None,
-    background_box: PixelBox | None = None,
-) -> torch.Tensor:
-    """Reconstruct frames from baked atlases: ``alpha * fg + (1 - alpha) * bg``.
-
-    Args:
-        maps: per-frame uvs ``(N, H, W, 2)`` and alpha ``(N, 1, H, W)``.
-        foreground_atlas_image: ``(3, R, R)`` foreground atlas (or its crop ``foreground_box``).
-        background_atlas_image: ``(3, R, R)`` background atlas (or its crop ``background_box``).
-        resolution: R (needed when a box is given; otherwise the images' side).
-        foreground_box, background_box: atlas regions the images hold (None: whole atlases).
-
-    Returns:
-        ``(N, 3, H, W)`` frames.
-    """
-    foreground = sample_atlas(foreground_atlas_image, maps.uv_foreground, "foreground", resolution, foreground_box)
-    background = sample_atlas(background_atlas_image, maps.uv_background, "background", resolution, background_box)
-    alpha = maps.alpha.to(foreground.dtype)
-    return alpha * foreground + (1.0 - alpha) * background
 
 
 def reconstruction_psnr(frames_pred: torch.Tensor, frames_true: torch.Tensor, max_value: float = 1.0) -> float:

@@ -169,7 +169,8 @@ class _OutOfTime(Exception):
 
 
 def _load_fit_config(path: Path | None, overrides: list[str]):
-    from text2live_geo.config import AtlasRunConfig, load_config
+    from atlas.settings import AtlasRunConfig
+    from text2live_geo.common.config import load_config
 
     keys = [item if item.startswith("fit.") else f"fit.{item}" for item in overrides]
     return load_config(AtlasRunConfig, path, keys).fit

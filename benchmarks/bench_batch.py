@@ -39,7 +39,7 @@ WORDS = ("a an the of photo image high quality red blue green golden horse circl
 def settings(clip_dir: Path, steps: int) -> list[str]:
     values = {"clip.model": clip_dir, "text.src": "red circle", "text.comp": "blue circle",
               "text.screen": "blue circle", "steps": steps, "generator.num_scales": 3, "generator.channels": 8,
-              "clip.n_aug": 2, "device": "cpu", "log_every": 0, "checkpoint_every": 50, "atlas.resolution": 48,
+              "clip.n_aug": 2, "device": "cpu", "snapshot_every": 0, "checkpoint_every": 50, "atlas.resolution": 48,
               "crops.full_atlas_every": 2}
     return [f"{key}={value}" for key, value in values.items()]
 

@@ -68,8 +68,8 @@ def reference_style_objective_class():
     import torch.nn.functional as F
 
     from text2live_geo.augment import view_shape
+    from text2live_geo.common.runs import autocast_context
     from text2live_geo.editing.objective import EditObjective
-    from text2live_geo.editing.run import autocast_context
 
     class ReferenceStyleObjective(EditObjective):
         """The reference recipe's CLIP work: views drawn one at a time (crop of the full-size
@@ -210,9 +210,10 @@ def worker(args, mode: str) -> dict:
     import torch
 
     from common import peak_memory_gib, timed, vit_b32_clip
-    from text2live_geo.config import ImageEditConfig, load_config
+    from text2live_geo.common.config import load_config
+    from text2live_geo.common.runs import select_device
+    from text2live_geo.config import ImageEditConfig
     from text2live_geo.editing.image import ImageEditor
-    from text2live_geo.editing.run import select_device
 
     device = select_device(args.device)
     precision = "fp32" if mode == "baseline" else args.precision

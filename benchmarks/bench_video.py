@@ -73,8 +73,9 @@ def main(argv=None) -> dict:
     import torch
 
     from common import synchronize, vit_b32_clip
-    from text2live_geo.config import VideoEditConfig, load_config
-    from text2live_geo.editing.run import select_device
+    from text2live_geo.common.config import load_config
+    from text2live_geo.common.runs import select_device
+    from text2live_geo.config import VideoEditConfig
     from text2live_geo.editing.video import VideoEditor
     from text2live_geo.editing.video_input import prepare_atlas_video
     from text2live_geo.editing.video_outputs import write_video_outputs

@@ -22,6 +22,7 @@ Writes benchmarks/results/deviations.json and .md (or --out).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import platform
 import sys
@@ -45,6 +46,21 @@ REFERENCE_KEYS = {
 REFERENCE_ALL = [item for items in REFERENCE_KEYS.values() for item in items]
 
 
+def step_terms(editor, sample) -> dict:
+    """The loss terms of one training step of `editor` on `sample` (renders, IMR anchor, CLIP views,
+    terms, as `GeneratorTraining.training_step` computes them), without the update."""
+    renders = editor.render_sample(editor.generator, sample)
+    if editor.previous_generator is not None:
+        from text2live_geo.generator import batch_statistics_without_update
+
+        with batch_statistics_without_update(editor.previous_generator):
+            anchors = editor.render_sample(editor.previous_generator, sample)
+        renders = [dataclasses.replace(render, anchor=anchor.layers.composite)
+                   for render, anchor in zip(renders, anchors)]
+    terms, _ = editor.objective.batched(renders, editor.bootstrap_weight(editor.step), sparsity=editor.sparsity)
+    return terms
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"), help="CLIP folder for parts 1 and 2")
@@ -62,7 +78,8 @@ def parse_args(argv=None):
 def objective(clip, guidance: str, views: int, overrides=(), texts=("red circle", "blue circle")):
     import torch
 
-    from text2live_geo.config import ImageEditConfig, load_config
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import ImageEditConfig
     from text2live_geo.editing.objective import EditObjective
 
     cfg = load_config(ImageEditConfig, None, [
@@ -135,7 +152,8 @@ def masked_source(clip) -> list[dict]:
     import torch
 
     from atlas.testing import make_tiny_atlas
-    from text2live_geo.config import VideoEditConfig, load_config
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import VideoEditConfig
     from text2live_geo.editing.video import VideoEditor
     from text2live_geo.editing.video_input import prepare_atlas_video
 
@@ -161,7 +179,7 @@ def masked_source(clip) -> list[dict]:
             totals: dict[str, list[float]] = {}
             for step in range(16):
                 with torch.no_grad():
-                    terms, _, _ = editor.losses(editor.sampler.sample(step + 1))
+                    terms = step_terms(editor, editor.sampler.sample(step + 1))
                 for name, value in terms.items():
                     totals.setdefault(name, []).append(float(value))
             row = {"guidance": guidance, "mask_frame_source": mask,

@@ -36,18 +36,20 @@ ROOT = sp_dilemma.ROOT
 def step_gradients(editor) -> tuple[dict[str, float], dict[str, torch.Tensor]]:
     """One real training step of `editor` (an `ImageEditor`): its terms' values and, taken before
     the update, each weighted term's gradient flattened over the generator's parameters."""
-    terms, weights, _ = editor.losses_of(editor.step_samples())
     parameters = [p for p in editor.generator.parameters() if p.requires_grad]
     gradients = {}
-    for name, value in terms.items():
-        weighted = weights[name] * value
-        if not weighted.requires_grad:  # a term with weight 0 or no path to the generator
-            gradients[name] = torch.zeros(sum(p.numel() for p in parameters))
-            continue
-        parts = torch.autograd.grad(weighted, parameters, retain_graph=True, allow_unused=True)
-        gradients[name] = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
-                                     for g, p in zip(parts, parameters)])
-    record = editor.optimise(terms, weights)
+
+    def term_gradients(terms: dict[str, torch.Tensor], weights: dict[str, float]) -> None:
+        for name, value in terms.items():
+            weighted = weights[name] * value
+            if not weighted.requires_grad:  # a term with weight 0 or no path to the generator
+                gradients[name] = torch.zeros(sum(p.numel() for p in parameters))
+                continue
+            parts = torch.autograd.grad(weighted, parameters, retain_graph=True, allow_unused=True)
+            gradients[name] = torch.cat([(g if g is not None else torch.zeros_like(p)).flatten()
+                                         for g, p in zip(parts, parameters)])
+
+    record = editor.training_step(before_backward=term_gradients)
     return record, gradients
 
 
@@ -64,9 +66,10 @@ def shares(gradients: dict[str, torch.Tensor]) -> dict[str, dict[str, float]]:
 
 def run(case, setting: str, args, out_dir: Path) -> list[dict]:
     from text2live_geo.clip import ClipGuide
-    from text2live_geo.config import ImageEditConfig, load_config
+    from text2live_geo.common.config import load_config
+    from text2live_geo.common.io import read_image
+    from text2live_geo.config import ImageEditConfig
     from text2live_geo.editing.image import ImageEditor, prepare_input
-    from text2live_geo.io import read_image
 
     config = sp_dilemma.SETTINGS[setting][0]
     overrides = sp_dilemma.case_overrides(case, setting, args.seed, args, out_dir)

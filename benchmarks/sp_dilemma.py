@@ -86,7 +86,7 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
     """Held-out single-object scenes on every background style, alternating recolour / retexture."""
     import numpy as np
 
-    from text2live_geo.io import save_png
+    from text2live_geo.common.io import save_png
     from toyworld import world
 
     styles = world.BACKGROUND_STYLES
@@ -134,7 +134,7 @@ def case_overrides(case: EditCase, setting: str, seed: int, args, out_dir: Path)
         f"image={case.image_path}", f"clip.model={args.clip}", f"text.src={case.src_text}",
         f"text.comp={case.target_text}", f"text.screen={case.target_text}", f"steps={args.steps}",
         f"seed={seed}", "device=cpu", f"output_dir={out_dir}", f"run_name={setting}-s{seed}-{case.index:03d}",
-        f"log_every={CURVE_EVERY}", "checkpoint_every=0", f"clip.n_aug={args.views}",
+        f"snapshot_every={CURVE_EVERY}", "checkpoint_every=0", f"clip.n_aug={args.views}",
         f"generator.num_scales={args.scales}", f"generator.channels={args.channels}", f"crops.resize_short={args.size}",
         # the toy CLIP knows colours, not shapes: the relevancy bootstrap of the source phrase
         # is what localises the edit (the same for every setting)
@@ -162,7 +162,7 @@ def run_case(job) -> dict:
 
     torch.set_num_threads(1)
     from text2live_geo import edit_image
-    from text2live_geo.io import read_image
+    from text2live_geo.common.io import read_image
 
     config = SETTINGS[setting][0]
     start = time.perf_counter()
@@ -324,7 +324,7 @@ def _plots(rows, summary, args, results: Path) -> None:
 
     import torch
 
-    from text2live_geo.io import read_image, save_png, side_by_side
+    from text2live_geo.common.io import read_image, save_png, side_by_side
 
     first_seed = min(r["seed"] for r in rows)
     shown = sorted({r["case"] for r in rows if r["seed"] == first_seed})[: args.grid]

@@ -3,7 +3,8 @@
 every default (tests/test_config.py checks that the files agree)."""
 from pathlib import Path
 
-from text2live_geo.config import BASE_CONFIGS, default_yaml
+from text2live_geo.apps.base_configs import BASE_CONFIGS
+from text2live_geo.common.config import default_yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 

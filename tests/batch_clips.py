@@ -38,7 +38,7 @@ def tiny_settings(clip_dir: Path, out_dir: Path, **extra) -> list[str]:
     values = {
         "clip.model": clip_dir, "output_dir": out_dir, "text.src": "red circle", "text.comp": "blue circle",
         "text.screen": "blue circle", "steps": 1, "generator.num_scales": 3, "generator.channels": 8,
-        "clip.n_aug": 2, "device": "cpu", "log_every": 0, "checkpoint_every": 1, "atlas.resolution": 48,
+        "clip.n_aug": 2, "device": "cpu", "snapshot_every": 0, "checkpoint_every": 1, "atlas.resolution": 48,
         "crops.full_atlas_every": 2, "threads": 1,
     }
     values.update(extra)

@@ -55,7 +55,7 @@ def tiny_overrides(image, clip_dir, out_dir, steps: int = 3, **extra) -> list[st
         "image": str(image), "clip.model": str(clip_dir), "output_dir": str(out_dir),
         "text.src": "red square", "text.comp": "blue square", "text.screen": "blue square",
         "steps": steps, "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 4,
-        "log_every": 2, "checkpoint_every": 2, "device": "cpu", "seed": 0,
+        "snapshot_every": 2, "checkpoint_every": 2, "device": "cpu", "seed": 0,
     }
     values.update(extra)
     return [f"{key}={value}" for key, value in values.items()]
@@ -99,3 +99,11 @@ def tiny_atlas_run(tiny_procedural_clip, tmp_path_factory):
     return fit_atlas(overrides=tiny_fit_overrides(tiny_procedural_clip / "frames", out, run_name="tiny",
                                                   **{"fit.masks": tiny_procedural_clip / "masks"}),
                      progress=False)
+
+
+def step_losses(editor, sample):
+    """Loss terms, weights and renders of one editor (image or video) on `sample` (what its
+    `draw_sample` returns), built from the step's own parts, without the IMR anchor or an update."""
+    renders = editor.render_sample(editor.generator, sample)
+    terms, weights = editor.objective.batched(renders, editor.bootstrap_weight(editor.step), sparsity=editor.sparsity)
+    return terms, weights, renders

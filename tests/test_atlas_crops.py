@@ -31,7 +31,7 @@ def test_frame_boxes_expand_pad_clip_and_skip_empty_frames():
 
 def test_tiny_atlas_foreground_regions_with_empty_frames(tiny):
     maps = tiny.atlas.precompute_maps()
-    regions = layer_crop_regions(maps, "foreground", resolution=200, num_scales=2, border=1)
+    regions = layer_crop_regions(maps, "foreground", resolution=200, min_size=2 ** 2 + 1, border=1)
     peak = maps.alpha.amax(dim=(1, 2, 3))
     assert regions.frames_with_box == [i for i in range(6) if peak[i] > 0.95]
     assert 0 < len(regions.frames_with_box) < 6 and regions.frame_boxes[0] is None

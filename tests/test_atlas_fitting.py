@@ -15,9 +15,9 @@ import torch.nn.functional as F
 from atlas.fitting.fit import AtlasFitter, ClipData, PixelSampler, build_atlas
 from atlas.fitting.losses import (
     alpha_flow_loss,
-    bootstrap_loss,
     flow_loss,
     gradient_loss,
+    mask_loss,
     query_pixels,
     rigidity_loss,
     sparsity_loss,
@@ -28,7 +28,8 @@ from atlas.masks import mask_iou
 from atlas.model import NeuralAtlas
 from atlas.procedural import make_procedural_clip
 from atlas.render import reconstruction_psnr as psnr
-from text2live_geo.config import AtlasModel, AtlasRunConfig, FitConfig, load_config
+from atlas.settings import AtlasModel, AtlasRunConfig, FitConfig
+from text2live_geo.common.config import load_config
 
 FRAMES, WIDTH, HEIGHT = 8, 64, 48
 NLA_YAML = "configs/atlas/nla.yaml"
@@ -91,7 +92,7 @@ def test_loss_decreases(fitted):
     assert statistics.mean(last) < 0.7 * statistics.mean(first)
     assert statistics.mean(r["rgb"] for r in fitted.records[-10:]) < 0.5 * statistics.mean(
         r["rgb"] for r in fitted.records[:10])
-    assert {"rgb", "flow", "alpha_flow", "bootstrap", "smoothness", "total"} <= fitted.records[0].keys()
+    assert {"rgb", "flow", "alpha_flow", "mask", "smoothness", "total"} <= fitted.records[0].keys()
     assert [record["iteration"] for record in fitted.records] == list(range(1, 151))
 
 
@@ -111,7 +112,7 @@ def test_fit_without_masks_is_background_only(clip, data):
     assert not fitter.foreground
     records = []
     fitter.fit(progress=False, on_record=records.append)
-    assert not {"bootstrap", "alpha_flow", "sparsity"} & records[-1].keys()
+    assert not {"mask", "alpha_flow", "sparsity"} & records[-1].keys()
     alpha = atlas.alpha(range(FRAMES))
     torch.testing.assert_close(alpha, torch.full_like(alpha, 0.001))
     assert psnr(atlas.reconstruct(range(FRAMES)), clip.frames) > _mean_colour_psnr(clip.frames) + 3
@@ -168,9 +169,9 @@ def test_pixel_sampler_is_reproducible_and_follows_the_flow(data):
 
 
 def test_weight_schedules_and_learning_rate(data):
-    cfg = _config(iterations=100, bootstrap_until=10, global_rigidity=2.0, global_rigidity_until=20, lr_decay=0.1)
+    cfg = _config(iterations=100, mask_loss_until=10, global_rigidity=2.0, global_rigidity_until=20, lr_decay=0.1)
     fitter = AtlasFitter(build_atlas(cfg, data), data, cfg)
-    assert fitter.weights(9)["bootstrap"] == cfg.bootstrap and fitter.weights(10)["bootstrap"] == 0
+    assert fitter.weights(9)["mask"] == cfg.mask_loss and fitter.weights(10)["mask"] == 0
     assert fitter.weights(19)["global_rigidity"] == 2.0 and fitter.weights(20)["global_rigidity"] == 0
     assert fitter.learning_rate_scale(0) == pytest.approx(1.0)
     assert fitter.learning_rate_scale(50) == pytest.approx(0.55)
@@ -193,7 +194,7 @@ def test_nla_yaml_is_nlas_recipe():
     assert cfg.model == AtlasModel.nla
     assert (cfg.samples, cfg.iterations, cfg.lr_networks, cfg.nla_width, cfg.pretrain_per_frame) == (
         10000, 400000, 1e-4, 256, 100)
-    assert (cfg.rgb, cfg.gradient, cfg.sparsity, cfg.alpha_flow, cfg.bootstrap) == (5000, 1000, 1000, 49, 2000)
+    assert (cfg.rgb, cfg.gradient, cfg.sparsity, cfg.alpha_flow, cfg.mask_loss) == (5000, 1000, 1000, 49, 2000)
 
 
 def test_nla_model_builds_and_its_loss_decreases(data):
@@ -209,7 +210,7 @@ def test_nla_model_builds_and_its_loss_decreases(data):
     assert len(fitter.optimizer.param_groups) == 1 and fitter.optimizer.param_groups[0]["lr"] == 1e-4
 
     records = [fitter.iteration_step() for _ in range(30)]
-    assert {"rgb", "gradient", "flow", "alpha_flow", "bootstrap", "sparsity", "rigidity", "global_rigidity",
+    assert {"rgb", "gradient", "flow", "alpha_flow", "mask", "sparsity", "rigidity", "global_rigidity",
             "global_rigidity_background"} <= records[0].keys()
     assert statistics.mean(r["total"] for r in records[-5:]) < statistics.mean(r["total"] for r in records[:5])
     assert records[-1]["total"] < records[0]["total"]
@@ -335,11 +336,11 @@ def test_alpha_flow_loss_by_hand():
     assert float(alpha_flow_loss(outputs, index, alpha_to)) == pytest.approx(expected)
 
 
-def test_bootstrap_loss_is_binary_cross_entropy():
+def test_mask_loss_is_binary_cross_entropy():
     alpha = torch.tensor([[0.001], [0.3], [0.9], [0.991], [0.5]])
     mask = torch.tensor([[0.0], [1.0], [1.0], [0.0], [0.5]])
     expected = -(mask * alpha.log() + (1 - mask) * (1 - alpha).log()).mean()
-    value = bootstrap_loss(SimpleNamespace(alpha=alpha), mask)
+    value = mask_loss(SimpleNamespace(alpha=alpha), mask)
     assert value.item() == pytest.approx(float(expected), rel=1e-5)
     assert value.item() == pytest.approx(float(F.binary_cross_entropy(alpha, mask)), rel=1e-6)
 

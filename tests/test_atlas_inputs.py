@@ -109,7 +109,7 @@ def test_grayscale_rgba_16bit_and_odd_sizes_work(tmp_path):
 
 
 def test_missing_and_mixed_sizes_raise_input_errors(tmp_path):
-    from text2live_geo.io import InputError
+    from text2live_geo.common.io import InputError
 
     with pytest.raises(InputError, match="video not found"):
         load_clip(tmp_path / "missing.mp4")

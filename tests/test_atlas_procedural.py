@@ -87,7 +87,7 @@ def test_bad_arguments(kwargs, words):
 def test_write_clip_mp4_frames_and_masks(tmp_path):
     from PIL import Image
 
-    from text2live_geo.video_io import read_video
+    from text2live_geo.common.video_io import read_video
 
     clip = make_procedural_clip(frames=4, width=48, height=32, objects=1, camera="pan", seed=2)
     folder = write_procedural_clip(clip, tmp_path / "clip", fps=8, flow=True)

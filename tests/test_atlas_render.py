@@ -7,9 +7,7 @@ import torch
 
 from atlas import (
     PixelBox,
-    bake_atlas,
     reconstruction_psnr,
-    render_frames,
     sample_atlas,
     uv_bounding_box,
     uv_to_atlas_pixels,
@@ -25,7 +23,7 @@ def tiny(tmp_path_factory):
 @pytest.mark.parametrize("layer, offset", [("foreground", 0.0), ("background", -1.0)])
 def test_bake_grid_convention_and_exact_sample_back(tiny, layer, offset):
     resolution = 20
-    image = bake_atlas(tiny.atlas, layer, resolution, chunk_size=37)
+    image = tiny.atlas.bake(layer, resolution, chunk_size=37)
     assert image.shape == (3, resolution, resolution)
     rows, columns = torch.tensor([0, 3, 19, 7]), torch.tensor([0, 11, 19, 2])
     uv = torch.stack((columns / resolution + offset, rows / resolution + offset), dim=1)
@@ -40,7 +38,7 @@ def test_bake_grid_convention_and_exact_sample_back(tiny, layer, offset):
 
 def test_baked_box_equals_crop_and_crop_sampling_matches_full(tiny):
     resolution = 32
-    full = bake_atlas(tiny.atlas, "foreground", resolution)
+    full = tiny.atlas.bake("foreground", resolution)
     box = PixelBox(left=5, top=9, right=21, bottom=17)
     crop = tiny.atlas.bake("foreground", resolution, box=box)
     assert torch.allclose(crop, box.crop(full), atol=1e-6)
@@ -53,11 +51,17 @@ def test_baked_box_equals_crop_and_crop_sampling_matches_full(tiny):
     assert torch.allclose(from_full, from_crop, atol=1e-6)
 
 
+def render_frames(maps, foreground, background):
+    """Frames from baked atlases: alpha x foreground + (1 - alpha) x background, sampled at the uvs."""
+    return (maps.alpha * sample_atlas(foreground, maps.uv_foreground, "foreground")
+            + (1 - maps.alpha) * sample_atlas(background, maps.uv_background, "background"))
+
+
 def test_render_from_baked_atlases_matches_direct_reconstruction(tiny):
     maps = tiny.atlas.precompute_maps()
     resolution = 96
-    foreground = bake_atlas(tiny.atlas, "foreground", resolution)
-    background = bake_atlas(tiny.atlas, "background", resolution)
+    foreground = tiny.atlas.bake("foreground", resolution)
+    background = tiny.atlas.bake("background", resolution)
     rendered = render_frames(maps, foreground, background)
     assert rendered.shape == (6, 3, 16, 24)
     direct = tiny.atlas.reconstruct_frames()

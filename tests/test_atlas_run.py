@@ -15,9 +15,11 @@ from atlas.fitting.fit import AtlasFitter
 from atlas.format import load_atlas
 from atlas.grid_model import GridAtlas
 from atlas.procedural import make_procedural_clip
+from atlas.settings import AtlasRunConfig, FitConfig, VideoInputConfig
 from conftest import TINY_PROCEDURAL, tiny_fit_overrides
-from text2live_geo.config import AtlasRunConfig, FitConfig, VideoInputConfig, load_config
-from text2live_geo.video_io import probe_video, video_name
+from media_probe import probe_video
+from text2live_geo.common.config import load_config
+from text2live_geo.common.video_io import video_name
 
 PREVIEWS = ("reconstruction.mp4", "alpha.mp4", "masks.mp4", "atlas_grid.mp4")
 
@@ -32,7 +34,7 @@ def test_tiny_fit_writes_every_output(tiny_atlas_run, tiny_procedural_clip):
     for name in ("config.yaml", "checkpoint.pt", "atlas/config.json", "atlas/model.safetensors", "fit_summary.json",
                  "atlas_foreground.png", "atlas_background.png", *PREVIEWS):
         assert (run_dir / name).is_file(), name
-    assert not list(run_dir.glob("*.tmp")) and not list(run_dir.glob("*.partial.*"))
+    assert not list(run_dir.glob("*.tmp*")) and not list(run_dir.glob(".*.tmp*"))
 
     summary = json.loads((run_dir / "fit_summary.json").read_text())
     assert summary == tiny_atlas_run.summary

@@ -1,11 +1,11 @@
-"""text2live_geo.batch.discover: a folder or a manifest -> the clips, and one clear error for each
+"""text2live_geo.apps.batch.discover: a folder or a manifest -> the clips, and one clear error for each
 kind of bad input."""
 import pytest
 import torch
 
 from atlas.testing import write_frames
-from text2live_geo.batch.discover import discover_clips
-from text2live_geo.batch.jobs import BatchError
+from text2live_geo.apps.batch.discover import discover_clips
+from text2live_geo.apps.batch.jobs import BatchError
 
 
 def _touch(path, data=b"x"):

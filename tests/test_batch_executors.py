@@ -1,4 +1,4 @@
-"""text2live_geo.batch.executors: a crashed local worker is the clip's failure (the next clip gets a
+"""text2live_geo.apps.batch.executors: a crashed local worker is the clip's failure (the next clip gets a
 fresh worker); the Ray executor on a local instance bound to 127.0.0.1 gives the same outputs and
 report as the local one; Ray missing or its cluster unreachable is one line, within seconds."""
 import multiprocessing
@@ -11,11 +11,11 @@ import time
 import pytest
 
 from batch_clips import check_first_report, make_clips, tiny_settings
-from text2live_geo.batch import run_batch
-from text2live_geo.batch.executors import LocalExecutor, RayExecutor, _take, check_reachable
-from text2live_geo.batch.jobs import BatchError, ClipJob
-from text2live_geo.cli import batch as batch_cli
-from text2live_geo.config import RayConfig
+from text2live_geo.apps.batch import run_batch
+from text2live_geo.apps.batch.config import RayConfig
+from text2live_geo.apps.batch.executors import LocalExecutor, RayExecutor, _take, check_reachable
+from text2live_geo.apps.batch.jobs import BatchError, ClipJob
+from text2live_geo.apps.cli import batch as batch_cli
 
 
 class Recorder:

@@ -1,9 +1,9 @@
-"""text2live_geo.batch.report: the summary line, report.json's rows, report.html (escaped, one row
+"""text2live_geo.apps.batch.report: the summary line, report.json's rows, report.html (escaped, one row
 per clip, reloading itself while the batch runs), both written atomically."""
 import json
 
-from text2live_geo.batch.jobs import ClipJob, ClipOutcome
-from text2live_geo.batch.report import BatchReport, ClipRow, summary_line
+from text2live_geo.apps.batch.jobs import ClipJob, ClipOutcome
+from text2live_geo.apps.batch.report import BatchReport, ClipRow, summary_line
 
 
 def _row(name, status="pending", error=None, label=None):

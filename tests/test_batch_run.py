@@ -15,7 +15,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from batch_clips import BROKEN_REASON, check_first_report, make_clips, rows, tiny_settings
-from text2live_geo.batch import run_batch
+from text2live_geo.apps.batch import run_batch
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1")
@@ -138,7 +138,7 @@ def test_a_batch_killed_mid_clip_then_rerun_ends_with_every_clip_done(tmp_path, 
         assert steps == [1, 2, 3, 4, 5, 6], name  # one uninterrupted run
         assert json.loads((run_dir / "summary.json").read_text())["steps"] == 6
         assert len(list((run_dir / "frames").glob("*.png"))) == 6 and (run_dir / "edited.mp4").is_file()
-        assert not list(run_dir.glob("*.partial.mp4"))
+        assert not list(run_dir.glob(".*.tmp.mp4"))
     assert "resuming its checkpoint" in (batch_dir / "clip1" / "log.txt").read_text()
 
 

@@ -1,14 +1,16 @@
-"""text2live_geo.batch.settings: batch keys vs edit keys, each clip's whole config (manifest entry
+"""text2live_geo.apps.batch.settings: batch keys vs edit keys, each clip's whole config (manifest entry
 wins, keys a clip's config lacks skipped), unknown keys named, and the settings hash."""
 import os
 
 import pytest
 from omegaconf import OmegaConf
 
-from text2live_geo.batch.discover import discover_clips
-from text2live_geo.batch.jobs import BatchError
-from text2live_geo.batch.settings import compose_jobs, load_batch_settings
-from text2live_geo.config import ConfigError, Executor, ImageEditConfig, VideoEditConfig
+from text2live_geo.apps.batch.config import Executor
+from text2live_geo.apps.batch.discover import discover_clips
+from text2live_geo.apps.batch.jobs import BatchError
+from text2live_geo.apps.batch.settings import compose_jobs, load_batch_settings
+from text2live_geo.common.config import ConfigError
+from text2live_geo.config import ImageEditConfig, VideoEditConfig
 
 
 def _config(job, schema):

@@ -1,4 +1,4 @@
-"""text2live_geo.batch.worker: what a rerun does with a clip's folder (reuse when finished with the
+"""text2live_geo.apps.batch.worker: what a rerun does with a clip's folder (reuse when finished with the
 same settings, resume a checkpoint, continue an empty attempt, else move it aside intact), the
 one-line reasons of failures, and the clip's log."""
 import logging
@@ -6,9 +6,9 @@ import os
 
 import pytest
 
-from text2live_geo.batch.jobs import ClipJob
-from text2live_geo.batch.worker import _reason, clip_log, prepare_folder, read_done, write_json_atomic
-from text2live_geo.editing.run import RunError
+from text2live_geo.apps.batch.jobs import ClipJob
+from text2live_geo.apps.batch.worker import _reason, clip_log, prepare_folder, read_done, write_json_atomic
+from text2live_geo.common.runs import RunError
 
 
 def _job(tmp_path, settings_hash="h1"):
@@ -93,8 +93,8 @@ def test_the_clip_log_gets_the_packages_debug_lines_and_the_process_output(tmp_p
 def test_the_before_preview_is_one_decoded_frame_of_the_clip(tmp_path):
     import torch
 
-    from text2live_geo.batch.worker import _input_frame
-    from text2live_geo.video_io import write_video
+    from text2live_geo.apps.batch.worker import _input_frame
+    from text2live_geo.common.video_io import write_video
 
     frames = torch.zeros(4, 3, 16, 24)
     for index in range(4):

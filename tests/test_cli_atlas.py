@@ -1,4 +1,4 @@
-"""t2l-atlas (text2live_geo.cli.atlas, run_atlas.py): --help names the common keys, a fit through the
+"""t2l-atlas (text2live_geo.apps.cli.atlas, run_atlas.py): --help names the common keys, a fit through the
 command line, odd but valid frames work, and every bad input is one clear line, exit 2, nothing
 written."""
 import json
@@ -12,7 +12,7 @@ import pytest
 from PIL import Image
 
 from conftest import tiny_fit_overrides
-from text2live_geo.cli import atlas as atlas_cli
+from text2live_geo.apps.cli import atlas as atlas_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON_KEYS = ("video.frames", "video.max_frames", "video.long_side", "fit.iterations", "fit.masks", "fit.layers",
@@ -37,7 +37,7 @@ def write_images(images, folder: Path, names=None) -> Path:
     return folder
 
 
-@pytest.mark.parametrize("command", [[sys.executable, "-m", "text2live_geo.cli.atlas", "--help"],
+@pytest.mark.parametrize("command", [[sys.executable, "-m", "text2live_geo.apps.cli.atlas", "--help"],
                                      [sys.executable, str(ROOT / "run_atlas.py"), "--help"]])
 def test_help_from_another_directory_names_the_common_keys(command, tmp_path):
     result = subprocess.run(command, cwd=tmp_path, env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"},

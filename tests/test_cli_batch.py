@@ -1,4 +1,4 @@
-"""t2l-batch (text2live_geo.cli.batch, run_batch.py): --help, and every bad input is one line, exit
+"""t2l-batch (text2live_geo.apps.cli.batch, run_batch.py): --help, and every bad input is one line, exit
 status 2, with nothing written. (Whole batches through the CLI: tests/test_batch_run.py.)"""
 import subprocess
 import sys
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from text2live_geo.cli import batch as batch_cli
+from text2live_geo.apps.cli import batch as batch_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,7 +68,8 @@ def test_bad_input_is_one_clear_line_and_nothing_is_written(kind, tmp_path, caps
 def test_the_batch_driver_imports_no_torch():
     """The driver only lists files, composes configs and schedules: its start-up stays light (the
     workers import torch once each)."""
-    code = ("import sys, text2live_geo.cli.batch, text2live_geo.batch.run, text2live_geo.batch.discover; "
+    code = ("import sys, text2live_geo.apps.cli.batch, text2live_geo.apps.batch.run, "
+            "text2live_geo.apps.batch.discover; "
             "print('torch' in sys.modules)")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

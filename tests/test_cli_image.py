@@ -1,4 +1,4 @@
-"""t2l-image (text2live_geo.cli.image, run_image.py) end to end: outputs, resume, and one clear line for
+"""t2l-image (text2live_geo.apps.cli.image, run_image.py) end to end: outputs, resume, and one clear line for
 every bad input."""
 import json
 import subprocess
@@ -11,7 +11,7 @@ import torch
 from PIL import Image
 
 from conftest import tiny_overrides
-from text2live_geo.cli import image
+from text2live_geo.apps.cli import image
 
 ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = {"composite.png": "RGB", "edit_layer.png": "RGBA", "alpha.png": "L", "edit_on_greenscreen.png": "RGB",
@@ -126,3 +126,24 @@ def test_real_subprocess_help_and_error():
                             capture_output=True, text=True, env={"HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"})
     assert result.returncode == 2
     assert result.stderr.strip() == "error: image not found: '/no/such/file.png'"
+
+
+def test_a_run_folder_with_the_former_key_names_resumes(tiny_clip_dir, image_path, tmp_path, caplog):
+    """A config.yaml saved before the keys were renamed (`log_every`, no `loss.imc`) resumes, and the
+    resumed run equals an uninterrupted one."""
+    from text2live_geo import edit_image
+
+    whole = edit_image(None, tiny_overrides(image_path, tiny_clip_dir, tmp_path / "a", steps=4, checkpoint_every=2,
+                                            run_name="r"), progress=False)
+    half = edit_image(None, tiny_overrides(image_path, tiny_clip_dir, tmp_path / "b", steps=2, run_name="r"),
+                      progress=False)
+    config = half.run_dir / "config.yaml"
+    lines = config.read_text().splitlines()
+    assert any(line.startswith("snapshot_every:") for line in lines) and any("  imc:" in line for line in lines)
+    old = [line.replace("snapshot_every:", "log_every:") for line in lines if not line.startswith("  imc:")]
+    config.write_text("\n".join(old) + "\n")
+    with caplog.at_level("WARNING"):
+        resumed = edit_image(None, ["steps=4"], resume=half.run_dir, progress=False)
+    assert resumed.steps == 4
+    assert any("'log_every' is now 'snapshot_every'" in record.getMessage() for record in caplog.records)
+    torch.testing.assert_close(resumed.layers.composite, whole.layers.composite, atol=1e-4, rtol=0)

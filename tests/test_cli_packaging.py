@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from atlas import AtlasCheckpointError
-from text2live_geo import cli
+from text2live_geo.apps import cli
 from text2live_geo.clip import ClipLoadError
-from text2live_geo.config import ConfigError
-from text2live_geo.editing.run import RunError
-from text2live_geo.errors import UserError
-from text2live_geo.io import InputError
+from text2live_geo.common.config import ConfigError
+from text2live_geo.common.errors import UserError
+from text2live_geo.common.io import InputError
+from text2live_geo.common.runs import RunError
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +60,7 @@ def test_base_config_is_the_checkouts_yaml_and_optional_without_one(monkeypatch,
 
 @pytest.mark.parametrize("tool", ["image", "video", "batch"])
 def test_module_help_from_another_directory(tool, tmp_path):
-    result = subprocess.run([sys.executable, "-m", f"text2live_geo.cli.{tool}", "--help"], cwd=tmp_path,
+    result = subprocess.run([sys.executable, "-m", f"text2live_geo.apps.cli.{tool}", "--help"], cwd=tmp_path,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"}, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert ("--resume" in result.stdout or tool == "batch") and "text.src" in result.stdout
@@ -68,7 +68,7 @@ def test_module_help_from_another_directory(tool, tmp_path):
 
 def test_importing_the_losses_pulls_in_neither_the_atlas_package_nor_the_cli():
     code = ("import sys, text2live_geo.losses; "
-            "print(sorted(m for m in sys.modules if m.startswith(('atlas', 'text2live_geo.cli', "
+            "print(sorted(m for m in sys.modules if m.startswith(('atlas', 'text2live_geo.apps.cli', "
             "'text2live_geo.editing'))))")
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                             env={"PYTHONPATH": str(ROOT), "PATH": "/usr/bin:/bin"})

@@ -1,4 +1,4 @@
-"""t2l-video (text2live_geo.cli.video, run_video.py): a short run writes every output, --resume continues,
+"""t2l-video (text2live_geo.apps.cli.video, run_video.py): a short run writes every output, --resume continues,
 bad input is one clear line."""
 import json
 import os
@@ -14,10 +14,11 @@ import torch
 from PIL import Image
 
 from atlas.testing import make_tiny_atlas, write_frames
-from text2live_geo.cli import video as video_cli
-from text2live_geo.config import VideoEditConfig, load_config
+from text2live_geo.apps.cli import video as video_cli
+from text2live_geo.common.config import load_config
+from text2live_geo.common.video_io import read_video, write_video
+from text2live_geo.config import VideoEditConfig
 from text2live_geo.editing.video_input import load_atlas_for_video
-from text2live_geo.video_io import read_video, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,7 +34,7 @@ def overrides(tiny, clip_dir, out_dir, **extra) -> list[str]:
         "video.frames": str(tiny.frames_folder), "atlas.checkpoint": str(tiny.folder), "atlas.resolution": 48,
         "clip.model": str(clip_dir), "output_dir": str(out_dir), "text.src": "red circle",
         "text.comp": "blue circle", "text.screen": "blue circle", "steps": 3, "generator.num_scales": 3,
-        "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "log_every": 2, "checkpoint_every": 2,
+        "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "snapshot_every": 2, "checkpoint_every": 2,
         "crops.full_atlas_every": 2,
     }
     values.update(extra)
@@ -205,7 +206,7 @@ def fitted_overrides(frames, clip_dir, out_dir, **extra) -> list[str]:
     """A 2-step edit of the tiny procedural clip (64 x 48, 8 frames) with the tiny CLIP."""
     values = {"video.frames": str(frames), "clip.model": str(clip_dir), "output_dir": str(out_dir),
               "text.src": "red circle", "text.comp": "blue circle", "text.screen": "blue circle", "steps": 2,
-              "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "log_every": 0,
+              "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2, "device": "cpu", "snapshot_every": 0,
               "checkpoint_every": 2,
               "atlas.alpha_threshold": 0.5}  # a fit of a few iterations has no alpha near 1 yet
     values.update(extra)

@@ -2,15 +2,9 @@ from pathlib import Path
 
 import pytest
 
-from text2live_geo.config import (
-    BASE_CONFIGS,
-    ConfigError,
-    Guidance,
-    ImageEditConfig,
-    VideoEditConfig,
-    default_yaml,
-    load_config,
-)
+from text2live_geo.apps.base_configs import BASE_CONFIGS
+from text2live_geo.common.config import ConfigError, default_yaml, load_config
+from text2live_geo.config import Guidance, ImageEditConfig, VideoEditConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +28,7 @@ def test_texts_are_lists_and_a_single_text_is_a_one_text_list(tmp_path):
     assert load_config(VideoEditConfig, None, ["text.src=swan"]).text.src == ["swan"]
     assert load_config(ImageEditConfig).text.src == ["horse"]  # the default is a list too
     # a saved config round-trips as lists
-    from text2live_geo.config import to_yaml
+    from text2live_geo.common.config import to_yaml
 
     saved = tmp_path / "saved.yaml"
     saved.write_text(to_yaml(cfg))
@@ -43,7 +37,8 @@ def test_texts_are_lists_and_a_single_text_is_a_one_text_list(tmp_path):
 
 @pytest.mark.parametrize("override", ["text.comp= ", "text.comp=", "text.src=[]", "text.screen=[gold, '']"])
 def test_check_texts_rejects_empty_texts(override):
-    from text2live_geo.editing.run import RunError, check_texts
+    from text2live_geo.common.runs import RunError
+    from text2live_geo.editing.run import check_texts
 
     check_texts(load_config(ImageEditConfig, None, ["text.src=[a, b]"]))
     with pytest.raises(RunError, match=r"text\.(src|comp|screen) is empty"):
@@ -113,9 +108,48 @@ def test_base_config_files_hold_exactly_the_dataclass_defaults(relative):
 
 
 def test_saved_config_round_trips(tmp_path):
-    from text2live_geo.config import to_yaml
+    from text2live_geo.common.config import to_yaml
 
     cfg = load_config(ImageEditConfig, None, ["image=x.png", "loss.guidance=directional", "precision=bf16"])
     path = tmp_path / "config.yaml"
     path.write_text(to_yaml(cfg))
     assert load_config(ImageEditConfig, path) == cfg
+
+
+# ------------------------------------------------------------------ renamed keys (LegacyKey)
+def test_an_old_key_name_still_works_with_one_warning_line(tmp_path, caplog):
+    from atlas.settings import AtlasRunConfig
+
+    with caplog.at_level("WARNING"):
+        cfg = load_config(ImageEditConfig, None, ["log_every=7"])
+    assert cfg.snapshot_every == 7
+    assert [r.getMessage() for r in caplog.records] == [
+        "config key 'log_every' is now 'snapshot_every' (the old name still works)"]
+    caplog.clear()
+    # the new name wins where one source sets both; nothing to warn about when only the new one is set
+    assert load_config(VideoEditConfig, None, ["snapshot_every=3"]).snapshot_every == 3 and not caplog.records
+    yaml = tmp_path / "old_fit.yaml"
+    yaml.write_text("fit:\n  bootstrap: 0.3\n  bootstrap_until: 50\n")
+    atlas = load_config(AtlasRunConfig, yaml)
+    assert (atlas.fit.mask_loss, atlas.fit.mask_loss_until) == (0.3, 50)
+    assert load_config(VideoEditConfig, None, ["fit.bootstrap=0.2"]).fit.mask_loss == 0.2
+    # where one source sets both names, the new one wins
+    assert load_config(AtlasRunConfig, None, ["fit.bootstrap=0.2", "fit.mask_loss=0.1"]).fit.mask_loss == 0.1
+
+
+def test_loss_directional_weighs_imc_only_in_a_config_written_before_loss_imc(tmp_path, caplog):
+    old = tmp_path / "old_run_config.yaml"  # a saved config of a geodesic run from before loss.imc
+    old.write_text("loss:\n  guidance: geodesic\n  directional: 2.5\n")
+    with caplog.at_level("WARNING"):
+        cfg = load_config(ImageEditConfig, old)
+    assert cfg.loss.imc == 2.5 and cfg.loss.directional == 2.5
+    assert len(caplog.records) == 1 and "loss.imc" in caplog.records[0].getMessage()
+    caplog.clear()
+    # a config that sets loss.imc itself, or directional guidance, keeps the two weights apart
+    both = tmp_path / "new.yaml"
+    both.write_text("loss:\n  directional: 2.5\n  imc: 0.5\n")
+    assert load_config(ImageEditConfig, both).loss.imc == 0.5
+    cfg = load_config(ImageEditConfig, None, ["loss.guidance=directional", "loss.directional=3"])
+    assert (cfg.loss.directional, cfg.loss.imc) == (3, 1) and not caplog.records
+    # a later source's loss.imc overrides the copy from an earlier one
+    assert load_config(ImageEditConfig, old, ["loss.imc=0.25"]).loss.imc == 0.25

@@ -1,7 +1,7 @@
 """CLI console logging: the library logs, the CLI shows info on stdout and warnings on stderr."""
 import logging
 
-from text2live_geo.console import ConsoleHandler, setup_console_logging
+from text2live_geo.common.console import ConsoleHandler, setup_console_logging
 
 
 def test_info_goes_to_stdout_and_warnings_to_stderr_with_their_level(capsys):

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from atlas.testing import make_tiny_atlas
-from text2live_geo.config import VideoEditConfig, load_config
+from text2live_geo.common.config import load_config
+from text2live_geo.config import VideoEditConfig
 from text2live_geo.data.atlas_crops import AtlasCropSampler
 from text2live_geo.editing.video_input import prepare_atlas_video
 

@@ -1,7 +1,8 @@
 """text2live_geo.data.image_crops: the image edit's crops."""
 import torch
 
-from text2live_geo.config import ImageEditConfig, load_config
+from text2live_geo.common.config import load_config
+from text2live_geo.config import ImageEditConfig
 from text2live_geo.data.image_crops import CropSampler
 
 

@@ -5,20 +5,21 @@ import json
 import pytest
 
 from conftest import tiny_overrides
+from text2live_geo.common.runs import MetricsLog, RunError
 from text2live_geo.editing.base import GeneratorTraining
 from text2live_geo.editing.image import ImageEditor
-from text2live_geo.editing.run import MetricsLog, RunError
 from text2live_geo.editing.video import VideoEditor
 
 
 def test_generator_training_declares_the_methods_a_subclass_provides():
-    assert GeneratorTraining.__abstractmethods__ == {"training_step", "has_bootstrap_target"}
+    assert GeneratorTraining.__abstractmethods__ == {"draw_sample", "render_sample", "snapshot",
+                                                     "has_bootstrap_target"}
 
     class Incomplete(GeneratorTraining):
         def has_bootstrap_target(self) -> bool:
             return False
 
-    with pytest.raises(TypeError, match="training_step"):
+    with pytest.raises(TypeError, match="render_sample"):
         Incomplete()
     assert not ImageEditor.__abstractmethods__ and not VideoEditor.__abstractmethods__
 
@@ -80,7 +81,7 @@ def test_video_run_killed_after_its_checkpoint_resumes_as_one_run(tiny_clip_dir,
                   "clip.model": tiny_clip_dir, "output_dir": tmp_path / "runs", "run_name": name,
                   "text.src": "red circle", "text.comp": "blue circle", "text.screen": "blue circle",
                   "steps": steps, "generator.num_scales": 3, "generator.channels": 8, "clip.n_aug": 2,
-                  "device": "cpu", "log_every": 0, "checkpoint_every": 2, "crops.full_atlas_every": 2}
+                  "device": "cpu", "snapshot_every": 0, "checkpoint_every": 2, "crops.full_atlas_every": 2}
         return [f"{key}={value}" for key, value in values.items()]
 
     whole = edit_video(None, overrides(4, "whole"), progress=False)

@@ -3,13 +3,14 @@ import json
 import pytest
 import torch
 
-from conftest import tiny_overrides
-from text2live_geo.config import ImageEditConfig, load_config
+from conftest import step_losses, tiny_overrides
+from text2live_geo.common.config import load_config
+from text2live_geo.config import ImageEditConfig
 from text2live_geo.editing.image import ImageEditor, edit_image
 
 
 def _editor(tiny_clip, image_path, tmp_path, **extra):
-    from text2live_geo.io import read_image
+    from text2live_geo.common.io import read_image
 
     cfg = load_config(ImageEditConfig, None, tiny_overrides(image_path, "unused", tmp_path, **extra))
     image, _ = read_image(image_path)
@@ -23,7 +24,7 @@ def test_every_loss_reaches_the_generator(tiny_clip, image_path, tmp_path, guida
                                                         "loss.imr_anchor": "source"})
     editor.generator.train()
     torch.manual_seed(1)
-    terms, weights, _ = editor.losses(editor.image, editor.relevancy)
+    terms, weights, _ = step_losses(editor, [(editor.image, editor.relevancy)])
     expected = {"composition", "screen", "structure", "sparsity", "bootstrap"} | (
         {"directional"} if guidance == "directional" else {"imc", "imr"})
     assert set(terms) == expected
@@ -39,7 +40,7 @@ def test_every_loss_reaches_the_generator(tiny_clip, image_path, tmp_path, guida
 
 def test_imr_gradient_after_the_output_moved(tiny_clip, image_path, tmp_path):
     editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.imr_anchor": "source"})
-    terms, _, _ = editor.losses(editor.image)
+    terms, _, _ = step_losses(editor, [(editor.image, None)])
     editor.generator.zero_grad()
     terms["imr"].backward()
     assert terms["imr"].item() > 0
@@ -105,7 +106,7 @@ def test_inversion_run_writes_outputs_and_changes_pixels(tiny_clip, image_path, 
 def test_longer_run_total_loss_goes_down(tiny_clip, image_path, tmp_path, guidance):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=30, **{
         "loss.guidance": guidance, "loss.imr_anchor": "source", "crops.full_image_every": 1,
-        "optim.name": "adam", "optim.lr": 0.01, "clip.n_aug": 8, "text.templates_per_step": 14, "log_every": 0})
+        "optim.name": "adam", "optim.lr": 0.01, "clip.n_aug": 8, "text.templates_per_step": 14, "snapshot_every": 0})
     result = edit_image(None, overrides, clip=tiny_clip, progress=False)
     totals = [json.loads(line)["total"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert sum(totals[-5:]) / 5 < sum(totals[:5]) / 5

@@ -1,6 +1,7 @@
 import torch
 
-from text2live_geo.config import ImageEditConfig, load_config
+from text2live_geo.common.config import load_config
+from text2live_geo.config import ImageEditConfig
 from text2live_geo.editing.objective import EditObjective, Render
 from text2live_geo.layers import composite_layers
 

@@ -9,11 +9,13 @@ import torch
 
 from atlas import NeuralAtlas
 from atlas.testing import make_tiny_atlas
-from text2live_geo.config import VideoEditConfig, load_config
-from text2live_geo.editing.run import RunError, load_checkpoint, save_checkpoint
+from conftest import step_losses
+from text2live_geo.common.config import load_config
+from text2live_geo.common.runs import RunError, load_checkpoint, save_checkpoint
+from text2live_geo.common.video_io import read_video
+from text2live_geo.config import VideoEditConfig
 from text2live_geo.editing.video import VideoEditor
 from text2live_geo.editing.video_input import prepare_atlas_video
-from text2live_geo.video_io import read_video
 
 CPU = torch.device("cpu")
 
@@ -128,7 +130,7 @@ def test_every_loss_reaches_the_generator_with_bootstrap(tiny, tiny_clip):
     assert editor.atlas_relevancy is not None
     assert editor.atlas_relevancy.shape[-2:] == editor.video.atlas_image.shape[-2:]
     editor.generator.train()
-    terms, weights, renders = editor.losses(editor.sampler.sample(1))
+    terms, weights, renders = step_losses(editor, editor.sampler.sample(1))
     assert set(terms) == {"composition", "directional", "screen", "structure", "sparsity", "bootstrap"}
     assert all(render.relevancy is not None for render in renders)
     for name, value in terms.items():

@@ -3,8 +3,9 @@ import pytest
 import torch
 
 from atlas.testing import make_tiny_atlas
-from text2live_geo.config import VideoEditConfig, load_config
-from text2live_geo.editing.run import RunError
+from text2live_geo.common.config import load_config
+from text2live_geo.common.runs import RunError
+from text2live_geo.config import VideoEditConfig
 from text2live_geo.editing.video_input import prepare_atlas_video
 
 CPU = torch.device("cpu")

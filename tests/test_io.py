@@ -3,7 +3,7 @@ import pytest
 import torch
 from PIL import Image
 
-from text2live_geo.io import InputError, read_image, save_png
+from text2live_geo.common.io import InputError, read_image, save_png
 
 
 def _write(path, array, mode=None):

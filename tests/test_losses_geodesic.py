@@ -492,7 +492,8 @@ def test_imc_pairings_agree_only_when_every_view_has_its_own_template():
 
 
 def test_imc_pairing_validation_and_config_key():
-    from text2live_geo.config import ConfigError, ImageEditConfig, ImcPairing, load_config
+    from text2live_geo.common.config import ConfigError, load_config
+    from text2live_geo.config import ImageEditConfig, ImcPairing
 
     with pytest.raises(ValueError, match="pairing"):
         InterModalityConsistency(pairing="rows")
@@ -505,7 +506,8 @@ def test_imc_pairing_validation_and_config_key():
 
 
 def test_objective_builds_imc_with_the_configured_pairing(tiny_clip):
-    from text2live_geo.config import ImageEditConfig, load_config
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import ImageEditConfig
     from text2live_geo.editing.objective import EditObjective
     from text2live_geo.layers import composite_layers
 

@@ -5,8 +5,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_overrides
-from text2live_geo.config import ImageEditConfig, VideoEditConfig, load_config
+from conftest import step_losses, tiny_overrides
+from text2live_geo.common.config import load_config
+from text2live_geo.config import ImageEditConfig, VideoEditConfig
 from text2live_geo.editing.objective import EditObjective, Render
 from text2live_geo.layers import composite_layers
 from text2live_geo.losses import BootstrapLoss, DirectionalLoss
@@ -150,8 +151,8 @@ def test_relevancy_per_crop_key(tiny_clip, image_path, tmp_path):
     torch.testing.assert_close(terms["bootstrap"], BootstrapLoss()(alpha, target))
     assert weights["bootstrap"] == 2.0
     # the image editor then keeps no whole-image map, yet bootstraps
+    from text2live_geo.common.io import read_image
     from text2live_geo.editing.image import ImageEditor
-    from text2live_geo.io import read_image
 
     image, _ = read_image(image_path)
     for per_crop in (False, True):
@@ -159,14 +160,14 @@ def test_relevancy_per_crop_key(tiny_clip, image_path, tmp_path):
             image_path, "unused", tmp_path, **{"text.bootstrap": "red square", "loss.relevancy_per_crop": per_crop}))
         editor = ImageEditor(cfg, image, tiny_clip, CPU)
         assert (editor.relevancy is None) == per_crop and editor.has_bootstrap_target()
-        terms, _, _ = editor.losses(editor.image, editor.relevancy)
+        terms, _, _ = step_losses(editor, [(editor.image, editor.relevancy)])
         assert "bootstrap" in terms
 
 
 # ------------------------------------------------------------------ loss.bootstrap_schedule
 def test_bootstrap_schedule_key(tiny_clip, image_path, tmp_path):
+    from text2live_geo.common.io import read_image
     from text2live_geo.editing.image import ImageEditor
-    from text2live_geo.io import read_image
 
     image, _ = read_image(image_path)
     weights = {}
@@ -195,9 +196,9 @@ def test_resize_upscale_key():
 
 # ------------------------------------------------------------------ crops.full_image_extra
 def test_full_image_extra_key(tiny_clip, image_path, tmp_path):
+    from text2live_geo.common.io import read_image
     from text2live_geo.data.image_crops import CropSampler
     from text2live_geo.editing.image import ImageEditor
-    from text2live_geo.io import read_image
 
     source = torch.rand(1, 3, 40, 60)
     for extra in (False, True):
@@ -215,12 +216,7 @@ def test_full_image_extra_key(tiny_clip, image_path, tmp_path):
     cfg = load_config(ImageEditConfig, None, tiny_overrides(image_path, "unused", tmp_path, **{
         "crops.full_image_extra": True, "crops.full_image_every": 2}))
     editor = ImageEditor(cfg, image, tiny_clip, CPU)
-    renders = []
-    original = editor.objective.batched
-    editor.objective.batched = lambda batch, *args, **kw: renders.append(len(batch)) or original(batch, *args, **kw)
-    for _ in range(3):
-        editor.training_step()
-    assert renders == [2, 1, 2]
+    assert [editor.training_step()["renders"] for _ in range(3)] == [2, 1, 2]
 
 
 # ------------------------------------------------------------------ the reference configs
@@ -270,7 +266,7 @@ def test_example_edits_load_alone_and_after_the_reference_recipe(recipe):
 
 
 def test_cli_merges_repeated_configs_in_order(tmp_path):
-    from text2live_geo.cli import edit_parser
+    from text2live_geo.apps.cli import edit_parser
 
     args = edit_parser("d", "e", "base", "p").parse_intermixed_args(
         ["--config", "a.yaml", "steps=3", "--config", "b.yaml"])

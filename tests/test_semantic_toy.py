@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from text2live_geo import edit_image
-from text2live_geo.io import read_image
+from text2live_geo.common.io import read_image
 from toyworld.world import COLOURS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +37,7 @@ def _edit_measures(tmp_path, seed: int, size: int = 64) -> dict:
         "text.src=red circle", "text.comp=blue circle", "text.screen=blue circle", "text.bootstrap=red circle",
         "text.templates_per_step=14", f"crops.resize_short={size}", "generator.num_scales=4",
         "generator.channels=16", "clip.n_aug=8", "steps=60", "loss.bootstrap_steps=60", "optim.lr_decay=0.997",
-        "log_every=0", "checkpoint_every=0", f"output_dir={tmp_path}", "device=cpu", f"seed={seed}",
+        "snapshot_every=0", "checkpoint_every=0", f"output_dir={tmp_path}", "device=cpu", f"seed={seed}",
     ], progress=False)
     inside, outside = _masks(size)
     source, composite = result.input_image[0], result.layers.composite[0].cpu()

@@ -1,12 +1,13 @@
-"""text2live_geo.video_io: frames folders, video files, mp4 writing at the exact size and fps."""
+"""text2live_geo.common.video_io: frames folders, video files, mp4 writing at the exact size and fps."""
 import imageio
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from text2live_geo.io import InputError
-from text2live_geo.video_io import VideoWriter, list_frame_files, probe_video, read_video, write_video
+from media_probe import probe_video
+from text2live_geo.common.io import InputError
+from text2live_geo.common.video_io import VideoWriter, list_frame_files, read_video, write_video
 
 
 def smooth_frames(count: int, height: int, width: int) -> torch.Tensor:

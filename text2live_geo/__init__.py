@@ -1,7 +1,7 @@
 """text2live_geo: text-driven layered image and video editing with geodesic CLIP guidance.
 
 `edit_image` and `edit_video` are loaded on first use, so importing a light subpackage
-(`text2live_geo.losses`, `text2live_geo.errors`) does not pull in the editors, the atlas
+(`text2live_geo.losses`, `text2live_geo.common.errors`) does not pull in the editors, the atlas
 package or the command line.
 """
 from __future__ import annotations

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .errors import UserError
+from .common.errors import UserError
 from .fused import fused_ok, quick_gelu_linear
 
 OPENAI_CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)

@@ -37,6 +37,12 @@ def _conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> 
     return nn.Sequential(*layers)
 
 
+def min_input_size(num_scales: int) -> int:
+    """The smallest side a `SkipGenerator` of `num_scales` scales runs on: 2^num_scales + 1 pixels
+    (each scale halves the size, and the coarsest level needs at least 2 pixels)."""
+    return 2 ** num_scales + 1
+
+
 class ConvBNAct(nn.Sequential):
     """(reflection pad +) conv -> batch norm -> LeakyReLU(0.2).
 
@@ -176,7 +182,7 @@ class SkipGenerator(nn.Module):
 
     @property
     def min_size(self) -> int:
-        return 2 ** self.num_scales + 1
+        return min_input_size(self.num_scales)
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         if min(image.shape[-2:]) < self.min_size:

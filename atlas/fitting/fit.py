@@ -18,8 +18,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from text2live_geo.config import FitConfig
-from text2live_geo.video_io import FrameShape
+from text2live_geo.common.video_io import FrameShape
 
 from ..chunking import DEFAULT_CHUNK_SIZE, chunk_ranges
 from ..config import AtlasConfig
@@ -27,12 +26,13 @@ from ..flow import FlowField
 from ..grid_model import GridAtlas, GridAtlasConfig
 from ..model import LayeredAtlas, NeuralAtlas
 from ..render import reconstruction_psnr
+from ..settings import AtlasModel, FitConfig
 from .initialise import initial_grid_atlas
 from .losses import (
     alpha_flow_loss,
-    bootstrap_loss,
     flow_loss,
     gradient_loss,
+    mask_loss,
     query_pixels,
     rigidity_loss,
     sparsity_loss,
@@ -125,7 +125,7 @@ def build_atlas(cfg: FitConfig, clip: ClipData) -> LayeredAtlas:
     """A fresh model for ``cfg.model``: a GridAtlas initialised from the clip's flow and masks,
     or an NLA with the reference sizes (widths ``cfg.nla_width``)."""
     layers = cfg.layers if clip.masks is not None else 1
-    if cfg.model == "nla":
+    if cfg.model == AtlasModel.nla:
         width = cfg.nla_width
         return NeuralAtlas(AtlasConfig(width=clip.width, height=clip.height, num_frames=clip.num_frames,
                                        foreground_mapping_width=width, background_mapping_width=width,
@@ -182,11 +182,11 @@ class AtlasFitter:
         return self.cfg.lr_decay + (1 - self.cfg.lr_decay) * 0.5 * (1 + math.cos(math.pi * progress))
 
     def weights(self, iteration: int) -> dict[str, float]:
-        """Each loss term's weight at ``iteration`` (bootstrap and global rigidity switch off)."""
+        """Each loss term's weight at ``iteration`` (the mask loss and global rigidity switch off)."""
         cfg = self.cfg
         return {
             "rgb": cfg.rgb, "gradient": cfg.gradient, "flow": cfg.flow, "alpha_flow": cfg.alpha_flow,
-            "bootstrap": cfg.bootstrap if iteration < cfg.bootstrap_until else 0.0,
+            "mask": cfg.mask_loss if iteration < cfg.mask_loss_until else 0.0,
             "sparsity": cfg.sparsity, "rigidity": cfg.rigidity,
             "global_rigidity": cfg.global_rigidity if iteration < cfg.global_rigidity_until else 0.0,
             "global_rigidity_background": (cfg.global_rigidity_background
@@ -210,8 +210,8 @@ class AtlasFitter:
                                                 batch.t_to, foreground)
             if foreground:
                 terms["alpha_flow"] = alpha_flow_loss(outputs, batch.flow_index, alpha_to)
-        if foreground and weights["bootstrap"] and batch.mask is not None:
-            terms["bootstrap"] = bootstrap_loss(outputs, batch.mask)
+        if foreground and weights["mask"] and batch.mask is not None:
+            terms["mask"] = mask_loss(outputs, batch.mask)
         if foreground and weights["sparsity"]:
             terms["sparsity"] = sparsity_loss(outputs)
         if weights["rigidity"] or weights["global_rigidity"] or weights["global_rigidity_background"]:

@@ -11,12 +11,13 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from ..layers import Layer
 from ..model import LayeredAtlas
 
 __all__ = [
     "AtlasOutputs",
     "alpha_flow_loss",
-    "bootstrap_loss",
+    "mask_loss",
     "flow_loss",
     "gradient_loss",
     "layer_rgb",
@@ -103,7 +104,7 @@ def alpha_flow_loss(outputs: AtlasOutputs, index: torch.Tensor, alpha_to: torch.
     return (alpha_to - outputs.alpha[index]).abs().mean()
 
 
-def bootstrap_loss(outputs: AtlasOutputs, mask: torch.Tensor) -> torch.Tensor:
+def mask_loss(outputs: AtlasOutputs, mask: torch.Tensor) -> torch.Tensor:
     """BCE of alpha against the (rough) foreground masks, ``(P, 1)`` in [0, 1]."""
     alpha = outputs.alpha.clamp(1e-4, 1 - 1e-4)
     return F.binary_cross_entropy(alpha, mask)
@@ -121,7 +122,7 @@ def rigidity_loss(atlas: LayeredAtlas, x: torch.Tensor, y: torch.Tensor, t: torc
     over ``derivative_px``, scaled so a pure rotation gives J^T J = I), penalise
     ``|J^T J|_F + |(J^T J + 0.001 I)^-1|_F`` (smallest at a rotation; grows with stretch or squash).
     """
-    mapping = atlas.foreground_uv if layer == "foreground" else atlas.background_uv
+    mapping = atlas.foreground_uv if layer == Layer.foreground else atlas.background_uv
     scale = atlas.pixels_per_uv(layer) / derivative_px
     here = mapping(atlas.normalize_coordinates(x, y, t))
     across = (mapping(atlas.normalize_coordinates(x + derivative_px, y, t)) - here) * scale

@@ -24,7 +24,6 @@ import hashlib
 import json
 import logging
 import math
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,8 +31,10 @@ from pathlib import Path
 
 import torch
 
-from text2live_geo.config import AtlasRunConfig, ConfigError, FitConfig, VideoInputConfig, load_config, to_yaml
-from text2live_geo.editing.run import (
+from text2live_geo.common.atomic import atomic_write_json, atomic_write_text
+from text2live_geo.common.config import ConfigError, load_config, to_yaml
+from text2live_geo.common.io import save_png, side_by_side
+from text2live_geo.common.runs import (
     CHECKPOINT_NAME,
     CONFIG_NAME,
     MetricsLog,
@@ -45,8 +46,7 @@ from text2live_geo.editing.run import (
     select_device,
     timestamped,
 )
-from text2live_geo.io import save_png
-from text2live_geo.video_io import FOLDER_FPS, VideoWriter, video_name
+from text2live_geo.common.video_io import FOLDER_FPS, VideoWriter, video_name
 
 from ..config import AtlasConfig
 from ..crops import suggested_resolution
@@ -54,9 +54,11 @@ from ..flow import FlowField, compute_flows
 from ..format import RUN_ATLAS_FOLDER, save_atlas
 from ..grid_model import GridAtlas, GridAtlasConfig
 from ..inputs import ClipInput, load_clip
+from ..layers import Layer
 from ..masks import motion_masks
 from ..model import AtlasMaps, LayeredAtlas, NeuralAtlas
 from ..render import sample_atlas
+from ..settings import AtlasModel, AtlasRunConfig, FitConfig, VideoInputConfig
 from .fit import AtlasFitter, ClipData, build_atlas
 
 __all__ = [
@@ -206,27 +208,9 @@ def _describe(atlas: LayeredAtlas) -> tuple[str, dict]:
 
 def _rebuild(model: str, sizes: dict) -> LayeredAtlas:
     """A model of the checkpointed sizes (its weights are loaded next)."""
-    if model == "grid":
+    if model == AtlasModel.grid:
         return GridAtlas(GridAtlasConfig.from_dict(sizes))
     return NeuralAtlas(AtlasConfig.from_json_dict(sizes))
-
-
-def _truncate_metrics(path: Path, iteration: int) -> None:
-    """Keep the lines of iterations up to ``iteration`` (a resumed fit continues after it), so the
-    file reads as one uninterrupted run; a torn last line is dropped too."""
-    if not path.is_file():
-        return
-    kept = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and int(record.get("iteration", iteration + 1)) <= iteration:
-            kept.append(line + "\n")
-    temporary = path.with_name(path.name + ".tmp")
-    temporary.write_text("".join(kept))
-    os.replace(temporary, path)
 
 
 def _clip_on(prepared: PreparedClip, device: torch.device | str) -> ClipData:
@@ -286,9 +270,9 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
         fitter.load_state_dict(state["fitter"])
         seconds_before = float(state.get("seconds", 0.0))
         logger.info(f"resuming {run_dir} at iteration {fitter.iteration}")
-    elif cfg.fit.model == "nla" and cfg.fit.pretrain_per_frame > 0:
+    elif cfg.fit.model == AtlasModel.nla and cfg.fit.pretrain_per_frame > 0:
         fitter.pretrain_mappings(cfg.fit.pretrain_per_frame * clip.num_frames)
-    _truncate_metrics(metrics_path, fitter.iteration)
+    MetricsLog(metrics_path).truncate(fitter.iteration, key="iteration")
 
     layers = atlas.config.layers if isinstance(atlas, GridAtlas) else (2 if prepared.masks is not None else 1)
     logger.info(f"fitting a {layers}-layer {model} atlas to {clip.num_frames} frames of {clip.width}x{clip.height} "
@@ -332,9 +316,7 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
         "width": clip.width, "height": clip.height, "layers": layers, "model": model,
         "masks": prepared.masks_source, **outputs, "source": str(clip.source), "fps": fps,
     }
-    temporary = run_dir / (SUMMARY_NAME + ".tmp")
-    temporary.write_text(json.dumps(summary, indent=2) + "\n")
-    os.replace(temporary, run_dir / SUMMARY_NAME)
+    atomic_write_json(run_dir / SUMMARY_NAME, summary)
     logger.info(f"atlas fitted: {summary['psnr_db']} dB PSNR over every pixel, {seconds:.1f} s; wrote {run_dir}")
     return AtlasRunResult(run_dir=run_dir, atlas_dir=atlas_dir, summary=summary)
 
@@ -376,9 +358,7 @@ def fit_atlas(config_path: str | Path | None = None, overrides: Sequence[str] = 
 
 
 def _write_config(run_dir: Path, cfg: AtlasRunConfig) -> None:
-    temporary = run_dir / (CONFIG_NAME + ".tmp")
-    temporary.write_text(to_yaml(cfg))
-    os.replace(temporary, run_dir / CONFIG_NAME)
+    atomic_write_text(run_dir / CONFIG_NAME, to_yaml(cfg))
 
 
 # ------------------------------------------------------------------------- the cache
@@ -454,12 +434,6 @@ FOREGROUND_CHECKER = ((1.0, 0.6, 0.1), (0.1, 0.3, 0.9))
 BACKGROUND_CHECKER = ((0.85, 0.85, 0.85), (0.3, 0.3, 0.3))
 
 
-def _side_by_side(left: torch.Tensor, right: torch.Tensor, gap: int = 4) -> torch.Tensor:
-    """``(B, 3, H, W)`` twice -> ``(B, 3, H, 2W + gap)`` with a white gap."""
-    spacer = torch.ones(left.shape[0], 3, left.shape[2], gap, dtype=left.dtype, device=left.device)
-    return torch.cat((left, spacer, right), dim=-1)
-
-
 @torch.no_grad()
 def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, masks: torch.Tensor | None,
                    fps: float, crf: int, device: torch.device) -> dict:
@@ -477,8 +451,8 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
     """
     n, _, height, width = frames.shape
     maps = atlas.precompute_maps(device)
-    resolution = {layer: suggested_resolution(maps, layer) for layer in ("foreground", "background")}
-    for layer in ("foreground", "background"):
+    resolution = {layer: suggested_resolution(maps, layer) for layer in Layer}
+    for layer in Layer:
         save_png(atlas.bake(layer, resolution[layer], device=device), run_dir / f"atlas_{layer}.png")
     cell = 2 * max(3, round(min(height, width) / 8))  # ~ 2 atlas pixels per frame pixel: squares of min(H, W) / 8
     checkers = {"foreground": checkerboard(resolution["foreground"], cell, *FOREGROUND_CHECKER).to(device),
@@ -502,7 +476,7 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
                 intersection += int((inside & (used > 0.5)).sum())
                 union += int((inside | (used > 0.5)).sum())
             grid = _grid_frames(checkers, batch, resolution)
-            writers[0].write(_side_by_side(target, reconstruction).cpu())
+            writers[0].write(side_by_side(target, reconstruction).cpu())
             writers[1].write(alpha.expand(-1, 3, -1, -1).cpu())
             writers[2].write(used.expand(-1, 3, -1, -1).cpu())
             writers[3].write((0.75 * grid + 0.25 * target).cpu())

@@ -13,8 +13,8 @@ import torch
 from atlas import AtlasMaps, Layer, PixelBox, sample_atlas, uv_bounding_box
 
 from ..augment import colour_jitter
-from ..config import AtlasCropConfig
-from ..editing.run import RunError
+from ..common.runs import RunError
+from ..config import AtlasCropConfig, DirectFrameInput
 
 __all__ = ["AtlasCropSampler", "AtlasSample", "AtlasVideo", "FrameCrop", "random_uniform"]
 
@@ -187,8 +187,8 @@ class AtlasCropSampler:
         direct, direct_input = None, None
         if cfg.direct_frame:
             direct = crops[int(torch.randint(0, len(crops), ()))]
-            if cfg.direct_frame_input == "layer":
-                if video.layer == "foreground":
+            if cfg.direct_frame_input == DirectFrameInput.layer:
+                if video.layer == Layer.foreground:
                     direct_input = direct.image * direct.nla_alpha
                 else:
                     direct_input = sample_atlas(video.atlas_image[0], direct.uv, video.layer, video.resolution,

@@ -1,18 +1,23 @@
-"""What the image and video editors share: the update step (with the hand-over to the IMR
-anchor), bootstrap annealing, and checkpoint state."""
+"""What the image and video editors share: the training step (one method, top to bottom, the
+same for both), bootstrap annealing, the training loop and checkpoint state."""
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
-from ..io import save_png
-from .run import MetricsLog, RunError, load_checkpoint, make_optimizer, save_checkpoint
+from ..common.config import Precision
+from ..common.io import save_png
+from ..common.runs import MetricsLog, RunError, load_checkpoint, save_checkpoint
+from ..config import BootstrapSchedule, OptimConfig, OptimizerName
+from ..generator import batch_statistics_without_update
+from .objective import EditObjective, Render
 
 # record entries that are not loss values (kept out of the progress bar)
 _NOT_LOSSES = ("step", "lr", "seconds", "renders")
@@ -21,21 +26,47 @@ _NOT_LOSSES = ("step", "lr", "seconds", "renders")
 logger = logging.getLogger(__name__)
 
 
-class GeneratorTraining(ABC):
-    """Base of an editor: it trains `generator` step by step with what is shared here.
+def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
+    """MADGRAD (reference recipe) or Adam, from an OptimConfig."""
+    parameters = list(parameters)
+    if cfg.name == OptimizerName.madgrad:
+        from madgrad import MADGRAD
 
-    A subclass sets the first four attributes below in `__init__`, then calls
-    `setup_optimisation()`; it implements `training_step()` (sample -> generator -> composite ->
-    CLIP views -> losses -> `optimise()`) and `has_bootstrap_target()`, and may override the
-    checkpoint hooks `extra_state()` and `check_state()`. `train()` runs the loop.
+        return MADGRAD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def decayed_lr(cfg: OptimConfig, step: int) -> float:
+    """lr after `step` steps of exponential decay, floored at min_lr."""
+    return max(cfg.lr * cfg.lr_decay ** step, cfg.min_lr)
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+
+
+
+class GeneratorTraining(ABC):
+    """Base of an editor: it trains `generator` step by step; `training_step` is the whole path of
+    one step, the same for images and videos.
+
+    A subclass sets the attributes below up to `sparsity` in `__init__`, then calls
+    `setup_optimisation()`; it implements what differs between images and videos:
+    `draw_sample()` (what the generator sees this step), `render_sample()` (generator -> RGBA ->
+    edit layers composited over the untouched input, as the losses see them), `snapshot()` and
+    `has_bootstrap_target()`, and may override the checkpoint hooks `extra_state()` and
+    `check_state()`. `train()` runs the loop.
 
     Attributes:
-        cfg: the run's config; this class reads `steps`, `log_every`, `checkpoint_every`,
-            `precision`, `optim` and `loss.bootstrap` / `loss.bootstrap_steps`.
+        cfg: the run's config; this class reads `steps`, `snapshot_every`, `checkpoint_every`,
+            `precision`, `optim` and `loss.bootstrap*`.
         device: the run's device.
         generator: the model being trained.
         previous_generator: a frozen copy of `generator` that takes its weights at every update,
             so it is the previous step's model (the IMR anchor), or None.
+        objective: the loss terms (`EditObjective`): CLIP views, embeddings, weighted terms.
+        sparsity: whether the alpha sparsity term applies (not to pixel inversion).
         optimizer: set by `setup_optimisation()`: MADGRAD or Adam over the generator's parameters.
         scaler: set by `setup_optimisation()`: the gradient scaler (active for fp16 on CUDA only).
         step: set by `setup_optimisation()`: optimisation steps taken.
@@ -47,6 +78,8 @@ class GeneratorTraining(ABC):
     device: torch.device
     generator: torch.nn.Module
     previous_generator: torch.nn.Module | None
+    objective: EditObjective
+    sparsity: bool
     optimizer: torch.optim.Optimizer
     scaler: torch.amp.GradScaler
     step: int
@@ -54,19 +87,72 @@ class GeneratorTraining(ABC):
 
     # ---------------------------------------------------- what a subclass provides
     @abstractmethod
-    def training_step(self) -> dict[str, float]:
-        """One optimisation step; returns its metrics record (the loss values and the weighted
-        total, as `optimise()` returns them, plus anything the editor adds)."""
+    def draw_sample(self) -> object:
+        """What the generator sees this step (an image crop; frame crops and their atlas crop)."""
+
+    @abstractmethod
+    def render_sample(self, generator: torch.nn.Module, sample: object) -> list[Render]:
+        """`generator` on the sample -> RGBA -> edit layers over the untouched input: the renders
+        the losses see (one or more), without an IMR anchor."""
+
+    @abstractmethod
+    def snapshot(self) -> torch.Tensor:
+        """The image saved every `snapshot_every` steps `(1, 3, H, W)`."""
 
     @abstractmethod
     def has_bootstrap_target(self) -> bool:
         """True when the edit has a bootstrap (relevancy) target; else the bootstrap weight is 0."""
 
-    # ------------------------------------------------------------- the update step
+    # --------------------------------------------------------------- one step
+    def training_step(self, before_backward: Callable[[dict[str, torch.Tensor], dict[str, float]], None] | None = None
+                      ) -> dict[str, float]:
+        """One optimisation step, top to bottom. Returns its metrics record: each loss term (the
+        mean over the step's renders), the weighted total and the number of renders.
+
+        `before_backward(terms, weights)`, when given, sees the step's loss terms (with their
+        graph) before the update: how an analysis (benchmarks/gradient_shares.py) reads a real step."""
+        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
+        self.generator.train()
+
+        # 1. sample: what the generator sees this step
+        sample = self.draw_sample()
+
+        # 2.-3. generator -> RGBA -> edit layers composited over the untouched input
+        renders = self.render_sample(self.generator, sample)
+        if self.previous_generator is not None:  # IMR anchor: the previous step's generator, same sample
+            with torch.no_grad(), batch_statistics_without_update(self.previous_generator):
+                anchors = [render.layers.composite for render in self.render_sample(self.previous_generator, sample)]
+            renders = [dataclasses.replace(render, anchor=anchor) for render, anchor in zip(renders, anchors)]
+
+        # 4. CLIP views: one paired draw per render -> embeddings (with gradient where the generator
+        #    must move them: composite, green screen; without for the input and anchor views)
+        embeddings = self.objective.view_embeddings(renders)
+
+        # 5. losses: composition, IMC + IMR (or directional), screen, structure, sparsity, bootstrap
+        terms, weights = self.objective.loss_terms(renders, embeddings, self.bootstrap_weight(self.step),
+                                                   sparsity=self.sparsity)
+
+        # 6. weighted total -> backward -> update; the IMR anchor first takes the weights being left
+        #    behind, so next step it is "the previous step's model"
+        if before_backward is not None:
+            before_backward(terms, weights)
+        total = sum(weights[name] * value for name, value in terms.items())
+        if self.previous_generator is not None:
+            self.previous_generator.load_state_dict(self.generator.state_dict())
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(total).backward()
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.step += 1
+        record = {name: float(value.detach()) for name, value in terms.items()}
+        record.update(total=float(total.detach()), renders=len(renders))
+        return record
+
+    # ------------------------------------------------------------- set-up, schedule
     def setup_optimisation(self) -> None:
         self.optimizer = make_optimizer(self.generator.parameters(), self.cfg.optim)
-        self.scaler = torch.amp.GradScaler(self.device.type,
-                                           enabled=self.cfg.precision == "fp16" and self.device.type == "cuda")
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.cfg.precision == Precision.fp16
+                                           and self.device.type == "cuda")
         self.step = 0
         self.seconds = 0.0
 
@@ -77,28 +163,13 @@ class GeneratorTraining(ABC):
         loss = self.cfg.loss
         if not self.has_bootstrap_target() or step >= loss.bootstrap_steps:
             return 0.0
-        if loss.bootstrap_schedule == "constant":
+        if loss.bootstrap_schedule == BootstrapSchedule.constant:
             return loss.bootstrap
         return loss.bootstrap * (1.0 - (step + 1) / loss.bootstrap_steps)
 
-    def optimise(self, terms: dict[str, torch.Tensor], weights: dict[str, float]) -> dict[str, float]:
-        """Weighted total -> backward -> optimiser step. The IMR anchor generator first takes the
-        weights being left behind, so next step it is "the previous step's model"."""
-        total = sum(weights[name] * value for name, value in terms.items())
-        if self.previous_generator is not None:
-            self.previous_generator.load_state_dict(self.generator.state_dict())
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(total).backward()
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
-        self.step += 1
-        record = {name: float(value.detach()) for name, value in terms.items()}
-        record["total"] = float(total.detach())
-        return record
-
-    def train(self, run_dir: Path, progress: bool, snapshot: Callable[[], torch.Tensor]) -> float:
+    def train(self, run_dir: Path, progress: bool) -> float:
         """Train from `self.step` to `cfg.steps`: one metrics line per step, a tqdm bar with the
-        losses, `snapshot()` saved every `log_every` steps, a checkpoint every `checkpoint_every`
+        losses, `snapshot()` saved every `snapshot_every` steps, a checkpoint every `checkpoint_every`
         steps and at the end, and a debug log line every 5 % of the steps (a batch's clip log).
         Returns the seconds spent in this call.
 
@@ -110,7 +181,7 @@ class GeneratorTraining(ABC):
         metrics = MetricsLog(Path(run_dir) / "metrics.jsonl")
         metrics.truncate(self.step)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="edit", dynamic_ncols=True)
-        log_every = max(1, cfg.steps // 20)
+        debug_every = max(1, cfg.steps // 20)
         trained_before = self.seconds
         start = time.perf_counter()
         while self.step < cfg.steps:
@@ -121,11 +192,11 @@ class GeneratorTraining(ABC):
             losses = {k: v for k, v in record.items() if k not in _NOT_LOSSES}
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             bar.update(1)
-            if self.step % log_every == 0 or self.step == cfg.steps:
+            if self.step % debug_every == 0 or self.step == cfg.steps:
                 logger.debug(f"step {self.step}/{cfg.steps} ({self.seconds:.1f} s): "
                              + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
-            if cfg.log_every > 0 and self.step % cfg.log_every == 0 and self.step < cfg.steps:
-                save_png(snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
+            if cfg.snapshot_every > 0 and self.step % cfg.snapshot_every == 0 and self.step < cfg.steps:
+                save_png(self.snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
             if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                 save_checkpoint(run_dir, self.state_dict())
         bar.close()

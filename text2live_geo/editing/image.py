@@ -1,8 +1,10 @@
-"""Image editing: the editor (one training step), final outputs, and the run (`edit_image`).
+"""Image editing: the editor, final outputs, and the run (`edit_image`).
 
-`ImageEditor.training_step` is the whole path of one step, top to bottom:
-sample a crop -> generator -> RGBA -> composite / green screen -> one paired draw of CLIP
+The step itself is `GeneratorTraining.training_step` (editing/base.py), the same for images and
+videos: sample a crop -> generator -> RGBA -> composite / green screen -> one paired draw of CLIP
 views -> embeddings (one batched forward with gradient, one without) -> losses -> backward.
+What is the image's own is here: the crop it samples (`draw_sample`) and how the generator's
+output becomes edit layers (`render_sample`).
 """
 from __future__ import annotations
 
@@ -17,26 +19,15 @@ import torch.nn.functional as F
 
 from ..augment import resize_short
 from ..clip import ClipGuide
-from ..config import ImageEditConfig, to_yaml
+from ..common.io import read_image, save_png, side_by_side
+from ..common.runs import RunError, autocast_context
+from ..config import ImageEditConfig, Mode
 from ..data.image_crops import CropSampler
-from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update
-from ..io import read_image, save_png, side_by_side
+from ..generator import PixelParameterization, SkipGenerator, batch_statistics_without_update, min_input_size
 from ..layers import EditLayers, composite_layers
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (
-    CONFIG_NAME,
-    RunError,
-    autocast_context,
-    check_texts,
-    claim_run_dir,
-    decayed_lr,
-    load_run_config,
-    make_run_dir,
-    select_device,
-    set_lr,
-    timestamped,
-)
+from .run import PreparedEdit, run_edit
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +60,8 @@ class ImageEditor(GeneratorTraining):
     def __init__(self, cfg: ImageEditConfig, image: torch.Tensor, clip: ClipGuide, device: torch.device):
         self.cfg, self.clip, self.device = cfg, clip, device
         self.image = image.to(device)
-        inversion = cfg.mode == "inversion"
+        inversion = cfg.mode == Mode.inversion
+        self.sparsity = not inversion  # the alpha of a pixel inversion is not an edit's
         if inversion:
             self.generator = PixelParameterization(self.image).to(device)
             min_size = 1
@@ -99,60 +91,25 @@ class ImageEditor(GeneratorTraining):
 
         self.setup_optimisation()
 
-    # --------------------------------------------------------------------- one step
+    # --------------------------------------------------------- what the step sees
     def has_bootstrap_target(self) -> bool:
         return self.bootstraps
 
-    def training_step(self) -> dict[str, float]:
-        """One optimisation step; returns the loss values (and the weighted total)."""
-        # 1. sample: a crop of the input (plus the relevancy channel when bootstrapping)
-        samples = self.step_samples()
-
-        # 2.-5. generator -> layers -> paired CLIP views -> embeddings -> losses
-        terms, weights, _ = self.losses_of(samples)
-
-        # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
-        return self.optimise(terms, weights)
-
-    def step_samples(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
-        """Set this step's learning rate and train mode, and draw its input samples: a crop
-        `(1, 3, h, w)` with its relevancy `(1, 1, h, w)` or None; with crops.full_image_extra, on
-        a whole-image step the crop and the whole image."""
-        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
-        self.generator.train()
+    def draw_sample(self) -> list[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This step's input samples: a crop `(1, 3, h, w)` with its relevancy `(1, 1, h, w)` or
+        None; with crops.full_image_extra, on a whole-image step the crop and the whole image."""
         return [(sample[:, :3], sample[:, 3:] if sample.shape[1] > 3 else None)
                 for sample in self.sampler.samples(self.step)]
 
-    def losses(self, crop: torch.Tensor, relevancy: torch.Tensor | None = None
-               ) -> tuple[dict[str, torch.Tensor], dict[str, float], EditLayers]:
-        """Loss terms and their weights for one input crop `(1, 3, h, w)` (and its relevancy
-        `(1, 1, h, w)`), plus the edit layers they were computed from."""
-        terms, weights, layers = self.losses_of([(crop, relevancy)])
-        return terms, weights, layers[0]
-
-    def losses_of(self, samples: Sequence[tuple[torch.Tensor, torch.Tensor | None]]
-                  ) -> tuple[dict[str, torch.Tensor], dict[str, float], list[EditLayers]]:
-        """Loss terms (each the mean over the samples) and their weights for one or more input
-        crops with their relevancy, plus the edit layers of each."""
-        cfg = self.cfg
-        renders, all_layers = [], []
-        for crop, relevancy in samples:
-            # 2. generator -> RGBA -> edit layers over the untouched crop
-            with autocast_context(self.device, cfg.precision):
-                rgba = self.generator(crop)
-            layers = composite_layers(rgba.float(), crop)
-            anchor = None
-            if self.previous_generator is not None:  # IMR anchor: the previous step's generator
-                with torch.no_grad(), autocast_context(self.device, cfg.precision), \
-                        batch_statistics_without_update(self.previous_generator):
-                    anchor = composite_layers(self.previous_generator(crop).float(), crop).composite
-            renders.append(Render(crop, layers, anchor, relevancy))
-            all_layers.append(layers)
-
-        # 3.-5. paired CLIP views -> embeddings -> losses
-        terms, weights = self.objective.batched(renders, self.bootstrap_weight(self.step),
-                                                sparsity=cfg.mode == "generator")
-        return terms, weights, all_layers
+    def render_sample(self, generator: torch.nn.Module,
+                      sample: Sequence[tuple[torch.Tensor, torch.Tensor | None]]) -> list[Render]:
+        """`generator` on each crop -> RGBA -> edit layers over the untouched crop."""
+        renders = []
+        for crop, relevancy in sample:
+            with autocast_context(self.device, self.cfg.precision):
+                rgba = generator(crop)
+            renders.append(Render(crop, composite_layers(rgba.float(), crop), relevancy=relevancy))
+        return renders
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
@@ -161,6 +118,11 @@ class ImageEditor(GeneratorTraining):
         with batch_statistics_without_update(self.generator), autocast_context(self.device, self.cfg.precision):
             rgba = self.generator(self.image)
         return composite_layers(rgba.float(), self.image)
+
+    def snapshot(self) -> torch.Tensor:
+        """Input | composite | edit over green, side by side."""
+        layers = self.render()
+        return side_by_side(self.image, layers.composite, layers.greenscreen)
 
 
 def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix: str = "") -> None:
@@ -184,44 +146,30 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
     batch; default: a new folder under `output_dir`, named `run_name` or after the input.
     """
-    if resume is not None and run_dir is not None:
-        raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
-    cfg, resume = load_run_config(ImageEditConfig, config_path, overrides, resume, base_config)
-    if not cfg.image:
-        raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
-    check_texts(cfg)
-    device = select_device(cfg.device)
-    image, notes = read_image(cfg.image)
-    for note in notes:
-        logger.info(f"note: {note}")
-    owns_clip = clip is None
-    if owns_clip:
-        clip = ClipGuide.load(cfg.clip.model, device)
-    clip = clip.to(device)
-    min_size = 1 if cfg.mode == "inversion" else 2 ** cfg.generator.num_scales + 1
-    image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image, cfg.crops.resize_upscale)
 
-    torch.manual_seed(cfg.seed)
-    editor = ImageEditor(cfg, image, clip, device)
-    if owns_clip:
-        clip.release_text_model()  # every text is embedded by now: free its weights
-    if resume is not None:
-        run_dir = resume
-        editor.resume(run_dir)
-    else:
-        run_dir = claim_run_dir(run_dir) if run_dir is not None else \
-            make_run_dir(cfg.output_dir, cfg.run_name or timestamped(Path(cfg.image).stem))
-        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
-        save_png(image, run_dir / "input.png")
+    def prepare(cfg: ImageEditConfig, device: torch.device) -> PreparedEdit:
+        if not cfg.image:
+            raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
+        image, notes = read_image(cfg.image)
+        for note in notes:
+            logger.info(f"note: {note}")
+        guide = ClipGuide.load(cfg.clip.model, device) if clip is None else clip
+        guide = guide.to(device)
+        min_size = 1 if cfg.mode == Mode.inversion else min_input_size(cfg.generator.num_scales)
+        image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image, cfg.crops.resize_upscale)
+        torch.manual_seed(cfg.seed)
+        editor = ImageEditor(cfg, image, guide, device)
+        if clip is None:
+            guide.release_text_model()  # every text is embedded by now: free its weights
+        first = {"input.png": image}
         if editor.relevancy is not None:
-            save_png(editor.relevancy, run_dir / "relevancy.png")
+            first["relevancy.png"] = editor.relevancy
+        return PreparedEdit(editor, Path(cfg.image).stem, first)
 
-    def snapshot() -> torch.Tensor:
-        layers = editor.render()
-        return side_by_side(editor.image, layers.composite, layers.greenscreen)
-
-    editor.train(run_dir, progress, snapshot)
+    _, prepared, run_dir, _ = run_edit(ImageEditConfig, config_path, overrides, resume, base_config, run_dir,
+                                       progress, prepare)
+    editor = prepared.editor
     layers = editor.render()
     write_outputs(run_dir, editor.image, layers)
     logger.info(f"wrote {run_dir}")
-    return ImageEditResult(run_dir=run_dir, layers=layers, input_image=image, steps=editor.step)
+    return ImageEditResult(run_dir=run_dir, layers=layers, input_image=editor.image.cpu(), steps=editor.step)

@@ -11,11 +11,12 @@ import torch.nn.functional as F
 
 from ..augment import ViewAugmenter, resize_short, view_shape
 from ..clip import IMAGE_TEMPLATES, RAW_TEXT, SCREEN_TEMPLATES, ClipGuide
-from ..config import ClipConfig, LossConfig, TextConfig
+from ..common.config import Precision
+from ..common.runs import autocast_context
+from ..config import ClipConfig, Fill, Guidance, ImrAnchor, LossConfig, TemplateSampling, TextConfig
 from ..layers import EditLayers
 from ..losses import BootstrapLoss, DirectionalLoss, SparsityLoss, StructureLoss, TextDistanceLoss
 from ..losses.geodesic import InterModalityConsistency, IntraModalityRegularisation
-from .run import autocast_context
 
 #: view roles encoded with gradient (what the generator moves); the others (input, anchor) without
 GRAD_ROLES = ("composite", "screen", "composite_dir")
@@ -30,6 +31,23 @@ class Render:
     layers: EditLayers
     anchor: torch.Tensor | None = None
     relevancy: torch.Tensor | None = None
+
+    def flipped(self) -> Render:
+        """The render mirrored left-right (every image of it)."""
+        flip = lambda image: image.flip(-1) if image is not None else None  # noqa: E731
+        layers = self.layers
+        return Render(flip(self.source), EditLayers(flip(layers.edit), flip(layers.alpha), flip(layers.composite),
+                                                    flip(layers.greenscreen)), flip(self.anchor), flip(self.relevancy))
+
+
+@dataclass
+class RenderEmbeddings:
+    """One render's view embeddings by role (`input`, `composite`, `screen`, ...), each `(V, d)`:
+    unit-norm (`unit`), and CLIP's raw projection (`raw`, only with `loss.raw_directions` under
+    directional guidance, else None)."""
+
+    unit: dict[str, torch.Tensor]
+    raw: dict[str, torch.Tensor] | None = None
 
 
 @dataclass
@@ -53,7 +71,7 @@ class EditObjective:
     """
 
     def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip: ClipGuide,
-                 device: torch.device, precision: str = "fp32", fill: float | None = None):
+                 device: torch.device, precision: Precision = Precision.fp32, fill: float | None = None):
         self.text_cfg, self.clip_cfg, self.loss_cfg = text_cfg, clip_cfg, loss_cfg
         self.clip, self.device, self.precision = clip, device, precision
         self.view_size = clip_cfg.view_size or clip.image_size
@@ -62,7 +80,7 @@ class EditObjective:
             self.checkpoint_layers = 3 * clip.num_layers // 4 if torch.device(device).type == "cpu" else 0
         self.structure_size = clip_cfg.structure_size or self.view_size
         if fill is None:
-            fill = 1.0 if clip_cfg.fill == "white" else 0.0
+            fill = 1.0 if clip_cfg.fill == Fill.white else 0.0
         self.augment = ViewAugmenter(clip_cfg.n_aug, self.view_size, clip_cfg.max_view_ratio, clip_cfg.crop_min,
                                      fill=fill)
         self.composition_loss = TextDistanceLoss(loss_cfg.distance, loss_cfg.text_reduction)
@@ -87,7 +105,7 @@ class EditObjective:
     @property
     def uses_previous_anchor(self) -> bool:
         loss = self.loss_cfg
-        return loss.guidance == "geodesic" and loss.imr > 0 and loss.imr_anchor == "previous"
+        return loss.guidance == Guidance.geodesic and loss.imr > 0 and loss.imr_anchor == ImrAnchor.previous
 
     def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str], normalize: bool = True
                      ) -> torch.Tensor:
@@ -110,7 +128,7 @@ class EditObjective:
         n rows uniformly with replacement, from all the pair rows, all the comp rows and all the
         screen rows respectively."""
         pairs = min(self.src_text.shape[0], self.comp_text.shape[0])
-        if self.text_cfg.template_sampling == "reference":
+        if self.text_cfg.template_sampling == TemplateSampling.reference:
             def draw(rows: int) -> torch.Tensor:
                 count = int(torch.randint(1, rows + 1, ()))
                 return torch.randint(rows, (count,)).to(self.device)
@@ -192,25 +210,21 @@ class EditObjective:
             embeds.update(zip(keys, encoded.split([views[key].shape[0] for key in keys])))
         return embeds
 
-    def batched(self, renders: Sequence[Render], bootstrap_weight: float = 0.0,
-                sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
-        """Loss terms (each the mean over `renders`) and weights for several renders of one step
-        (e.g. the frame crops of a video step). Each render's views keep its aspect
-        (`view_size_of`; with `clip.shared_view_size` all are drawn at the first render's size);
-        views of one size from all renders go through CLIP together: one forward with gradient
-        and one without per distinct size."""
+    def view_embeddings(self, renders: Sequence[Render]) -> list[RenderEmbeddings]:
+        """CLIP views -> embeddings of several renders of one step (e.g. the frame crops of a video
+        step). Each render's views keep its aspect (`view_size_of`; with `clip.shared_view_size` all
+        are drawn at the first render's size); per render ONE paired draw shared by input,
+        composite, green screen (and anchor) (the reference's unpaired / twice-drawn views with
+        `clip.paired_views` / `encode_composite_twice`). Views of one size from all renders go
+        through CLIP together: one forward with gradient (what the generator must move) and one
+        without (the input and anchor views) per distinct size."""
         sizes = [self.view_size_of(render.source) for render in renders]
         if self.clip_cfg.shared_view_size:
             sizes = [sizes[0]] * len(renders)
-
-        # CLIP views: per render ONE paired draw shared by input, composite, green screen (and anchor);
-        # the reference's unpaired / twice-drawn views with clip.paired_views / encode_composite_twice
         views = [self.draw_views(render, size) for render, size in zip(renders, sizes)]
 
-        # embeddings: forwards with gradient for everything the generator must move, without for
-        # the input (and anchor) views; each embedding serves every loss that needs it
         keyed = {(index, role): tensor for index, drawn in enumerate(views) for role, tensor in drawn.items()}
-        raw = self.loss_cfg.raw_directions and self.loss_cfg.guidance == "directional"
+        raw = self.loss_cfg.raw_directions and self.loss_cfg.guidance == Guidance.directional
         embeds = self.encode({key: t for key, t in keyed.items() if key[1] in GRAD_ROLES}, grad=True,
                              normalize=not raw)
         embeds.update(self.encode({key: t for key, t in keyed.items() if key[1] not in GRAD_ROLES}, grad=False,
@@ -218,17 +232,28 @@ class EditObjective:
         raw_embeds = embeds if raw else None
         if raw:  # unit embeddings for everything but the directional term
             embeds = {key: F.normalize(value, dim=-1, eps=1e-6) for key, value in embeds.items()}
+        return [RenderEmbeddings({role: embeds[index, role] for role in drawn},
+                                 {role: raw_embeds[index, role] for role in drawn} if raw else None)
+                for index, drawn in enumerate(views)]
 
+    def loss_terms(self, renders: Sequence[Render], embeddings: Sequence[RenderEmbeddings],
+                   bootstrap_weight: float = 0.0, sparsity: bool = True
+                   ) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """Loss terms (each the mean over `renders`) and their weights, from each render's view
+        embeddings (`view_embeddings`); this step's text rows are drawn here."""
         texts = self.step_texts()
         sums: dict[str, torch.Tensor] = {}
         weights: dict[str, float] = {}
-        for index, render in enumerate(renders):
-            roles = {role: embeds[index, role] for role in views[index]}
-            raw_roles = {role: raw_embeds[index, role] for role in views[index]} if raw else None
-            terms, weights = self._terms(render, roles, raw_roles, texts, bootstrap_weight, sparsity)
+        for render, embedded in zip(renders, embeddings):
+            terms, weights = self._terms(render, embedded.unit, embedded.raw, texts, bootstrap_weight, sparsity)
             for name, value in terms.items():
                 sums[name] = sums[name] + value if name in sums else value
         return {name: value / len(renders) for name, value in sums.items()}, weights
+
+    def batched(self, renders: Sequence[Render], bootstrap_weight: float = 0.0,
+                sparsity: bool = True) -> tuple[dict[str, torch.Tensor], dict[str, float]]:
+        """`loss_terms` of `view_embeddings`: loss terms and weights for several renders of one step."""
+        return self.loss_terms(renders, self.view_embeddings(renders), bootstrap_weight, sparsity)
 
     def crop_relevancy(self, image: torch.Tensor) -> torch.Tensor:
         """`loss.relevancy_per_crop`: the relevancy of `text.bootstrap` over `image` squashed to
@@ -249,7 +274,7 @@ class EditObjective:
         weights: dict[str, float] = {}
         terms["composition"] = self.composition_loss(embeds["composite"], texts.comp_all)
         weights["composition"] = loss_cfg.composition
-        if loss_cfg.guidance == "directional":
+        if loss_cfg.guidance == Guidance.directional:
             if raw_embeds is not None:
                 terms["directional"] = self.directional_loss(
                     raw_embeds["input"], raw_embeds.get("composite_dir", raw_embeds["composite"]), texts.src_raw,
@@ -259,7 +284,7 @@ class EditObjective:
             weights["directional"] = loss_cfg.directional
         else:
             terms["imc"] = self.imc_loss(input_embeds, directional_embeds, texts.src, texts.comp)  # IMC
-            weights["imc"] = loss_cfg.directional
+            weights["imc"] = loss_cfg.imc
             if loss_cfg.imr > 0:
                 terms["imr"] = self.imr_loss(anchor_embeds, directional_embeds)  # IMR
                 weights["imr"] = loss_cfg.imr

@@ -1,164 +1,28 @@
-"""Run plumbing shared by image and video edits: device, precision, run folders, checkpoints,
-metrics and the optimiser."""
+"""What image and video edits share around the editor: the check of the texts, and `run_edit`,
+the one run skeleton of `edit_image` and `edit_video`."""
 from __future__ import annotations
 
-import contextlib
-import json
-import os
-import time
-from collections.abc import Iterable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from ..config import ImageEditConfig, OptimConfig, VideoEditConfig, load_config
-from ..errors import UserError
-
-
-class RunError(UserError, RuntimeError):
-    """A run cannot start or continue; the message says why and what to do."""
-
-
-def select_device(name: str) -> torch.device:
-    """'auto' -> cuda when present else cpu; 'cuda' without a GPU is a RunError."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise RunError(f"unknown device '{name}' (use auto, cpu, cuda or cuda:N)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise RunError(f"device '{name}' requested but no CUDA GPU is available (use device=cpu or device=auto)")
-    return device
-
-
-def autocast_context(device: torch.device, precision: str):
-    """Autocast for bf16/fp16 (CUDA; bf16 also on CPU); a no-op for fp32."""
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
-    if device.type == "cpu" and dtype == torch.float16:
-        return contextlib.nullcontext()  # fp16 autocast on CPU is slower and less accurate than fp32
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-def make_run_dir(output_dir: str | Path, name: str) -> Path:
-    """Create a new run folder `output_dir/name` (suffix -2, -3 ... if taken); never reuses one."""
-    root = Path(output_dir)
-    root.mkdir(parents=True, exist_ok=True)
-    candidate, index = root / name, 1
-    while True:
-        try:
-            candidate.mkdir()
-            return candidate
-        except FileExistsError:
-            index += 1
-            candidate = root / f"{name}-{index}"
-
-
-def claim_run_dir(path: str | Path) -> Path:
-    """Use `path` as a new run's folder (created if missing), for a caller that owns the folder
-    (a batch keeps the clip's log in it before the edit starts). RunError if it holds a run
-    already: a run folder is never written over."""
-    path = Path(path)
-    path.mkdir(parents=True, exist_ok=True)
-    taken = [name for name in (CONFIG_NAME, CHECKPOINT_NAME) if (path / name).exists()]
-    if taken:
-        raise RunError(f"'{path}' already holds a run ({', '.join(taken)}): resume it, or give another folder")
-    return path
-
-
-def timestamped(stem: str) -> str:
-    return f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}"
-
-
-CHECKPOINT_NAME = "checkpoint.pt"
-CONFIG_NAME = "config.yaml"
-
-
-def save_checkpoint(run_dir: Path, payload: dict[str, Any]) -> Path:
-    """Atomically write `run_dir/checkpoint.pt` (tensors and plain values only)."""
-    path = Path(run_dir) / CHECKPOINT_NAME
-    temporary = path.with_name(path.name + ".tmp")
-    torch.save(payload, temporary)
-    os.replace(temporary, path)
-    return path
-
-
-def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
-    """Load `run_dir/checkpoint.pt` with weights_only=True; RunError if it is not a run."""
-    run_dir = Path(run_dir)
-    path = run_dir / CHECKPOINT_NAME
-    if not run_dir.is_dir() or not (run_dir / CONFIG_NAME).is_file() or not path.is_file():
-        raise RunError(f"'{run_dir}' is not a run folder to resume (it needs {CONFIG_NAME} and {CHECKPOINT_NAME})")
-    try:
-        return torch.load(path, map_location=device, weights_only=True)
-    except Exception as error:  # corrupt or foreign file
-        raise RunError(f"could not read checkpoint '{path}': {str(error).splitlines()[0]}") from None
-
-
-class MetricsLog:
-    """Append one JSON object per line to `metrics.jsonl`."""
-
-    def __init__(self, path: Path):
-        self.path = Path(path)
-
-    def write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-    def truncate(self, last_step: int, key: str = "step") -> None:
-        """Keep the lines of steps up to `last_step` (and drop a torn last line).
-
-        A run killed after its last checkpoint has written lines past it; the resumed run
-        continues from the checkpoint's step, so without this those steps would appear twice.
-        With it the file reads as one uninterrupted run. Rewritten atomically.
-        """
-        if not self.path.is_file():
-            return
-        kept = []
-        for line in self.path.read_text().splitlines():
-            try:
-                record = json.loads(line)
-            except ValueError:  # the torn line of a killed write
-                continue
-            if isinstance(record, dict) and isinstance(record.get(key), int) and record[key] <= last_step:
-                kept.append(line + "\n")
-        temporary = self.path.with_name(self.path.name + ".tmp")
-        temporary.write_text("".join(kept))
-        os.replace(temporary, self.path)
-
-
-def make_optimizer(parameters: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> torch.optim.Optimizer:
-    """MADGRAD (reference recipe) or Adam, from an OptimConfig."""
-    parameters = list(parameters)
-    if cfg.name == "madgrad":
-        from madgrad import MADGRAD
-
-        return MADGRAD(parameters, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.Adam(parameters, lr=cfg.lr, weight_decay=cfg.weight_decay)
-
-
-def decayed_lr(cfg: OptimConfig, step: int) -> float:
-    """lr after `step` steps of exponential decay, floored at min_lr."""
-    return max(cfg.lr * cfg.lr_decay ** step, cfg.min_lr)
-
-
-def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
-    for group in optimizer.param_groups:
-        group["lr"] = lr
-
-
-def load_run_config(schema: type, config_path, overrides, resume, base_config):
-    """A run's config: the run folder's saved config when resuming (overrides on top), else
-    base config, then `config_path`, then overrides. Returns (config, resume folder or None)."""
-    if resume is not None:
-        resume = Path(resume)
-        if not (resume / CONFIG_NAME).is_file():
-            raise RunError(f"'{resume}' is not a run folder to resume (no {CONFIG_NAME} in it)")
-        return load_config(schema, resume / CONFIG_NAME, overrides), resume
-    return load_config(schema, config_path, overrides, base_path=base_config), None
+from ..common.atomic import atomic_write_text
+from ..common.config import to_yaml
+from ..common.io import save_png
+from ..common.runs import (
+    CONFIG_NAME,
+    RunError,
+    claim_run_dir,
+    load_run_config,
+    make_run_dir,
+    select_device,
+    timestamped,
+)
+from ..config import ImageEditConfig, VideoEditConfig
+from .base import GeneratorTraining
 
 
 def check_texts(cfg: ImageEditConfig | VideoEditConfig) -> None:
@@ -170,3 +34,44 @@ def check_texts(cfg: ImageEditConfig | VideoEditConfig) -> None:
         if not texts or any(not str(text).strip() for text in texts):
             raise RunError(f"text.{key} is empty or holds an empty text: give it a description, "
                            f"e.g. text.{key}='golden horse' or text.{key}='[golden horse, gold horse]'")
+
+
+# ------------------------------------------------------------------------------ the run skeleton
+@dataclass
+class PreparedEdit:
+    """What an edit's set-up hands the run skeleton: the editor, the stem of a new run folder's name,
+    and the images a new run folder starts with (file name -> `(1, C, H, W)` image)."""
+
+    editor: GeneratorTraining
+    name: str
+    first_images: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def run_edit(schema: type, config_path, overrides: Sequence[str], resume, base_config, run_dir, progress: bool,
+             prepare: Callable[[Any, torch.device], PreparedEdit]) -> tuple[Any, PreparedEdit, Path, float]:
+    """One edit run, image or video: config -> checks -> device -> `prepare(cfg, device)` (input,
+    CLIP, editor) -> a new run folder (config.yaml and the first images) or the resumed one ->
+    training. Returns `(cfg, prepared, run folder, seconds trained in this call)`; the caller
+    writes its final outputs.
+
+    `resume`: a run folder to continue (its saved config, `overrides` on top); `run_dir`: the new
+    run's folder for a caller that owns it (a batch); default: a new folder under `output_dir`
+    named `run_name` or after the input."""
+    if resume is not None and run_dir is not None:
+        raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
+    cfg, resume = load_run_config(schema, config_path, overrides, resume, base_config)
+    check_texts(cfg)
+    device = select_device(cfg.device)
+    prepared = prepare(cfg, device)
+    editor = prepared.editor
+    if resume is not None:
+        run_dir = resume
+        editor.resume(run_dir)
+    else:
+        run_dir = claim_run_dir(run_dir) if run_dir is not None else \
+            make_run_dir(cfg.output_dir, cfg.run_name or timestamped(prepared.name))
+        atomic_write_text(run_dir / CONFIG_NAME, to_yaml(cfg))
+        for name, image in prepared.first_images.items():
+            save_png(image, run_dir / name)
+    seconds = editor.train(run_dir, progress)
+    return cfg, prepared, run_dir, seconds

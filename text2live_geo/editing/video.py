@@ -4,8 +4,8 @@ The generator edits one layer's atlas (a 2D texture of the foreground object or 
 background), and the edit is mapped back to every frame through the NLA uv maps, so it is
 temporally consistent by construction.
 
-`VideoEditor.training_step` is the whole path of one step, top to bottom:
-sample frames {t-2, t, t+2}, a crop of each and the atlas crop covering their uvs ->
+One step (`GeneratorTraining.training_step`, editing/base.py, the same method as for images),
+top to bottom: sample frames {t-2, t, t+2}, a crop of each and the atlas crop covering their uvs ->
 generator on the atlas crop -> RGBA -> atlas-space layers -> grid_sample back to each frame crop
 (times the NLA alpha for the foreground) -> plus the generator on one of the frame crops (and,
 every 75 steps, on the whole atlas) -> per render: one paired draw of CLIP views -> embeddings ->
@@ -23,7 +23,6 @@ writes the final render; `edit_video` at the end of this module runs them in ord
 from __future__ import annotations
 
 import copy
-import json
 import logging
 import math
 import time
@@ -38,27 +37,17 @@ from atlas import Layer, sample_atlas
 
 from ..augment import resize_short
 from ..clip import ClipGuide
-from ..config import VideoEditConfig, to_yaml
+from ..common.atomic import atomic_write_json
+from ..common.io import side_by_side
+from ..common.runs import RunError, autocast_context
+from ..common.video_io import FOLDER_FPS, read_video, video_name
+from ..config import VideoEditConfig
 from ..data.atlas_crops import AtlasCropSampler, AtlasSample, AtlasVideo
 from ..generator import SkipGenerator, batch_statistics_without_update
-from ..io import save_png, side_by_side
 from ..layers import EditLayers, composite_layers, green_screen_like
-from ..video_io import FOLDER_FPS, read_video, video_name
 from .base import GeneratorTraining
 from .objective import EditObjective, Render
-from .run import (
-    CONFIG_NAME,
-    RunError,
-    autocast_context,
-    check_texts,
-    claim_run_dir,
-    decayed_lr,
-    load_run_config,
-    make_run_dir,
-    select_device,
-    set_lr,
-    timestamped,
-)
+from .run import PreparedEdit, run_edit
 from .video_input import (
     fitted_atlas_for_video,
     load_atlas_for_video,
@@ -67,42 +56,22 @@ from .video_input import (
 )
 from .video_outputs import write_video_outputs
 
-__all__ = ["LayerRender", "VideoEditResult", "VideoEditor", "as_seen_in_frames", "edit_video"]
+__all__ = ["VideoEditResult", "VideoEditor", "as_seen_in_frames", "edit_video"]
 
 
 # ---------------------------------------------------------------------- what the losses see
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class LayerRender:
-    """One sample for the losses: the unedited layer and its edit layers, all ``(1, C, h, w)``.
-
-    In frame space for the foreground, everything is the layer as the video shows it: times the
-    NLA alpha (over black), and the green screen shows through where the NLA alpha is low.
-    """
-
-    source: torch.Tensor
-    layers: EditLayers
-    relevancy: torch.Tensor | None = None
-
-    def flipped(self) -> LayerRender:
-        flip = lambda image: image.flip(-1)  # noqa: E731
-        layers = self.layers
-        return LayerRender(flip(self.source), EditLayers(flip(layers.edit), flip(layers.alpha),
-                                                         flip(layers.composite), flip(layers.greenscreen)),
-                           flip(self.relevancy) if self.relevancy is not None else None)
-
-
 def as_seen_in_frames(source: torch.Tensor, layers: EditLayers, nla_alpha: torch.Tensor | None,
-                      relevancy: torch.Tensor | None = None, mask_source: bool = True) -> LayerRender:
+                      relevancy: torch.Tensor | None = None, mask_source: bool = True) -> Render:
     """The foreground layer as a frame shows it: every render times the NLA alpha ``(1, 1, h, w)``,
     and ``(1 - NLA alpha) * green`` added to the green screen. ``nla_alpha`` None (background): as is.
     ``mask_source`` False leaves the source as it is (the reference's frame crops)."""
     if nla_alpha is None:
-        return LayerRender(source, layers, relevancy)
+        return Render(source, layers, relevancy=relevancy)
     green = green_screen_like(layers.greenscreen)
-    return LayerRender(
+    return Render(
         source=nla_alpha * source if mask_source else source,
         layers=EditLayers(edit=nla_alpha * layers.edit, alpha=nla_alpha * layers.alpha,
                           composite=nla_alpha * layers.composite,
@@ -131,6 +100,7 @@ class VideoEditor(GeneratorTraining):
         self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip, device, cfg.precision)
         self.previous_generator = copy.deepcopy(self.generator).requires_grad_(False) \
             if self.objective.uses_previous_anchor else None
+        self.sparsity = True
 
         # bootstrap target: the relevancy of the whole atlas, computed once in atlas space, so that
         # crops, flips and the uv sampling carry it to every render like the atlas colours
@@ -151,7 +121,7 @@ class VideoEditor(GeneratorTraining):
         downscaled by `crops.background_atlas_downscale` (bilinear, antialiased; the factor
         lowered where the generator's minimum size needs it), as the reference does."""
         whole, relevancy = self.video.atlas_image, self.atlas_relevancy
-        factor = self.cfg.crops.background_atlas_downscale if self.layer == "background" else 1
+        factor = self.cfg.crops.background_atlas_downscale if self.layer == Layer.background else 1
         factor = max(1, min(factor, min(whole.shape[-2:]) // self.generator.min_size))
         if factor > 1:
             size = (whole.shape[-2] // factor, whole.shape[-1] // factor)
@@ -165,39 +135,10 @@ class VideoEditor(GeneratorTraining):
     def has_bootstrap_target(self) -> bool:
         return self.bootstraps
 
-    def training_step(self) -> dict[str, float]:
-        """One optimisation step; returns the loss values (means over the renders), the weighted
-        total and the number of renders."""
-        set_lr(self.optimizer, decayed_lr(self.cfg.optim, self.step))
-        self.generator.train()
-
-        # 1. sample: frames {t-2, t, t+2}, a crop of each, the atlas crop covering their uvs
-        sample = self.sampler.sample(self.step)
-
-        # 2.-5. generator on the atlas crop -> frame-space renders -> paired CLIP views -> losses
-        terms, weights, renders = self.losses(sample)
-        # 6. weighted total -> backward -> update (the IMR anchor takes the weights left behind)
-        record = self.optimise(terms, weights)
-        record["renders"] = len(renders)
-        return record
-
-    def losses(self, sample: AtlasSample) -> tuple[dict[str, torch.Tensor], dict[str, float], list[LayerRender]]:
-        """Loss terms (each the mean over the sample's renders, so the weights mean what they mean
-        for one image) and their weights, plus the renders they were computed from."""
-        # 2. generator -> RGBA on the atlas crop (and the direct frame crop, the whole atlas) -> renders
-        renders = self.render_sample(self.generator, sample)
-        anchors: list[torch.Tensor | None] = [None] * len(renders)
-        if self.previous_generator is not None:  # IMR anchor: the previous step's generator, same sample
-            with torch.no_grad(), batch_statistics_without_update(self.previous_generator):
-                anchors = [render.layers.composite for render in self.render_sample(self.previous_generator, sample)]
-
-        # 3.-5. all renders: paired CLIP views -> ONE batched CLIP forward with gradient and one
-        #       without -> losses (each term the mean over the renders)
-        terms, weights = self.objective.batched(
-            [Render(render.source, render.layers, anchor, render.relevancy)
-             for render, anchor in zip(renders, anchors)],
-            self.bootstrap_weight(self.step))
-        return terms, weights, renders
+    def draw_sample(self) -> AtlasSample:
+        """Frames {t-2, t, t+2}, a crop of each, the atlas crop covering their uvs (and the direct
+        frame crop; every `crops.full_atlas_every` steps the whole atlas)."""
+        return self.sampler.sample(self.step)
 
     def _generate(self, generator: torch.nn.Module, image: torch.Tensor, flipped: bool) -> torch.Tensor:
         """RGBA ``(1, 4, h, w)`` (float32) of ``image`` ``(1, 3, h, w)``; with ``flipped`` the generator
@@ -211,10 +152,10 @@ class VideoEditor(GeneratorTraining):
         rgba = rgba.float()
         return rgba.flip(-1) if flipped else rgba
 
-    def render_sample(self, generator: torch.nn.Module, sample: AtlasSample) -> list[LayerRender]:
+    def render_sample(self, generator: torch.nn.Module, sample: AtlasSample) -> list[Render]:
         """The renders the losses see for one sample: each frame crop (the atlas-crop edit sampled
         at its uvs), the direct frame crop, and the whole atlas when the sample has it."""
-        foreground = self.layer == "foreground"
+        foreground = self.layer == Layer.foreground
 
         # the edit of the atlas crop, in atlas space: edit, alpha, green screen, composite
         rgba = self._generate(generator, sample.atlas_crop, sample.flipped)
@@ -225,7 +166,7 @@ class VideoEditor(GeneratorTraining):
             channels.append(sample.atlas_relevancy)
         atlas_stack = torch.cat(channels, dim=1)[0]  # (13 or 14, h, w): one grid_sample per frame crop
 
-        renders: list[LayerRender] = []
+        renders: list[Render] = []
         relevancy_by_frame: dict[int, torch.Tensor | None] = {}
         mask_source = self.cfg.crops.mask_frame_source
         for crop in sample.frame_crops:
@@ -249,11 +190,11 @@ class VideoEditor(GeneratorTraining):
         if sample.whole_atlas:  # the whole (cropped) atlas, untouched, as one more sample
             whole = self.whole_atlas
             layers = composite_layers(self._generate(generator, whole, False), whole)
-            renders.append(LayerRender(whole, layers, self.whole_atlas_relevancy))
+            renders.append(Render(whole, layers, relevancy=self.whole_atlas_relevancy))
         return renders
 
     def _direct_render(self, generator: torch.nn.Module, sample: AtlasSample,
-                       relevancy: torch.Tensor | None) -> LayerRender:
+                       relevancy: torch.Tensor | None) -> Render:
         """The direct frame crop's render (unflipped frame space).
 
         `direct_frame_input=layer` (the reference's): the generator sees the layer image x
@@ -261,7 +202,7 @@ class VideoEditor(GeneratorTraining):
         foreground its RGBA output is multiplied by the NLA alpha and composited over x, so the
         loss sees composite (1 - alpha a) x + alpha a (alpha e) and source x. `frame`: the generator
         sees the raw frame crop, rendered as the layer as seen in the frame (`as_seen_in_frames`)."""
-        crop, foreground = sample.direct_crop, self.layer == "foreground"
+        crop, foreground = sample.direct_crop, self.layer == Layer.foreground
         nla_alpha = crop.nla_alpha if foreground else None
         if sample.direct_input is None:
             layers = composite_layers(self._generate(generator, crop.image, sample.flipped), crop.image)
@@ -271,7 +212,7 @@ class VideoEditor(GeneratorTraining):
         if nla_alpha is not None:
             rgba = rgba * nla_alpha
             relevancy = nla_alpha * relevancy if relevancy is not None else None
-        return LayerRender(image, composite_layers(rgba, image), relevancy)
+        return Render(image, composite_layers(rgba, image), relevancy=relevancy)
 
     # ------------------------------------------------------------------ rendering
     @torch.no_grad()
@@ -281,6 +222,11 @@ class VideoEditor(GeneratorTraining):
         with batch_statistics_without_update(self.generator):
             rgba = self._generate(self.generator, self.video.atlas_image, False)
         return composite_layers(rgba, self.video.atlas_image)
+
+    def snapshot(self) -> torch.Tensor:
+        """Atlas | edited atlas | edit over green, side by side."""
+        layers = self.render_atlas()
+        return side_by_side(self.video.atlas_image, layers.composite, layers.greenscreen)
 
     @torch.no_grad()
     def frame_edit(self, atlas_layers: EditLayers, frames: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -300,7 +246,7 @@ class VideoEditor(GeneratorTraining):
                                video.atlas_box).clamp(0, 1)
         edit, alpha = sampled[:, :3], sampled[:, 3:4]
         nla_alpha = video.maps.alpha[frames].to(alpha.dtype)
-        visible = nla_alpha * alpha if self.layer == "foreground" else (1 - nla_alpha) * alpha
+        visible = nla_alpha * alpha if self.layer == Layer.foreground else (1 - nla_alpha) * alpha
         return edit, visible
 
     @torch.no_grad()
@@ -333,80 +279,68 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
     batch; default: a new folder under `output_dir`, named `run_name` or after the input.
     """
-    if resume is not None and run_dir is not None:
-        raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
-    cfg, resume = load_run_config(VideoEditConfig, config_path, overrides, resume, base_config)
-    if not cfg.video.frames:
-        raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
-    check_texts(cfg)
-    device = select_device(cfg.device)
-    fps_given = cfg.video.fps
-    if fps_given is not None and fps_given < 0:
-        raise RunError(f"video.fps must be positive, got {fps_given}")
+    facts: dict = {}  # what the set-up learns and the summary reports
 
-    video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
-    for note in notes:
-        logger.info(f"note: {note}")
-    owns_clip = clip is None
-    atlas_path = cfg.atlas.checkpoint
-    if not atlas_path:  # no atlas given: fit one (or reuse the one fitted on this clip before)
-        if owns_clip:  # a wrong clip.model fails now, not after the fit
-            clip = ClipGuide.load(cfg.clip.model, device)
-        atlas_path = fitted_atlas_for_video(cfg, progress)
-    atlas, frames = load_atlas_for_video(cfg, video, device, atlas_path)
-    fps = float(fps_given or video.fps or FOLDER_FPS)
-    psnr = sampled_reconstruction_psnr(atlas, frames)
-    logger.info(f"atlas reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
-    if psnr < 20:
-        logger.info("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
-    if clip is None:
-        clip = ClipGuide.load(cfg.clip.model, device)
-    clip = clip.to(device)
+    def prepare(cfg: VideoEditConfig, device: torch.device) -> PreparedEdit:
+        if not cfg.video.frames:
+            raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
+        if cfg.video.fps is not None and cfg.video.fps < 0:
+            raise RunError(f"video.fps must be positive, got {cfg.video.fps}")
+        video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
+        for note in notes:
+            logger.info(f"note: {note}")
+        guide = clip
+        atlas_path = cfg.atlas.checkpoint
+        if not atlas_path:  # no atlas given: fit one (or reuse the one fitted on this clip before)
+            if guide is None:  # a wrong clip.model fails now, not after the fit
+                guide = ClipGuide.load(cfg.clip.model, device)
+            atlas_path = fitted_atlas_for_video(cfg, progress)
+        atlas, frames = load_atlas_for_video(cfg, video, device, atlas_path)
+        psnr = sampled_reconstruction_psnr(atlas, frames)
+        logger.info(f"atlas reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
+        if psnr < 20:
+            logger.info("note: the atlas reconstructs this video poorly; is it the atlas fitted on these frames?")
+        if guide is None:
+            guide = ClipGuide.load(cfg.clip.model, device)
+        guide = guide.to(device)
 
-    torch.manual_seed(cfg.seed)
-    prepare_start = time.perf_counter()
-    atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
-                                      progress=progress)
-    prepare_seconds = time.perf_counter() - prepare_start
-    del atlas  # the maps and the baked atlas crop are all the edit needs
-    skipped = atlas_video.num_frames - len(atlas_video.frames_with_box)
-    if skipped:
-        logger.info(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
-            f"{cfg.atlas.alpha_threshold}; they give no training crops (and get no visible edit)")
-    editor = VideoEditor(cfg, atlas_video, clip, device)
-    if owns_clip:
-        clip.release_text_model()  # every text is embedded by now: free its weights
-    if resume is not None:
-        run_dir = resume
-        editor.resume(run_dir)
-    else:
-        stem = video_name(cfg.video.frames)
-        run_dir = claim_run_dir(run_dir) if run_dir is not None else \
-            make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-{cfg.layer}"))
-        (run_dir / CONFIG_NAME).write_text(to_yaml(cfg))
-        if editor.atlas_relevancy is not None:
-            save_png(editor.atlas_relevancy, run_dir / "atlas_relevancy.png")
+        torch.manual_seed(cfg.seed)
+        prepare_start = time.perf_counter()
+        atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
+                                          progress=progress)
+        facts.update(video=video, atlas_path=atlas_path, psnr=psnr,
+                     prepare_seconds=time.perf_counter() - prepare_start)
+        del atlas  # the maps and the baked atlas crop are all the edit needs
+        skipped = atlas_video.num_frames - len(atlas_video.frames_with_box)
+        if skipped:
+            logger.info(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
+                        f"{cfg.atlas.alpha_threshold}; they give no training crops (and get no visible edit)")
+        editor = VideoEditor(cfg, atlas_video, guide, device)
+        if clip is None:
+            guide.release_text_model()  # every text is embedded by now: free its weights
+        facts["first_step"] = editor.step
+        first = {"atlas_relevancy.png": editor.atlas_relevancy} if editor.atlas_relevancy is not None else {}
+        return PreparedEdit(editor, f"{video_name(cfg.video.frames)}-{cfg.layer}", first)
 
-    def snapshot() -> torch.Tensor:
-        layers = editor.render_atlas()
-        return side_by_side(editor.video.atlas_image, layers.composite, layers.greenscreen)
-
-    first_step = editor.step
-    train_seconds = editor.train(run_dir, progress, snapshot)
-
+    cfg, prepared, run_dir, train_seconds = run_edit(VideoEditConfig, config_path, overrides, resume, base_config,
+                                                     run_dir, progress, prepare)
+    editor: VideoEditor = prepared.editor
+    video, atlas_video, psnr = facts["video"], editor.video, facts["psnr"]
+    fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
     timings = write_video_outputs(run_dir, editor, video.frames, fps, cfg.crf, cfg.render_batch, progress)
-    trained = editor.step - first_step
+    trained = editor.step - facts["first_step"]
+    box = atlas_video.atlas_box
     summary = {
         "frames": video.num_frames, "width": video.width, "height": video.height, "fps": fps,
         "atlas_width": atlas_video.frames.shape[-1], "atlas_height": atlas_video.frames.shape[-2],
-        "layer": cfg.layer, "steps": editor.step, "atlas_box": list(map(int, (
-            atlas_video.atlas_box.left, atlas_video.atlas_box.top, atlas_video.atlas_box.right,
-            atlas_video.atlas_box.bottom))),
-        "frames_without_foreground": skipped, "atlas": str(atlas_path),
+        "layer": cfg.layer, "steps": editor.step,
+        "atlas_box": list(map(int, (box.left, box.top, box.right, box.bottom))),
+        "frames_without_foreground": atlas_video.num_frames - len(atlas_video.frames_with_box),
+        "atlas": str(facts["atlas_path"]),
         "reconstruction_psnr_db": round(psnr, 2) if math.isfinite(psnr) else None,
-        "prepare_seconds": round(prepare_seconds, 3),
+        "prepare_seconds": round(facts["prepare_seconds"], 3),
         "seconds_per_step": round(train_seconds / trained, 3) if trained else None, **timings,
     }
-    (run_dir / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    atomic_write_json(run_dir / "summary.json", summary)
     logger.info(f"wrote {run_dir}")
     return VideoEditResult(run_dir=run_dir, frames=video.num_frames, steps=editor.step, summary=summary)

@@ -20,11 +20,12 @@ from atlas import (
 from atlas.format import RUN_ATLAS_FOLDER, load_atlas
 from atlas.nla_format import CHECKPOINT_FILENAME, CONFIG_FILENAME
 
+from ..common.io import InputError
+from ..common.runs import RunError
+from ..common.video_io import Video
 from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
-from ..io import InputError
-from ..video_io import Video
-from .run import RunError
+from ..generator import min_input_size
 
 __all__ = ["ATLAS_CACHE_FOLDER", "fitted_atlas_for_video", "load_atlas_for_video", "prepare_atlas_video",
            "sampled_reconstruction_psnr"]
@@ -131,7 +132,7 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
         RunError: frames or atlas too small for the generator, or a foreground with no pixel
             above the alpha threshold in any frame.
     """
-    min_size = 2 ** num_scales + 1
+    min_size = min_input_size(num_scales)
     height, width = frames.shape[-2:]
     if min(height, width) < min_size:
         raise RunError(f"frames are {width}x{height} px; the generator needs at least {min_size} px per side "
@@ -141,7 +142,7 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
     maps = atlas.precompute_maps(device, chunk_size=atlas_cfg.chunk_size, progress=progress)
     resolution = atlas_cfg.resolution or max(min_size, suggested_resolution(maps, layer))
     try:
-        regions = layer_crop_regions(maps, layer, resolution, num_scales, atlas_cfg.alpha_threshold,
+        regions = layer_crop_regions(maps, layer, resolution, min_size, atlas_cfg.alpha_threshold,
                                      atlas_cfg.box_border)
     except NoForegroundError as error:
         raise RunError(f"{error} (lower atlas.alpha_threshold, or edit layer=background)") from None

@@ -3,19 +3,29 @@ the edited atlas)."""
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..io import save_png, side_by_side
-from ..layers import green_screen_like
-from ..video_io import VideoWriter
+from ..common.io import save_png, side_by_side
+from ..common.video_io import VideoWriter
+from ..data.atlas_crops import AtlasVideo
+from ..layers import EditLayers, green_screen_like
 
-if TYPE_CHECKING:  # the editor's module imports this one
-    from .video import VideoEditor
+
+class FrameRenderer(Protocol):
+    """What the final render needs of a video editor (`VideoEditor` is one)."""
+
+    device: torch.device
+    video: AtlasVideo
+
+    def render_atlas(self) -> EditLayers: ...
+
+    def frame_edit(self, atlas_layers: EditLayers, frames: Sequence[int]) -> tuple[torch.Tensor, torch.Tensor]: ...
 
 __all__ = ["OUTPUT_COMPARISON", "OUTPUT_GREENSCREEN", "OUTPUT_VIDEO", "write_video_outputs"]
 
@@ -24,7 +34,7 @@ OUTPUT_GREENSCREEN = "edit_on_greenscreen.mp4"
 OUTPUT_COMPARISON = "comparison.mp4"
 
 
-def write_video_outputs(run_dir: Path, editor: VideoEditor, original: torch.Tensor, fps: float, crf: int = 18,
+def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Tensor, fps: float, crf: int = 18,
                         batch_size: int = 8, progress: bool = True) -> dict:
     """The final render, streamed to disk a batch of frames at a time.
 

@@ -1,7 +1,23 @@
-"""Loss families: one module each. Every loss is an nn.Module whose docstring gives shapes."""
-from .clip_losses import DirectionalLoss, TextDistanceLoss, cosine_distance, spherical_distance
-from .regularisers import BootstrapLoss, SparsityLoss, pseudo_l0
-from .structure import StructureLoss, self_similarity
+"""Loss families: one module each. Every loss is an nn.Module whose docstring gives shapes.
 
-__all__ = ["DirectionalLoss", "TextDistanceLoss", "cosine_distance", "spherical_distance", "BootstrapLoss",
-           "SparsityLoss", "pseudo_l0", "StructureLoss", "self_similarity"]
+The names below load their module on first use, so `text2live_geo.losses.options` (the losses'
+choices, imported by the configs) costs no torch import."""
+from __future__ import annotations
+
+import importlib
+
+#: exported name -> the module of this package that defines it
+_EXPORTS = {
+    "DirectionalLoss": "clip_losses", "TextDistanceLoss": "clip_losses", "cosine_distance": "clip_losses",
+    "spherical_distance": "clip_losses", "BootstrapLoss": "regularisers", "SparsityLoss": "regularisers",
+    "pseudo_l0": "regularisers", "StructureLoss": "structure", "self_similarity": "structure",
+}
+__all__ = list(_EXPORTS)
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    globals()[name] = value  # later lookups skip this function
+    return value

@@ -5,6 +5,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .options import DirectionalPairs, Distance, TextReduction
+
 
 def spherical_distance(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """2 * arcsin(|x - y| / 2)^2 for unit vectors `(..., d)` -> `(...)`, in [0, pi^2 / 2]."""
@@ -27,18 +29,19 @@ class TextDistanceLoss(nn.Module):
     `distance`: "spherical" (default) or "cosine".
     """
 
-    def __init__(self, distance: str = "spherical", reduction: str = "mean_distance"):
+    def __init__(self, distance: Distance = Distance.spherical,
+                 reduction: TextReduction = TextReduction.mean_distance):
         super().__init__()
-        if distance not in ("spherical", "cosine"):
+        if distance not in tuple(Distance):
             raise ValueError(f"unknown distance '{distance}'")
-        if reduction not in ("mean_distance", "mean_embedding"):
+        if reduction not in tuple(TextReduction):
             raise ValueError(f"unknown text reduction '{reduction}'")
-        self.distance = spherical_distance if distance == "spherical" else cosine_distance
-        self.reduction = reduction
+        self.distance = spherical_distance if distance == Distance.spherical else cosine_distance
+        self.reduction = TextReduction(reduction)
 
     def forward(self, view_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
         text_embeds = text_embeds.to(view_embeds.dtype)
-        if self.reduction == "mean_embedding":
+        if self.reduction == TextReduction.mean_embedding:
             target = F.normalize(text_embeds.mean(dim=0, keepdim=True), dim=-1)
             return self.distance(view_embeds, target).mean()
         return self.distance(view_embeds[:, None], text_embeds[None]).mean()  # (V, T) pairs
@@ -61,16 +64,16 @@ class DirectionalLoss(nn.Module):
     and output give dI = 0 and a loss of exactly 1 (no direction), with finite gradients.
     """
 
-    def __init__(self, eps: float = 1e-8, pairs: str = "index"):
+    def __init__(self, eps: float = 1e-8, pairs: DirectionalPairs = DirectionalPairs.index):
         super().__init__()
-        if pairs not in ("index", "all"):
+        if pairs not in tuple(DirectionalPairs):
             raise ValueError(f"unknown directional pairs '{pairs}'")
-        self.eps, self.pairs = eps, pairs
+        self.eps, self.pairs = eps, DirectionalPairs(pairs)
 
     def forward(self, image_source, image_output, text_source, text_target) -> torch.Tensor:
         image_direction = F.normalize(image_output - image_source, dim=-1, eps=self.eps)
         text_direction = F.normalize(text_target - text_source, dim=-1, eps=self.eps).to(image_direction.dtype)
-        if self.pairs == "all":
+        if self.pairs == DirectionalPairs.all:
             return 1 - (image_direction @ text_direction.T).mean()
         text_direction = pair_by_index(text_direction, image_direction.shape[0])
         return 1 - (image_direction * text_direction).sum(dim=-1).mean()

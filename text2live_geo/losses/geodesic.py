@@ -45,6 +45,8 @@ import math
 import torch
 from torch import Tensor, nn
 
+from .options import GFK_MAX_SUBSPACE_DIM, GFK_NULL_DIM, GfkSolver, ImcPairing
+
 __all__ = [
     "gfk_kernel",
     "geodesic_cosine",
@@ -52,8 +54,8 @@ __all__ = [
     "IntraModalityRegularisation",
 ]
 
-_SOLVERS = ("hogsvd", "exact")
-_PAIRINGS = ("templates", "published")
+_SOLVERS = tuple(GfkSolver)
+_PAIRINGS = tuple(ImcPairing)
 
 # Fixed diagonal loading used by the hogsvd solver where the reference adds
 # ``diag(randn) * 1e-4`` (inverse) and ``1e-4 * I`` (eigen-decomposition).
@@ -250,9 +252,9 @@ def gfk_kernel(
     x1: Tensor,
     x2: Tensor,
     *,
-    null_dim: int = 256,
-    max_subspace_dim: int = 128,
-    solver: str = "hogsvd",
+    null_dim: int = GFK_NULL_DIM,
+    max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+    solver: GfkSolver = GfkSolver.hogsvd,
     eps: float = 1e-8,
 ) -> Tensor:
     """Geodesic flow kernel (GFK) from the subspace of ``x1`` to the subspace of ``x2``.
@@ -313,7 +315,7 @@ def gfk_kernel(
     if x1.device != x2.device:
         raise ValueError(f"x1 and x2 must be on the same device, got {x1.device} and {x2.device}")
     if solver not in _SOLVERS:
-        raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
+        raise ValueError(f"solver must be one of {[str(v) for v in _SOLVERS]}, got {solver!r}")
     if null_dim < 0 or max_subspace_dim < 1:
         raise ValueError(f"need null_dim >= 0 and max_subspace_dim >= 1, got {null_dim}, {max_subspace_dim}")
 
@@ -334,7 +336,7 @@ def gfk_kernel(
     # Step 2: principal angles.
     a = ps.transpose(0, 1) @ pt
     b = rs.transpose(0, 1) @ pt
-    if solver == "exact":
+    if solver == GfkSolver.exact:
         u1, u2, theta = _principal_exact(a, b)
     else:
         u1, u2, theta = _principal_hogsvd(a, b)
@@ -367,9 +369,9 @@ def geodesic_cosine(
     x1: Tensor,
     x2: Tensor,
     *,
-    null_dim: int = 256,
-    max_subspace_dim: int = 128,
-    solver: str = "hogsvd",
+    null_dim: int = GFK_NULL_DIM,
+    max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+    solver: GfkSolver = GfkSolver.hogsvd,
     eps: float = 1e-8,
 ) -> Tensor:
     """Row-wise geodesic cosine similarity of two feature batches.
@@ -407,17 +409,17 @@ class _GeodesicLoss(nn.Module):
 
     def __init__(
         self,
-        null_dim: int = 256,
-        max_subspace_dim: int = 128,
-        solver: str = "hogsvd",
+        null_dim: int = GFK_NULL_DIM,
+        max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+        solver: GfkSolver = GfkSolver.hogsvd,
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
         if solver not in _SOLVERS:
-            raise ValueError(f"solver must be one of {_SOLVERS}, got {solver!r}")
+            raise ValueError(f"solver must be one of {[str(v) for v in _SOLVERS]}, got {solver!r}")
         self.null_dim = null_dim
         self.max_subspace_dim = max_subspace_dim
-        self.solver = solver
+        self.solver = GfkSolver(solver)
         self.eps = eps
 
 
@@ -446,16 +448,16 @@ class InterModalityConsistency(_GeodesicLoss):
 
     def __init__(
         self,
-        null_dim: int = 256,
-        max_subspace_dim: int = 128,
-        solver: str = "hogsvd",
+        null_dim: int = GFK_NULL_DIM,
+        max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+        solver: GfkSolver = GfkSolver.hogsvd,
         eps: float = 1e-8,
-        pairing: str = "templates",
+        pairing: ImcPairing = ImcPairing.templates,
     ) -> None:
         super().__init__(null_dim=null_dim, max_subspace_dim=max_subspace_dim, solver=solver, eps=eps)
         if pairing not in _PAIRINGS:
-            raise ValueError(f"pairing must be one of {_PAIRINGS}, got {pairing!r}")
-        self.pairing = str(pairing)
+            raise ValueError(f"pairing must be one of {[str(v) for v in _PAIRINGS]}, got {pairing!r}")
+        self.pairing = ImcPairing(pairing)
 
     def forward(self, image_source: Tensor, image_output: Tensor, text_source: Tensor, text_target: Tensor) -> Tensor:
         """Args: image_source, image_output ``(V, d)``; text_source, text_target ``(T, d)``
@@ -469,7 +471,7 @@ class InterModalityConsistency(_GeodesicLoss):
         n_views, n_text = d_img.shape[0], d_txt.shape[0]
         idx = torch.arange(n_views, device=d_txt.device) % n_text
         d_pair = d_txt[idx]  # text row paired with each view
-        g = gfk_kernel(d_img, d_pair if self.pairing == "published" else d_txt, null_dim=self.null_dim,
+        g = gfk_kernel(d_img, d_pair if self.pairing == ImcPairing.published else d_txt, null_dim=self.null_dim,
                        max_subspace_dim=self.max_subspace_dim, solver=self.solver, eps=self.eps)
         sim = _cosine_with_kernel(d_img, d_pair, g, self.eps)
         return 1.0 - sim.mean()

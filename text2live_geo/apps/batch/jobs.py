@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from ..errors import UserError
+from ...common.errors import UserError
 
 __all__ = ["BatchError", "ClipJob", "ClipOutcome", "ClipStatus", "DONE_NAME", "LOG_NAME", "SETTINGS_NAME",
            "BATCH_META_FOLDER", "REPORT_ASSETS_FOLDER", "SUPERSEDED_FOLDER"]

@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def edit(args: argparse.Namespace) -> None:
     """Run the edit the parsed arguments describe."""
-    from ..editing import edit_video
+    from ...editing import edit_video
 
     edit_video(args.config, args.overrides, resume=args.resume, base_config=base_config("video"),
                progress=not args.quiet)

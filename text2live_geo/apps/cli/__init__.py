@@ -1,6 +1,6 @@
-"""Command-line tools: `t2l-image` (`text2live_geo.cli.image`), `t2l-video`
-(`text2live_geo.cli.video`), `t2l-atlas` (`text2live_geo.cli.atlas`) and `t2l-batch`
-(`text2live_geo.cli.batch`), also run by the `run_image.py` / `run_video.py` / `run_atlas.py` /
+"""Command-line tools: `t2l-image` (`text2live_geo.apps.cli.image`), `t2l-video`
+(`text2live_geo.apps.cli.video`), `t2l-atlas` (`text2live_geo.apps.cli.atlas`) and `t2l-batch`
+(`text2live_geo.apps.cli.batch`), also run by the `run_image.py` / `run_video.py` / `run_atlas.py` /
 `run_batch.py` wrappers.
 
 This module holds what they share: the parser, the base config lookup, and `run_cli`, which
@@ -13,12 +13,12 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from ..console import setup_console_logging
-from ..errors import UserError
+from ...common.console import setup_console_logging
+from ...common.errors import UserError
 
 # The source checkout this package runs from, when it runs from one (an editable install, or
 # the run_*.py wrappers); an installed package has no configs/ folder next to it.
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def base_config(kind: str) -> Path | None:

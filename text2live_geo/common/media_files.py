@@ -1,5 +1,5 @@
 """Which files are images, videos and frames of a clip, without torch: what lists files (the batch
-driver, `text2live_geo.video_io`) imports from here, so listing a folder costs no torch import."""
+driver, `text2live_geo.common.video_io`) imports from here, so listing a folder costs no torch import."""
 from __future__ import annotations
 
 import re

@@ -20,15 +20,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ..config import (
-    BatchConfig,
-    ConfigError,
-    ImageEditConfig,
-    VideoEditConfig,
-    string_list_keys,
-    to_yaml,
-    wrap_scalars,
-)
+from ...common.config import ConfigError, string_list_keys, to_yaml, wrap_scalars
+from ...config import ImageEditConfig, VideoEditConfig
+from .config import BatchConfig
 from .discover import PATH_KEYS, ClipSpec
 from .jobs import BatchError, ClipJob
 

@@ -16,8 +16,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .io import InputError, read_image
-from .media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  # noqa: F401 (re-exported)
+from ..common.io import InputError, read_image
+from ..common.media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  # noqa: F401 (re-exported)
+from .atomic import temporary_path
 
 #: Output frame rate when the input is a folder of frames (which has none).
 FOLDER_FPS = 10.0
@@ -175,7 +176,7 @@ class VideoWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = self.path.with_name(self.path.stem + ".partial" + self.path.suffix)
+        self.temporary = temporary_path(self.path)  # the final name only once the whole video is written
         self.size = (width, height)
         codec = _h264_encoder()
         # yuv420p (what every player expects) stores chroma at half resolution, so it needs even
@@ -236,14 +237,3 @@ def write_video(path: str | Path, frames: torch.Tensor | Iterable[torch.Tensor],
     if writer is None:
         raise ValueError("write_video needs at least one frame")
     return writer.close()
-
-
-def probe_video(path: str | Path) -> dict:
-    """(frame count, width, height, fps) of a video file, decoding it fully: for checks and tests."""
-    import imageio_ffmpeg
-
-    reader = imageio_ffmpeg.read_frames(str(path))
-    meta = next(reader)
-    count = sum(1 for _ in reader)
-    width, height = meta["size"]
-    return {"frames": count, "width": width, "height": height, "fps": float(meta["fps"])}

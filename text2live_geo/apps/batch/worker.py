@@ -16,8 +16,9 @@ import time
 import traceback
 from pathlib import Path
 
-from ..console import PACKAGES
-from ..errors import UserError
+from ...common.atomic import atomic_write, atomic_write_json
+from ...common.console import PACKAGES
+from ...common.errors import UserError
 from .jobs import (
     DONE_NAME,
     LOG_NAME,
@@ -39,10 +40,8 @@ PREVIEW_WIDTH = 240
 
 
 def write_json_atomic(path: Path, data: object) -> None:
-    """Write JSON under a temporary name and move it into place: readers never see half a file."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(data, indent=2) + "\n")
-    os.replace(temporary, path)
+    """Write JSON atomically and durably (settings and done markers): readers never see half a file."""
+    atomic_write_json(path, data, durable=True)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -151,9 +150,9 @@ def clip_log(path: Path, redirect_output: bool):
 def _edit(job: ClipJob, how: str) -> None:
     run_dir = Path(job.run_dir)
     if job.kind == "video":
-        from ..editing import edit_video as edit
+        from ...editing import edit_video as edit
     else:
-        from ..editing import edit_image as edit
+        from ...editing import edit_image as edit
     if how == "resume":
         edit(None, (), resume=run_dir, progress=False)
         return
@@ -199,9 +198,7 @@ def _thumbnail(source, target: Path) -> str:
         if image.width > PREVIEW_WIDTH:
             image = image.resize((PREVIEW_WIDTH, max(1, round(image.height * PREVIEW_WIDTH / image.width))))
         target.parent.mkdir(parents=True, exist_ok=True)
-        temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp.png")
-        image.save(temporary)
-        os.replace(temporary, target)
+        atomic_write(target, lambda temporary: image.save(temporary, format="PNG"))
     return str(target.relative_to(target.parents[2]))
 
 
@@ -223,7 +220,7 @@ def _input_frame(source: Path, index: int):
     """Frame `index` of a clip as a PIL image, holding one frame in memory at a time."""
     from PIL import Image
 
-    from ..media_files import list_frame_files
+    from ...common.media_files import list_frame_files
 
     if source.is_dir():
         return Image.open(list_frame_files(source)[index])

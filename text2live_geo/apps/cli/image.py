@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def edit(args: argparse.Namespace) -> None:
     """Run the edit the parsed arguments describe."""
-    from ..editing import edit_image
+    from ...editing import edit_image
 
     edit_image(args.config, args.overrides, resume=args.resume, base_config=base_config("image"),
                progress=not args.quiet)

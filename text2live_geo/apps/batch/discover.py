@@ -19,7 +19,7 @@ name) and any key of the video or image config, dotted (``text.src: ...``) or ne
 
 Relative paths (``clip``, ``atlas.checkpoint``, ``fit.masks``, ``atlas.cache_dir``) are relative
 to the manifest's folder. The keys themselves are checked against the configs by
-:mod:`text2live_geo.batch.settings`.
+:mod:`text2live_geo.apps.batch.settings`.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ..media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files, natural_key
+from ...common.media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files, natural_key
 from .jobs import BatchError
 
 __all__ = ["ClipSpec", "MANIFEST_SUFFIXES", "PATH_KEYS", "clip_kind", "discover_clips", "input_name"]
@@ -234,7 +234,7 @@ def discover_clips(input_path: str | Path, exclude: Path | None = None) -> list[
         BatchError: a missing input, an empty folder or one without clips; a manifest that is
             not YAML, lists no clips, has an entry without a clip, a missing clip, a name used
             twice or a key the batch sets itself. Unknown config keys are checked later, by
-            :func:`text2live_geo.batch.settings.compose_jobs`.
+            :func:`text2live_geo.apps.batch.settings.compose_jobs`.
     """
     path = Path(input_path).expanduser()
     if not path.exists():

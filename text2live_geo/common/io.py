@@ -1,14 +1,14 @@
 """Reading and writing images (and, for video, frames and mp4 files)."""
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from .errors import UserError
+from ..common.errors import UserError
+from .atomic import atomic_write
 
 
 class InputError(UserError, ValueError):
@@ -70,19 +70,18 @@ def save_png(image: torch.Tensor, path: str | Path) -> Path:
     """Write `(C, H, W)` / `(1, C, H, W)` in [0, 1] as PNG: C = 1 gray, 3 RGB, 4 RGBA. Atomic."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(path.name + ".tmp")
-    Image.fromarray(to_uint8(image)).save(temporary, format="PNG")
-    os.replace(temporary, path)
-    return path
+    array = to_uint8(image)
+    return atomic_write(path, lambda temporary: Image.fromarray(array).save(temporary, format="PNG"))
 
 
 def side_by_side(*images: torch.Tensor, gap: int = 4) -> torch.Tensor:
-    """Concatenate `(1, 3, H, W)` images left to right with a white gap -> `(1, 3, H, W')`."""
-    height = images[0].shape[-2]
-    spacer = torch.ones(1, 3, height, gap, dtype=images[0].dtype, device=images[0].device)
+    """Concatenate `(B, C, H, W)` images (C = 1 or 3, one B and H) left to right with a white gap
+    -> `(B, 3, H, W')`; gray images are shown as RGB."""
+    batch, height = images[0].shape[0], images[0].shape[-2]
+    spacer = torch.ones(batch, 3, height, gap, dtype=images[0].dtype, device=images[0].device)
     parts: list[torch.Tensor] = []
     for index, image in enumerate(images):
         if index:
             parts.append(spacer)
-        parts.append(image.expand(1, 3, -1, -1) if image.shape[1] == 1 else image)
+        parts.append(image.expand(-1, 3, -1, -1) if image.shape[1] == 1 else image)
     return torch.cat(parts, dim=-1)

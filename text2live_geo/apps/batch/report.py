@@ -4,12 +4,12 @@ watched (the HTML page reloads itself while the batch runs)."""
 from __future__ import annotations
 
 import html
-import json
 import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ...common.atomic import atomic_write_json, atomic_write_text
 from .jobs import ClipJob, ClipOutcome, ClipStatus
 
 __all__ = ["BatchReport", "ClipRow", "REPORT_HTML", "REPORT_JSON", "summary_line"]
@@ -60,10 +60,6 @@ def summary_line(rows: list[ClipRow]) -> str:
     return line
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text, encoding="utf-8")
-    os.replace(temporary, path)
 
 
 _STYLE = """
@@ -95,8 +91,8 @@ class BatchReport:
                 "clips": [asdict(row) for row in self.rows]}
 
     def write(self) -> None:
-        _write_atomic(self.batch_dir / REPORT_JSON, json.dumps(self.to_json(), indent=2) + "\n")
-        _write_atomic(self.batch_dir / REPORT_HTML, self.to_html())
+        atomic_write_json(self.batch_dir / REPORT_JSON, self.to_json(), durable=True)
+        atomic_write_text(self.batch_dir / REPORT_HTML, self.to_html())
 
     def to_html(self) -> str:
         escape = html.escape

@@ -1,4 +1,4 @@
-"""`t2l-batch`: edit every clip of a folder or manifest (thin shell over text2live_geo.batch.run_batch).
+"""`t2l-batch`: edit every clip of a folder or manifest (thin shell over text2live_geo.apps.batch.run_batch).
 
 Examples:
   t2l-batch shoot/ text.src=swan text.comp="golden swan" text.screen="golden swan"

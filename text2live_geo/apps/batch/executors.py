@@ -1,6 +1,6 @@
 """Where a batch's clips run: `LocalExecutor` (worker processes on this machine) and `RayExecutor`
 (one Ray task per clip, on a local Ray instance or a cluster). Both take the jobs the driver did
-not skip, run each with :func:`text2live_geo.batch.worker.run_clip`, and report through the same
+not skip, run each with :func:`text2live_geo.apps.batch.worker.run_clip`, and report through the same
 two callbacks, so the outputs and the report are the same whichever runs them.
 
 A crashed worker (killed for memory, a segfault) is the clip's failure, never the batch's: the
@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
-from ..config import BatchConfig, RayConfig
+from .config import BatchConfig, Executor, RayConfig
 from .jobs import BatchError, ClipJob, ClipOutcome, ClipStatus
 from .worker import run_clip
 
@@ -360,7 +360,7 @@ class RayExecutor:
                 raise BatchError(f"could not join the Ray cluster at ray.address={address}: {first}") from None
             self.ray, self.owns_connection = ray, True
         else:
-            package_root = str(Path(__file__).resolve().parents[2])  # workers import this package from here
+            package_root = str(Path(__file__).resolve().parents[3])  # workers import this package from here
             paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             with _loopback_only(ray):
                 ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cfg.local_cpus or None,
@@ -434,4 +434,4 @@ class RayExecutor:
 
 def make_executor(cfg: BatchConfig) -> LocalExecutor | RayExecutor:
     """The executor a BatchConfig names."""
-    return RayExecutor(cfg.ray) if cfg.executor == "ray" else LocalExecutor(cfg.workers, cfg.threads)
+    return RayExecutor(cfg.ray) if cfg.executor == Executor.ray else LocalExecutor(cfg.workers, cfg.threads)

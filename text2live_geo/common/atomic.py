@@ -1,0 +1,69 @@
+"""Atomic writes: a file is either its old content or its whole new content, never half of it.
+
+Every writer of the project goes through `atomic_write`: the content goes to a temporary file
+with a unique name beside the target (two writers of one path never share a temporary), then
+`os.replace` puts it in place. With `durable`, the file and its folder are fsynced too, so the
+write survives a power loss (checkpoints, reports, done markers).
+"""
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "fsync_folder", "temporary_path"]
+
+
+def temporary_path(path: str | Path) -> Path:
+    """A unique hidden name beside `path` for its temporary file, `.name.<pid>-<random>.tmp<suffix>`
+    (the suffix kept: encoders pick the format from it)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+def fsync_folder(folder: str | Path) -> None:
+    """Flush a folder's entries (a rename into it) to disk; a no-op where folders cannot be opened."""
+    try:
+        handle = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(handle)
+    except OSError:
+        pass
+    finally:
+        os.close(handle)
+
+
+def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = False) -> Path:
+    """Call `write(temporary)` to write the content, then move it to `path` atomically.
+
+    `durable`: fsync the file before the move and its folder after it. The temporary file is
+    removed when `write` fails. Returns `path`."""
+    path = Path(path)
+    temporary = temporary_path(path)
+    try:
+        write(temporary)
+        if durable:
+            with open(temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+    if durable:
+        fsync_folder(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str, durable: bool = False) -> Path:
+    """Write `text` (UTF-8) to `path` atomically."""
+    return atomic_write(path, lambda temporary: temporary.write_text(text, encoding="utf-8"), durable)
+
+
+def atomic_write_json(path: str | Path, value: Any, durable: bool = False) -> Path:
+    """Write `value` as indented JSON (with a final newline) to `path` atomically."""
+    return atomic_write_text(path, json.dumps(value, indent=2) + "\n", durable)
