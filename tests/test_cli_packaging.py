@@ -81,3 +81,17 @@ def test_the_package_root_still_exports_the_editors():
 
     assert text2live_geo.edit_image is edit_image and text2live_geo.edit_video is edit_video
     assert not hasattr(text2live_geo, "no_such_name")
+
+
+def test_the_wheel_holds_every_layer_and_not_the_toy_world():
+    """The packages setuptools puts in the wheel (pyproject's `packages.find`): every layer's folder,
+    and nothing of toyworld, which stays in the repository for the scripts and tests."""
+    import tomllib
+
+    from setuptools import find_packages
+
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    packages = set(find_packages(where=str(ROOT), include=include))
+    assert {"text2live_geo.common", "atlas", "atlas.fitting", "text2live_geo.losses", "text2live_geo.editing",
+            "text2live_geo.apps.cli", "text2live_geo.apps.batch"} <= packages
+    assert not [name for name in packages if name.startswith(("toyworld", "tests", "benchmarks"))]

@@ -327,7 +327,7 @@ def _check_atlas_run(folder: Path) -> None:
     if not folder.is_dir() or not (folder / CONFIG_NAME).is_file():
         raise RunError(f"'{folder}' is not an atlas run folder to resume ({expected})")
     try:
-        load_config(AtlasRunConfig, folder / CONFIG_NAME)
+        load_config(AtlasRunConfig, folder / CONFIG_NAME, warn_legacy=False)
     except ConfigError:
         raise RunError(f"'{folder}' is not an atlas run folder to resume (its {CONFIG_NAME} is not an atlas "
                        f"fit's config; {expected})") from None

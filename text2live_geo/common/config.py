@@ -73,7 +73,7 @@ def legacy_keys(schema: type) -> tuple[LegacyKey, ...]:
     return tuple(getattr(schema, "LEGACY_KEYS", ()))
 
 
-def _apply_legacy(incoming, keys: Sequence[LegacyKey], pending: dict[str, Any]):
+def _apply_legacy(incoming, keys: Sequence[LegacyKey], pending: dict[str, Any], warn: bool = True):
     """Rename the legacy keys of one loaded source in place; remember copies for after the merge."""
     for key in keys:
         value = OmegaConf.select(incoming, key.old, default=_ABSENT)
@@ -91,7 +91,8 @@ def _apply_legacy(incoming, keys: Sequence[LegacyKey], pending: dict[str, Any]):
             continue
         _delete(incoming, key.old)
         OmegaConf.update(incoming, key.new, value, merge=True)
-        logger.warning(f"config key '{key.old}' is now '{key.new}' (the old name still works)")
+        if warn:
+            logger.warning(f"config key '{key.old}' is now '{key.new}' (the old name still works)")
     return incoming
 
 
@@ -107,13 +108,15 @@ ConfigT = TypeVar("ConfigT")
 
 
 def load_config(schema: type[ConfigT], config_path: str | Path | Sequence[str | Path] | None = None,
-                overrides: Sequence[str] = (), base_path: str | Path | None = None) -> ConfigT:
+                overrides: Sequence[str] = (), base_path: str | Path | None = None, warn_legacy: bool = True
+                ) -> ConfigT:
     """Merge `base_path`, then `config_path` (a YAML file, or several merged in order), then
     `key=value` overrides over `schema`.
 
     Returns an instance of the dataclass `schema` (typed all the way down: choices are `Choice`
     enums). Raises ConfigError naming the offending key: unknown keys, wrong types and values
-    outside a choice's set all fail here, at load.
+    outside a choice's set all fail here, at load. A renamed key (`LEGACY_KEYS`) is read under its
+    new name with one warning line (none with `warn_legacy=False`, for a check that loads again later).
     """
     cfg = OmegaConf.structured(schema)
     list_keys = string_list_keys(schema)
@@ -127,19 +130,21 @@ def load_config(schema: type[ConfigT], config_path: str | Path | Sequence[str | 
             path = Path(path)
             if not path.is_file():
                 raise ConfigError(f"config file not found: {path}")
-            loaded = _apply_legacy(OmegaConf.load(path), legacy, pending)
+            loaded = _apply_legacy(OmegaConf.load(path), legacy, pending, warn_legacy)
             cfg = OmegaConf.merge(cfg, wrap_scalars(loaded, list_keys))
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override '{item}' is not of the form key=value")
         if overrides:
-            loaded = _apply_legacy(OmegaConf.from_dotlist(list(overrides)), legacy, pending)
+            loaded = _apply_legacy(OmegaConf.from_dotlist(list(overrides)), legacy, pending, warn_legacy)
             cfg = OmegaConf.merge(cfg, wrap_scalars(loaded, list_keys))
         for new, (key, value) in pending.items():
             if key.when is None or str(OmegaConf.select(cfg, key.when[0])) == key.when[1]:
                 OmegaConf.update(cfg, new, value, merge=True)
-                logger.warning(f"config key '{key.old}' set the weight now called '{new}' here "
-                               f"({key.when[0]}={key.when[1]}); set '{new}' instead")
+                if warn_legacy:
+                    condition = f" under {key.when[0]}={key.when[1]}" if key.when else ""
+                    logger.warning(f"config key '{key.old}' also sets '{new}'{condition}, as configs written "
+                                   f"before '{new}' existed; set '{new}' instead")
         return OmegaConf.to_object(cfg)
     except OmegaConfBaseException as error:
         key = getattr(error, "full_key", None) or getattr(error, "key", None)
