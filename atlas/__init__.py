@@ -14,7 +14,7 @@ Conventions are described in ``docs/atlas.md``; see :mod:`atlas.model` (coordina
 # no torch import (the batch driver reads the settings without torch).
 from __future__ import annotations
 
-import importlib
+from text2live_geo.common.lazy import lazy_exports
 
 #: exported name -> the module of this package that defines it
 _EXPORTS = {
@@ -31,10 +31,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)

@@ -102,7 +102,7 @@ def reference_style_objective_class():
             return torch.cat(views)
 
         def _encode_each(self, views):
-            return torch.cat([self.clip.encode_images(view[None], memory_efficient=False)  # plain CLIP, one
+            return torch.cat([self.clip_guide.encode_images(view[None], memory_efficient=False)  # plain CLIP, one
                               for view in views])  # image at a time
 
         def __call__(self, source, layers, anchor=None, relevancy=None, bootstrap_weight=0.0, sparsity=True):
@@ -124,8 +124,8 @@ def reference_style_objective_class():
 
             ratio = self.clip_cfg.max_structure_ratio
             with torch.no_grad():
-                input_tokens = self.clip.structure_tokens(resize_short(source, self.structure_size, ratio))
-            output_tokens = self.clip.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
+                input_tokens = self.clip_guide.structure_tokens(resize_short(source, self.structure_size, ratio))
+            output_tokens = self.clip_guide.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
             terms["structure"] = self.structure_loss(input_tokens, output_tokens)
             weights["structure"] = loss_cfg.structure
             if sparsity and loss_cfg.sparsity > 0:

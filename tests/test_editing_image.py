@@ -51,7 +51,7 @@ def test_training_decreases_loss_and_writes_metrics(tiny_clip, image_path, tmp_p
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=12, **{"loss.guidance": "directional",
                                                                        "crops.full_image_every": 1,
                                                                        "optim.name": "adam", "optim.lr": 0.01})
-    result = edit_image(None, overrides, clip=tiny_clip, progress=False)
+    result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 13))
     first = sum(r["composition"] for r in records[:3]) / 3
@@ -60,7 +60,7 @@ def test_training_decreases_loss_and_writes_metrics(tiny_clip, image_path, tmp_p
 
 
 def test_same_seed_same_result(tiny_clip, image_path, tmp_path):
-    runs = [edit_image(None, tiny_overrides(image_path, "x", tmp_path / str(i), steps=2), clip=tiny_clip,
+    runs = [edit_image(None, tiny_overrides(image_path, "x", tmp_path / str(i), steps=2), clip_guide=tiny_clip,
                        progress=False) for i in range(2)]
     assert torch.equal(runs[0].layers.composite, runs[1].layers.composite)
 
@@ -69,7 +69,7 @@ def test_same_seed_same_result(tiny_clip, image_path, tmp_path):
 def test_geodesic_run_for_each_imr_anchor(tiny_clip, image_path, tmp_path, anchor):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=5, **{"loss.guidance": "geodesic",
                                                                       "loss.imr_anchor": anchor})
-    result = edit_image(None, overrides, clip=tiny_clip, progress=False)
+    result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert len(records) == 5 and all("imc" in r and "imr" in r and "directional" not in r for r in records)
     assert all(torch.isfinite(torch.tensor(r["total"])) for r in records)
@@ -94,7 +94,7 @@ def test_previous_anchor_is_the_last_steps_generator(tiny_clip, image_path, tmp_
 def test_inversion_run_writes_outputs_and_changes_pixels(tiny_clip, image_path, tmp_path):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=5, mode="inversion",
                                **{"optim.name": "adam", "optim.lr": 0.05})
-    result = edit_image(None, overrides, clip=tiny_clip, progress=False)
+    result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     assert (result.run_dir / "composite.png").is_file() and (result.run_dir / "comparison.png").is_file()
     change = (result.layers.composite - result.input_image).abs()
     assert change.max() > 0.05 and torch.equal(result.layers.alpha, torch.ones_like(result.layers.alpha))
@@ -107,7 +107,7 @@ def test_longer_run_total_loss_goes_down(tiny_clip, image_path, tmp_path, guidan
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=30, **{
         "loss.guidance": guidance, "loss.imr_anchor": "source", "crops.full_image_every": 1,
         "optim.name": "adam", "optim.lr": 0.01, "clip.n_aug": 8, "text.templates_per_step": 14, "snapshot_every": 0})
-    result = edit_image(None, overrides, clip=tiny_clip, progress=False)
+    result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     totals = [json.loads(line)["total"] for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert sum(totals[-5:]) / 5 < sum(totals[:5]) / 5
 
@@ -117,7 +117,7 @@ def test_bf16_on_cpu_stays_finite_and_close_to_fp32(tiny_clip, image_path, tmp_p
     for precision in ("fp32", "bf16"):
         overrides = tiny_overrides(image_path, "x", tmp_path / precision, steps=3, precision=precision,
                                    **{"loss.guidance": "directional"})
-        run = edit_image(None, overrides, clip=tiny_clip, progress=False)
+        run = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
         lines = (run.run_dir / "metrics.jsonl").read_text().splitlines()
         results[precision] = (run, [json.loads(line) for line in lines])
     for fp32, bf16 in zip(results["fp32"][1], results["bf16"][1]):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_write_json", "atomic_write_text", "fsync_folder", "temporary_path"]
+__all__ = ["AtomicTarget", "atomic_write", "atomic_write_json", "atomic_write_text", "fsync_folder", "temporary_path"]
 
 
 def temporary_path(path: str | Path) -> Path:
@@ -38,25 +38,41 @@ def fsync_folder(folder: str | Path) -> None:
         os.close(handle)
 
 
+class AtomicTarget:
+    """A file written under `temporary` (a unique name beside `path`) and moved to `path` by
+    `commit()`, or removed by `discard()`: for a writer that streams its content over time (an
+    encoder). `durable`: `commit` fsyncs the file before the move and its folder after it."""
+
+    def __init__(self, path: str | Path, durable: bool = False):
+        self.path = Path(path)
+        self.temporary = temporary_path(self.path)
+        self.durable = durable
+
+    def commit(self) -> Path:
+        if self.durable:
+            with open(self.temporary, "rb") as handle:
+                os.fsync(handle.fileno())
+        os.replace(self.temporary, self.path)
+        if self.durable:
+            fsync_folder(self.path.parent)
+        return self.path
+
+    def discard(self) -> None:
+        self.temporary.unlink(missing_ok=True)
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], Any], durable: bool = False) -> Path:
     """Call `write(temporary)` to write the content, then move it to `path` atomically.
 
     `durable`: fsync the file before the move and its folder after it. The temporary file is
     removed when `write` fails. Returns `path`."""
-    path = Path(path)
-    temporary = temporary_path(path)
+    target = AtomicTarget(path, durable)
     try:
-        write(temporary)
-        if durable:
-            with open(temporary, "rb") as handle:
-                os.fsync(handle.fileno())
-        os.replace(temporary, path)
+        write(target.temporary)
+        return target.commit()
     except BaseException:
-        temporary.unlink(missing_ok=True)
+        target.discard()
         raise
-    if durable:
-        fsync_folder(path.parent)
-    return path
 
 
 def atomic_write_text(path: str | Path, text: str, durable: bool = False) -> Path:

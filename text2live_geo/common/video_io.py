@@ -7,7 +7,6 @@ rounding of the size up to a multiple of 16 is switched off, and odd sizes (whic
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable
 from dataclasses import dataclass
 from fractions import Fraction
@@ -18,7 +17,7 @@ import torch
 
 from ..common.io import InputError, read_image
 from ..common.media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  # noqa: F401 (re-exported)
-from .atomic import temporary_path
+from .atomic import AtomicTarget
 
 #: Output frame rate when the input is a folder of frames (which has none).
 FOLDER_FPS = 10.0
@@ -176,7 +175,8 @@ class VideoWriter:
 
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.temporary = temporary_path(self.path)  # the final name only once the whole video is written
+        self.target = AtomicTarget(self.path)  # the final name only once the whole video is written
+        self.temporary = self.target.temporary
         self.size = (width, height)
         codec = _h264_encoder()
         # yuv420p (what every player expects) stores chroma at half resolution, so it needs even
@@ -201,14 +201,13 @@ class VideoWriter:
 
     def close(self) -> Path:
         self._writer.close()
-        os.replace(self.temporary, self.path)
-        return self.path
+        return self.target.commit()
 
     def abort(self) -> None:
         try:
             self._writer.close()
         finally:
-            self.temporary.unlink(missing_ok=True)
+            self.target.discard()
 
     def __enter__(self) -> VideoWriter:
         return self

@@ -57,8 +57,8 @@ def prepare_input(image: torch.Tensor, resize_to: int, min_size: int, name: str,
 class ImageEditor(GeneratorTraining):
     """Holds everything of one image edit and runs its training steps."""
 
-    def __init__(self, cfg: ImageEditConfig, image: torch.Tensor, clip: ClipGuide, device: torch.device):
-        self.cfg, self.clip, self.device = cfg, clip, device
+    def __init__(self, cfg: ImageEditConfig, image: torch.Tensor, clip_guide: ClipGuide, device: torch.device):
+        self.cfg, self.clip_guide, self.device = cfg, clip_guide, device
         self.image = image.to(device)
         inversion = cfg.mode == Mode.inversion
         self.sparsity = not inversion  # the alpha of a pixel inversion is not an edit's
@@ -71,7 +71,7 @@ class ImageEditor(GeneratorTraining):
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
         loss = cfg.loss
-        self.objective = EditObjective(cfg.text, cfg.clip, loss, clip, device, cfg.precision)
+        self.objective = EditObjective(cfg.text, cfg.clip, loss, clip_guide, device, cfg.precision)
         self.previous_generator = copy.deepcopy(self.generator).requires_grad_(False) \
             if self.objective.uses_previous_anchor else None
         view_size = self.objective.view_size
@@ -83,7 +83,7 @@ class ImageEditor(GeneratorTraining):
         self.bootstraps = bool(cfg.text.bootstrap.strip()) and loss.bootstrap > 0 and not inversion
         if self.bootstraps and not loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(self.image, view_size, cfg.clip.max_view_ratio)
-            relevancy = clip.relevancy(view, cfg.text.bootstrap)
+            relevancy = clip_guide.relevancy(view, cfg.text.bootstrap)
             self.relevancy = F.interpolate(relevancy, size=self.image.shape[-2:], mode="bilinear",
                                            align_corners=False).clamp(0, 1)
             source = torch.cat([self.image, self.relevancy], dim=1)
@@ -137,7 +137,7 @@ def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix
 # ---------------------------------------------------------------------------- the API
 def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True,
+               clip_guide: ClipGuide | None = None, progress: bool = True,
                run_dir: str | Path | None = None) -> ImageEditResult:
     """Run (or resume) one image edit and write its run folder. Returns the result.
 
@@ -153,13 +153,13 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
         image, notes = read_image(cfg.image)
         for note in notes:
             logger.info(f"note: {note}")
-        guide = ClipGuide.load(cfg.clip.model, device) if clip is None else clip
+        guide = ClipGuide.load(cfg.clip.model, device) if clip_guide is None else clip_guide
         guide = guide.to(device)
         min_size = 1 if cfg.mode == Mode.inversion else min_input_size(cfg.generator.num_scales)
         image = prepare_input(image, cfg.crops.resize_short, min_size, cfg.image, cfg.crops.resize_upscale)
         torch.manual_seed(cfg.seed)
         editor = ImageEditor(cfg, image, guide, device)
-        if clip is None:
+        if clip_guide is None:
             guide.release_text_model()  # every text is embedded by now: free its weights
         first = {"input.png": image}
         if editor.relevancy is not None:

@@ -70,14 +70,14 @@ class EditObjective:
     `fill` is the colour the view warps reveal (1.0 white for images, 0.0 black for video).
     """
 
-    def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip: ClipGuide,
+    def __init__(self, text_cfg: TextConfig, clip_cfg: ClipConfig, loss_cfg: LossConfig, clip_guide: ClipGuide,
                  device: torch.device, precision: Precision = Precision.fp32, fill: float | None = None):
         self.text_cfg, self.clip_cfg, self.loss_cfg = text_cfg, clip_cfg, loss_cfg
-        self.clip, self.device, self.precision = clip, device, precision
-        self.view_size = clip_cfg.view_size or clip.image_size
+        self.clip_guide, self.device, self.precision = clip_guide, device, precision
+        self.view_size = clip_cfg.view_size or clip_guide.image_size
         self.checkpoint_layers = clip_cfg.checkpoint_layers
         if self.checkpoint_layers is None:  # 2-core CPU, 256 px: 0.1-0.2 GiB less for ~2 % more time
-            self.checkpoint_layers = 3 * clip.num_layers // 4 if torch.device(device).type == "cpu" else 0
+            self.checkpoint_layers = 3 * clip_guide.num_layers // 4 if torch.device(device).type == "cpu" else 0
         self.structure_size = clip_cfg.structure_size or self.view_size
         if fill is None:
             fill = 1.0 if clip_cfg.fill == Fill.white else 0.0
@@ -98,7 +98,7 @@ class EditObjective:
         self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
         if loss_cfg.relevancy_per_crop and text_cfg.bootstrap.strip():
             # embedded now, while the text tower is loaded (a run releases it after set-up)
-            clip.text_embeddings(text_cfg.bootstrap, RAW_TEXT)
+            clip_guide.text_embeddings(text_cfg.bootstrap, RAW_TEXT)
         self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
         self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
@@ -110,7 +110,7 @@ class EditObjective:
     def _embed_texts(self, texts: str | Sequence[str], templates: Sequence[str], normalize: bool = True
                      ) -> torch.Tensor:
         texts = [texts] if isinstance(texts, str) else list(texts)
-        return torch.stack([self.clip.text_embeddings(text, templates, normalize=normalize) for text in texts])
+        return torch.stack([self.clip_guide.text_embeddings(text, templates, normalize=normalize) for text in texts])
 
     def template_rows(self) -> torch.Tensor:
         """The image templates drawn this step: `text.templates_per_step` of them, at random."""
@@ -201,12 +201,12 @@ class EditObjective:
             batch = torch.cat([views[key] for key in keys])
             with autocast_context(self.device, self.precision):
                 if grad:
-                    encoded = self.clip.encode_images(batch, checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
+                    encoded = self.clip_guide.encode_images(batch, checkpoint_chunk=self.clip_cfg.checkpoint_chunk,
                                                       memory_efficient=self.clip_cfg.memory_efficient,
                                                       checkpoint_layers=self.checkpoint_layers, normalize=normalize)
                 else:
                     with torch.no_grad():
-                        encoded = self.clip.encode_images(batch, normalize=normalize)
+                        encoded = self.clip_guide.encode_images(batch, normalize=normalize)
             embeds.update(zip(keys, encoded.split([views[key].shape[0] for key in keys])))
         return embeds
 
@@ -260,7 +260,7 @@ class EditObjective:
         `(view_size, view_size)`, as the reference computes it for every crop -> `(1, 1, s, s)`."""
         size = (self.view_size, self.view_size)
         square = F.interpolate(image.detach().float(), size=size, mode="bilinear", align_corners=False)
-        return self.clip.relevancy(square, self.text_cfg.bootstrap)
+        return self.clip_guide.relevancy(square, self.text_cfg.bootstrap)
 
     def _terms(self, render: Render, embeds: dict[str, torch.Tensor], raw_embeds: dict[str, torch.Tensor] | None,
                texts: StepTexts, bootstrap_weight: float, sparsity: bool):
@@ -292,11 +292,11 @@ class EditObjective:
             terms["screen"] = self.composition_loss(embeds["screen"], texts.screen)
             weights["screen"] = loss_cfg.screen
         if loss_cfg.structure > 0:
-            ratio = self.clip_cfg.max_structure_ratio
+            ratio, size = self.clip_cfg.max_structure_ratio, self.structure_size
             with autocast_context(self.device, self.precision):
                 with torch.no_grad():
-                    input_tokens = self.clip.structure_tokens(resize_short(render.source, self.structure_size, ratio))
-                output_tokens = self.clip.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
+                    input_tokens = self.clip_guide.structure_tokens(resize_short(render.source, size, ratio))
+                output_tokens = self.clip_guide.structure_tokens(resize_short(layers.composite, size, ratio))
             terms["structure"] = self.structure_loss(input_tokens, output_tokens)
             weights["structure"] = loss_cfg.structure
         if loss_cfg.sparsity > 0 and sparsity:

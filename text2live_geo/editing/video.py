@@ -91,13 +91,13 @@ class VideoEditResult:
 class VideoEditor(GeneratorTraining):
     """Holds everything of one video edit and runs its training steps (mirrors ImageEditor)."""
 
-    def __init__(self, cfg: VideoEditConfig, video: AtlasVideo, clip: ClipGuide, device: torch.device):
-        self.cfg, self.video, self.clip, self.device = cfg, video, clip, device
+    def __init__(self, cfg: VideoEditConfig, video: AtlasVideo, clip_guide: ClipGuide, device: torch.device):
+        self.cfg, self.video, self.clip_guide, self.device = cfg, video, clip_guide, device
         self.layer: Layer = video.layer
         self.generator = SkipGenerator.from_config(cfg.generator).to(device)
         if device.type == "cuda":
             self.generator = self.generator.to(memory_format=torch.channels_last)
-        self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip, device, cfg.precision)
+        self.objective = EditObjective(cfg.text, cfg.clip, cfg.loss, clip_guide, device, cfg.precision)
         self.previous_generator = copy.deepcopy(self.generator).requires_grad_(False) \
             if self.objective.uses_previous_anchor else None
         self.sparsity = True
@@ -108,7 +108,7 @@ class VideoEditor(GeneratorTraining):
         self.bootstraps = bool(cfg.text.bootstrap.strip()) and cfg.loss.bootstrap > 0
         if self.bootstraps and not cfg.loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(video.atlas_image, self.objective.view_size, cfg.clip.max_view_ratio)
-            relevancy = clip.relevancy(view, cfg.text.bootstrap)
+            relevancy = clip_guide.relevancy(view, cfg.text.bootstrap)
             self.atlas_relevancy = F.interpolate(relevancy, size=video.atlas_image.shape[-2:], mode="bilinear",
                                                  align_corners=False).clamp(0, 1)
         self.sampler = AtlasCropSampler(video, cfg.crops, self.generator.min_size, self.atlas_relevancy)
@@ -270,7 +270,7 @@ class VideoEditor(GeneratorTraining):
 # ---------------------------------------------------------------------------- the API
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
-               clip: ClipGuide | None = None, progress: bool = True,
+               clip_guide: ClipGuide | None = None, progress: bool = True,
                run_dir: str | Path | None = None) -> VideoEditResult:
     """Run (or resume) one video edit and write its run folder. Returns the result.
 
@@ -289,7 +289,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
         for note in notes:
             logger.info(f"note: {note}")
-        guide = clip
+        guide = clip_guide
         atlas_path = cfg.atlas.checkpoint
         if not atlas_path:  # no atlas given: fit one (or reuse the one fitted on this clip before)
             if guide is None:  # a wrong clip.model fails now, not after the fit
@@ -316,7 +316,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
             logger.info(f"note: {skipped} of {atlas_video.num_frames} frames have no foreground with NLA alpha > "
                         f"{cfg.atlas.alpha_threshold}; they give no training crops (and get no visible edit)")
         editor = VideoEditor(cfg, atlas_video, guide, device)
-        if clip is None:
+        if clip_guide is None:
             guide.release_text_model()  # every text is embedded by now: free its weights
         facts["first_step"] = editor.step
         first = {"atlas_relevancy.png": editor.atlas_relevancy} if editor.atlas_relevancy is not None else {}

@@ -4,7 +4,7 @@ The names below load their module on first use, so `text2live_geo.losses.options
 choices, imported by the configs) costs no torch import."""
 from __future__ import annotations
 
-import importlib
+from ..common.lazy import lazy_exports
 
 #: exported name -> the module of this package that defines it
 _EXPORTS = {
@@ -14,10 +14,4 @@ _EXPORTS = {
 }
 __all__ = list(_EXPORTS)
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
-    globals()[name] = value  # later lookups skip this function
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS)
