@@ -11,6 +11,7 @@ from atlas.layers import Layer
 from atlas.settings import FIT_LEGACY_KEYS, FitConfig, VideoInputConfig
 
 from .common.config import Choice, ConfigError, LegacyKey, Precision, load_config, to_yaml
+from .common.media_files import DEFAULT_MAX_IMAGE_PIXELS
 from .losses.options import (
     GFK_MAX_SUBSPACE_DIM,
     GFK_NULL_DIM,
@@ -181,6 +182,9 @@ class ImageEditConfig:
     """One image edit. `mode`: generator (layered edit) | inversion (optimise pixels)."""
 
     image: str = ""  # the input image (required)
+    # checked from the file's header before decoding: 200 MP admits the largest camera photos (200 MP phone
+    # sensors, 150 MP medium format) and bounds a read to ~3 GB; larger files are scans, panoramas or bombs
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # refuse images over this many pixels, w x h (0: no limit)
     mode: Mode = Mode.generator  # generator (layered edit) | inversion (optimise the pixels)
     text: TextConfig = field(default_factory=TextConfig)
     clip: ClipConfig = field(default_factory=ClipConfig)

@@ -150,7 +150,9 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
     def prepare(cfg: ImageEditConfig, device: torch.device) -> PreparedEdit:
         if not cfg.image:
             raise RunError("no input image: pass image=path/to/photo.png (or set it in the config)")
-        image, notes = read_image(cfg.image)
+        if cfg.max_image_pixels < 0:
+            raise RunError(f"max_image_pixels must be at least 0 (0: no limit), got {cfg.max_image_pixels}")
+        image, notes = read_image(cfg.image, cfg.max_image_pixels, key="max_image_pixels")
         for note in notes:
             logger.info(f"note: {note}")
         guide = ClipGuide.load(cfg.clip.model, device) if clip_guide is None else clip_guide
