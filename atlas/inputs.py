@@ -4,8 +4,11 @@
 palette, RGBA and 16-bit frames work, odd sizes too; missing or corrupt inputs and folders mixing
 frame sizes raise its ``InputError``), keeps at most ``max_frames`` frames (saying so when there
 were more), resizes the frames so that their long side is ``long_side`` (downscaling only, unless
-asked) and loads a masks folder at that size (:func:`atlas.masks.load_mask_folder`). Everything
-worth telling the user is in ``notes``, one line each.
+asked) and loads a masks folder at that size (:func:`atlas.masks.load_mask_folder`). The clip is
+probed first and refused when it would keep more than ``frame_limit`` frames or has frames over
+``max_frame_pixels``; then it is decoded one frame at a time, each frame resized as it arrives, so
+only the fitting size is ever held for the whole clip. Everything worth telling the user is in
+``notes``, one line each.
 """
 
 from __future__ import annotations
@@ -14,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-from torch.nn import functional as F
 
 from text2live_geo.common.errors import UserError
-from text2live_geo.common.video_io import FrameShape
+from text2live_geo.common.media_files import DEFAULT_MAX_IMAGE_PIXELS
+from text2live_geo.common.video_io import FrameShape, VideoStream, resize_frames
 
 from .masks import load_mask_folder
 
@@ -65,22 +68,14 @@ def fitting_size(height: int, width: int, long_side: int, upscale: bool = False)
     return max(1, int(round(height * scale))), max(1, int(round(width * scale)))
 
 
-def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """``(N, C, H, W)`` in [0, 1] -> ``(N, C, h, w)``: bilinear with antialiasing (an area-like
-    average when shrinking), a few frames at a time."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    out = [F.interpolate(chunk.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
-           for chunk in frames.split(8)]
-    return torch.cat(out).clamp_(0.0, 1.0)
-
-
 def load_clip(
     path: str | Path,
     max_frames: int = 0,
     long_side: int = DEFAULT_LONG_SIDE,
     upscale: bool = False,
     masks: str | Path | None = None,
+    frame_limit: int = 0,
+    max_frame_pixels: int = DEFAULT_MAX_IMAGE_PIXELS,
 ) -> ClipInput:
     """Read a clip for fitting (see the module docstring).
 
@@ -92,35 +87,34 @@ def load_clip(
         upscale: also enlarge frames smaller than ``long_side`` (off: small clips stay small).
         masks: a folder of per-frame masks (:func:`atlas.masks.load_mask_folder`), or None. When
             the clip was cut to ``max_frames``, the masks of the first frames are used.
+        frame_limit: refuse a clip that would keep more frames than this (0: no limit).
+        max_frame_pixels: refuse frames with more pixels than this (0: no limit).
 
     Raises:
-        text2live_geo.common.io.InputError: missing / unreadable video or frames, mixed frame sizes.
+        text2live_geo.common.io.InputError: missing / unreadable video or frames, mixed frame sizes,
+            a clip over ``frame_limit`` or frames over ``max_frame_pixels`` (its subclasses say which
+            key to set).
         ClipInputError: fewer than 2 frames.
         atlas.masks.MaskError: a masks folder that does not fit the frames.
     """
-    # the project's readers; imported here so that atlas/ imports without the editing package
-    from text2live_geo.common.video_io import list_frame_files, read_video
-
     path = Path(path)
-    video, notes = read_video(path, max_frames + 1 if max_frames > 0 else 0)
-    frames, names = video.frames, list(video.names)
-    total_known = len(list_frame_files(path)) if path.is_dir() else None
-    if 0 < max_frames < frames.shape[0]:
-        frames, names = frames[:max_frames], names[:max_frames]
-        of = f" of {total_known}" if total_known else ""
+    stream = VideoStream(path, max_frames, frame_limit, max_frame_pixels)
+    height, width = stream.size
+    size = fitting_size(height, width, long_side, upscale)
+    video = stream.read(size)  # resized frame by frame as decoded: never held at the source size
+    notes = stream.notes
+    if video.truncated:
+        of = f" of {stream.source_frames}" if stream.files is not None else ""
         notes.append(f"the clip has more than {max_frames} frames: kept the first {max_frames}{of} "
                      f"(video.max_frames)")
-    if frames.shape[0] < 2:
-        raise ClipInputError(f"clip '{path}' has {frames.shape[0]} frame; fitting an atlas needs at least 2 frames")
-    height, width = frames.shape[-2:]
-    size = fitting_size(height, width, long_side, upscale)
+    if video.num_frames < 2:
+        raise ClipInputError(f"clip '{path}' has {video.num_frames} frame; fitting an atlas needs at least 2 frames")
     if size != (height, width):
-        frames = resize_frames(frames, size)
         notes.append(f"frames resized from {width}x{height} to {size[1]}x{size[0]} (video.long_side={long_side})")
-    clip = ClipInput(frames=frames.contiguous(), names=names, fps=video.fps, source=path,
+    clip = ClipInput(frames=video.frames.contiguous(), names=list(video.names), fps=video.fps, source=path,
                      source_size=(height, width), notes=notes)
     if masks is not None:
-        clip.masks = _load_masks(Path(masks), clip, cut=frames.shape[0] < video.frames.shape[0])
+        clip.masks = _load_masks(Path(masks), clip, cut=video.truncated)
     return clip
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar
 
 from text2live_geo.common.config import Choice, LegacyKey
+from text2live_geo.common.media_files import DEFAULT_FRAME_LIMIT, DEFAULT_MAX_IMAGE_PIXELS
 
 __all__ = ["AtlasModel", "AtlasRunConfig", "FIT_LEGACY_KEYS", "FitConfig", "FlowPreset", "VideoInputConfig"]
 
@@ -19,6 +20,10 @@ class VideoInputConfig:
     max_frames: int = 0  # keep only the first max_frames frames (0: all)
     fps: float | None = None  # output frame rate; None: the input video's, or 10 for a frames folder
     long_side: int = 768  # atlas fitting: frames downscaled so their longer side is at most this (NLA: 768 x 432)
+    # memory grows with the frames kept, so a longer clip is refused before it is decoded (2000: ~67 s at 30 fps)
+    frame_limit: int = DEFAULT_FRAME_LIMIT  # refuse a clip keeping more frames than this (0: no limit); see max_frames
+    # 200 MP admits any camera's photos and 8K video (33 MP); frames are read one at a time, resized as read
+    max_frame_pixels: int = DEFAULT_MAX_IMAGE_PIXELS  # refuse frames over this many pixels, w x h (0: no limit)
 
 
 class AtlasModel(Choice):

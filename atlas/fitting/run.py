@@ -128,6 +128,8 @@ def check_config(cfg: AtlasRunConfig) -> None:
     for key, value, least in (("fit.iterations", cfg.fit.iterations, 0), ("fit.samples", cfg.fit.samples, 1),
                               ("video.max_frames", cfg.video.max_frames, 0),
                               ("video.long_side", cfg.video.long_side, 0),
+                              ("video.frame_limit", cfg.video.frame_limit, 0),
+                              ("video.max_frame_pixels", cfg.video.max_frame_pixels, 0),
                               ("checkpoint_every", cfg.checkpoint_every, 0)):
         if value < least:
             raise RunError(f"{key} must be at least {least}, got {value}")
@@ -135,10 +137,13 @@ def check_config(cfg: AtlasRunConfig) -> None:
 
 def read_clip(cfg: AtlasRunConfig) -> ClipInput:
     """The clip at the fitting size (``video.frames``, ``video.max_frames``, ``video.long_side``) and
-    the masks folder's masks (``fit.masks``), checked; notes are logged. Raises the input's
-    UserError (missing or corrupt video, one frame, mixed sizes, masks that do not fit)."""
+    the masks folder's masks (``fit.masks``), checked; notes are logged. The clip is probed before it
+    is decoded (``video.frame_limit``, ``video.max_frame_pixels``) and resized frame by frame as it is
+    decoded. Raises the input's UserError (missing or corrupt video, too long, frames too large, one
+    frame, mixed sizes, masks that do not fit)."""
     clip = load_clip(cfg.video.frames, max_frames=cfg.video.max_frames, long_side=cfg.video.long_side,
-                     masks=cfg.fit.masks or None)
+                     masks=cfg.fit.masks or None, frame_limit=cfg.video.frame_limit,
+                     max_frame_pixels=cfg.video.max_frame_pixels)
     for note in clip.notes:
         logger.info(f"note: {note}")
     return clip

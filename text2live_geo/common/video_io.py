@@ -1,5 +1,14 @@
 """Reading videos (a folder of frames or a video file) and writing mp4 files.
 
+Reading is bounded: :class:`VideoStream` probes a clip before decoding anything (a folder's file
+list and its first frame's header; a video file's size, frame rate and duration from ffmpeg's
+metadata) and refuses one whose kept frames would exceed ``frame_limit`` or whose frames are over
+``max_frame_pixels``, with one line naming the key to set. It then decodes one frame at a time
+(8-bit as decoded) and :meth:`VideoStream.read` resizes each frame to the size asked for as it
+arrives, so a read holds the clip only at that size (``video.long_side``, or the atlas's), plus
+one frame at the source size, never the whole clip at the source size. The values equal those of
+decoding everything and then resizing (the same antialiased bilinear resize, frame by frame).
+
 Video files are decoded and encoded by the ffmpeg binary that ships with ``imageio-ffmpeg``
 (no system ffmpeg needed). mp4 outputs are H.264 at the frames' exact size: ``imageio``'s usual
 rounding of the size up to a multiple of 16 is switched off, and odd sizes (which the common
@@ -7,20 +16,33 @@ rounding of the size up to a multiple of 16 is switched off, and odd sizes (whic
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch.nn import functional as F
 
-from ..common.io import InputError, read_image
-from ..common.media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files  # noqa: F401 (re-exported)
+from ..common.io import InputError, check_image_size, probe_image, read_frame_image
+from ..common.media_files import (  # noqa: F401 (re-exported)
+    DEFAULT_FRAME_LIMIT,
+    DEFAULT_MAX_IMAGE_PIXELS,
+    IMAGE_EXTENSIONS,
+    VIDEO_EXTENSIONS,
+    list_frame_files,
+)
 from .atomic import AtomicTarget
 
 #: Output frame rate when the input is a folder of frames (which has none).
 FOLDER_FPS = 10.0
+
+#: the config keys the limits' messages name (VideoInputConfig's)
+FRAME_LIMIT_KEY = "video.frame_limit"
+MAX_FRAMES_KEY = "video.max_frames"
+FRAME_PIXELS_KEY = "video.max_frame_pixels"
 
 
 class FrameShape:
@@ -47,16 +69,265 @@ class Video(FrameShape):
     """A decoded video.
 
     Attributes:
-        frames: ``(N, 3, H, W)`` float32 in [0, 1], on the CPU.
+        frames: ``(N, 3, H, W)`` float32 in [0, 1], on the CPU, at the size it was read at.
         fps: frame rate of a video file; None for a frames folder.
         source: the path it was read from.
         names: per frame, the file name (folder) or ``frame_00000`` style names (video file).
+        source_size: (height, width) of the frames as stored (before any resize); None: ``frames``'s.
+        truncated: the source holds more frames than the ``max_frames`` kept.
     """
 
     frames: torch.Tensor
     fps: float | None
     source: Path
     names: list[str]
+    source_size: tuple[int, int] | None = None
+    truncated: bool = False
+
+    def __post_init__(self) -> None:
+        if self.source_size is None:
+            self.source_size = (self.height, self.width)
+
+
+class FrameLimitError(InputError):
+    """A clip that would keep more frames than ``video.frame_limit``; the message says what to set."""
+
+
+def resize_frames(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``(N, C, H, W)`` in [0, 1] -> ``(N, C, h, w)``: bilinear with antialiasing (an area-like
+    average when shrinking), a few frames at a time; the frames themselves when already that size."""
+    if tuple(frames.shape[-2:]) == tuple(size):
+        return frames
+    out = [F.interpolate(chunk.float(), size=size, mode="bilinear", align_corners=False, antialias=True)
+           for chunk in frames.split(8)]
+    return torch.cat(out).clamp_(0.0, 1.0)
+
+
+def _as_float(frame: torch.Tensor) -> torch.Tensor:
+    """A decoded frame (uint8, or float32 in [0, 1]) as float32 in [0, 1]."""
+    return frame.float().div_(255.0) if frame.dtype == torch.uint8 else frame.float()
+
+
+def _reason(error: BaseException) -> str:
+    text = str(error).strip()
+    return text.splitlines()[0][:200] if text else type(error).__name__
+
+
+class VideoStream:
+    """A clip (a frames folder or a video file) opened for reading, frame by frame.
+
+    Creating one probes the clip, decoding nothing: a folder's image files are listed and the first
+    one's header read; a video file's size, frame rate and duration come from ffmpeg's metadata
+    (its frame count is duration x frame rate, an estimate). It raises InputError (one line) for a
+    missing or unreadable clip, FrameLimitError when the frames kept (the first ``max_frames``; 0:
+    all) would be more than ``frame_limit`` (0: no limit), and ImageTooLargeError for frames over
+    ``max_frame_pixels`` (0: no limit). A clip whose length the metadata does not give is held to
+    ``frame_limit`` while it is decoded.
+
+    Iterating decodes the kept frames in order, one at a time, as ``(3, H, W)`` tensors at the
+    source size: uint8 as decoded (float32 in [0, 1] only for 16-bit or transparent frames of a
+    folder). :meth:`read` collects them resized; :meth:`batches` gives them as float batches. Each
+    iteration decodes the clip again (a video file: a new ffmpeg process, stopped early when left).
+
+    Attributes:
+        path: the clip.
+        width, height: the frames' size as stored.
+        fps: a video file's frame rate (None when unknown, and for a folder).
+        source_frames: frames in the clip: exact for a folder, duration x fps for a video file
+            (None when the metadata has no duration).
+        truncated: the clip holds more frames than ``max_frames`` (known for a folder at once, for
+            a file once the kept frames have been decoded).
+    """
+
+    def __init__(self, path: str | Path, max_frames: int = 0, frame_limit: int = 0,
+                 max_frame_pixels: int = DEFAULT_MAX_IMAGE_PIXELS):
+        self.path = Path(path)
+        self.max_frames, self.frame_limit = int(max_frames), int(frame_limit)
+        self.max_frame_pixels = int(max_frame_pixels)
+        self.truncated = False
+        self.fps: float | None = None
+        self.source_frames: int | None = None
+        self.files: list[Path] | None = None
+        self._duration: float | None = None
+        self._probe_notes: list[str] = []
+        self._conversions: dict[str, int] = {}
+        path = self.path
+        if not str(path) or not path.exists():
+            raise InputError(f"video not found: '{path}' (video.frames must be a folder of frames or a video file)")
+        if path.is_dir():
+            self._probe_folder()
+        elif path.suffix.lower() in IMAGE_EXTENSIONS:
+            raise InputError(f"'{path}' is a single image; video.frames must be a folder of frames or a video file")
+        else:
+            self._probe_file()
+        if self.source_frames is not None:
+            kept = min(self.source_frames, self.max_frames) if self.max_frames > 0 else self.source_frames
+            if self.frame_limit > 0 and kept > self.frame_limit:
+                raise self._too_long(kept)
+
+    # ---------------------------------------------------------------------- probing
+    def _probe_folder(self) -> None:
+        files = list_frame_files(self.path)
+        if not files:
+            raise InputError(f"frames folder '{self.path}' holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+        self.files = files
+        self.source_frames = len(files)
+        self.truncated = 0 < self.max_frames < len(files)
+        self.width, self.height = probe_image(files[0], self.max_frame_pixels, FRAME_PIXELS_KEY)
+
+    def _probe_file(self) -> None:
+        import imageio_ffmpeg
+
+        try:
+            reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
+            try:
+                meta = next(reader)
+            finally:
+                reader.close()
+            self.width, self.height = (int(side) for side in meta["size"])
+        except (OSError, RuntimeError, StopIteration, KeyError, ValueError, TypeError) as error:
+            raise InputError(f"could not decode video file '{self.path}' (not a video, or corrupt?): "
+                             f"{_reason(error)}") from None
+        fps = meta.get("fps")
+        self.fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
+        if self.fps is None:
+            self._probe_notes.append(f"'{self.path.name}' has no frame rate; the outputs use {FOLDER_FPS:g} fps")
+        duration = meta.get("duration")
+        if self.fps and duration and np.isfinite(duration) and duration > 0:
+            self._duration = float(duration)
+            self.source_frames = max(1, round(self._duration * self.fps))
+        check_image_size(self.path, self.width, self.height, self.max_frame_pixels, FRAME_PIXELS_KEY)
+
+    def _too_long(self, kept: int | None) -> FrameLimitError:
+        limit = self.frame_limit
+        if kept is None:
+            count = f"more than {limit} frames"
+        elif self.files is None and self._duration is not None:
+            count = f"about {kept} frames ({self._duration:.0f} s at {self.fps:g} fps)"
+        else:
+            count = f"{kept} frames"
+        return FrameLimitError(
+            f"clip '{self.path}' has {count}, more than {FRAME_LIMIT_KEY}={limit} allows: pass "
+            f"{MAX_FRAMES_KEY}={limit} (or fewer) to use its first frames, or raise {FRAME_LIMIT_KEY} (0: no limit)")
+
+    # ------------------------------------------------------------------------ facts
+    @property
+    def size(self) -> tuple[int, int]:
+        """(height, width) of the frames as stored."""
+        return self.height, self.width
+
+    @property
+    def expected_frames(self) -> int | None:
+        """The frames a read keeps, as far as the probe knows (None: not known before decoding)."""
+        if self.source_frames is None:
+            return self.max_frames or None
+        return min(self.source_frames, self.max_frames) if self.max_frames > 0 else self.source_frames
+
+    def frame_names(self, count: int) -> list[str]:
+        """The names of the first ``count`` frames: file names (folder) or ``frame_00000`` ... (file)."""
+        if self.files is not None:
+            return [p.name for p in self.files[:count]]
+        return [f"frame_{i:05d}" for i in range(count)]
+
+    @property
+    def notes(self) -> list[str]:
+        """Lines for the user: the probe's (a file without a frame rate) and, once frames have been
+        read, one per kind of conversion (a count of the frames, not a line per frame)."""
+        conversions = [f"{count} frame(s) of '{self.path}': {kind}" for kind, count in self._conversions.items()]
+        return self._probe_notes + conversions
+
+    # ---------------------------------------------------------------------- decoding
+    def __iter__(self) -> Iterator[torch.Tensor]:
+        return self._folder_frames() if self.files is not None else self._file_frames()
+
+    def _folder_frames(self) -> Iterator[torch.Tensor]:
+        files = self.files[: self.max_frames] if self.max_frames > 0 else self.files
+        self._conversions = {}
+        for path in files:
+            frame, notes = read_frame_image(path, self.max_frame_pixels, FRAME_PIXELS_KEY)
+            height, width = frame.shape[-2:]
+            if (height, width) != (self.height, self.width):
+                raise InputError(f"frames folder '{self.path}' mixes frame sizes: '{self.files[0].name}' is "
+                                 f"{self.width}x{self.height} but '{path.name}' is {width}x{height} "
+                                 "(all frames must have one size)")
+            for note in notes:  # one line per kind of note, not per frame
+                kind = note.split(": ", 1)[-1]
+                self._conversions[kind] = self._conversions.get(kind, 0) + 1
+            yield frame
+
+    def _file_frames(self) -> Iterator[torch.Tensor]:
+        import imageio_ffmpeg
+
+        width, height = self.width, self.height
+        count = 0
+        self.truncated = False
+        try:
+            reader = imageio_ffmpeg.read_frames(str(self.path), pix_fmt="rgb24")
+            try:
+                meta = next(reader)
+                if tuple(meta["size"]) != (width, height):
+                    raise InputError(f"video file '{self.path}' changed while it was read "
+                                     f"({width}x{height}, now {meta['size'][0]}x{meta['size'][1]})")
+                for data in reader:
+                    if 0 < self.max_frames <= count:
+                        self.truncated = True
+                        break
+                    if 0 < self.frame_limit <= count:
+                        raise self._too_long(None)
+                    # a writable copy of ffmpeg's bytes, so torch may own it
+                    frame = torch.frombuffer(bytearray(data), dtype=torch.uint8).view(height, width, 3)
+                    count += 1
+                    yield frame.permute(2, 0, 1)
+            finally:
+                reader.close()  # stops ffmpeg when we leave early
+        except InputError:
+            raise
+        except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as error:
+            raise InputError(f"could not decode video file '{self.path}' (not a video, or corrupt?): "
+                             f"{_reason(error)}") from None
+        if count == 0:
+            raise InputError(f"video file '{self.path}' holds no frames")
+
+    def batches(self, batch_size: int, size: tuple[int, int] | None = None) -> Iterator[torch.Tensor]:
+        """The kept frames as ``(B, 3, h, w)`` float32 batches in [0, 1] (the last one shorter), at
+        ``size`` (height, width; None: the source size), decoded and converted a batch at a time."""
+        batch: list[torch.Tensor] = []
+        for frame in self:
+            batch.append(self._converted(frame, size))
+            if len(batch) == batch_size:
+                yield torch.stack(batch)
+                batch = []
+        if batch:
+            yield torch.stack(batch)
+
+    @staticmethod
+    def _converted(frame: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+        """One decoded frame as float32 in [0, 1] at ``size`` (resized as :func:`resize_frames` does)."""
+        frame = _as_float(frame)
+        if size is not None and tuple(size) != tuple(frame.shape[-2:]):
+            frame = resize_frames(frame[None], size)[0]
+        return frame
+
+    def read(self, size: tuple[int, int] | None = None) -> Video:
+        """Decode the kept frames into one ``(N, 3, h, w)`` float32 tensor at ``size`` (height, width;
+        None: the source size), each frame resized as it arrives: the clip is held at ``size`` only.
+        The values equal decoding every frame and then :func:`resize_frames`."""
+        height, width = size if size is not None else (self.height, self.width)
+        expected = self.expected_frames
+        # a video file's count is an estimate: room for one more; the buffer grows if it was short
+        capacity = max(1, (expected or 16) + (0 if self.files is not None else 1))
+        frames = torch.empty((capacity, 3, height, width), dtype=torch.float32)
+        count = 0
+        for frame in self:
+            if count == frames.shape[0]:
+                grown = torch.empty((max(count + 1, math.ceil(count * 1.5)), 3, height, width), dtype=torch.float32)
+                grown[:count] = frames
+                frames = grown
+            frames[count] = self._converted(frame, size)
+            count += 1
+        frames = frames[:count]  # a view: pages never written cost no memory
+        return Video(frames, self.fps, self.path, self.frame_names(count), source_size=(self.height, self.width),
+                     truncated=self.truncated)
 
 
 def read_frames_folder(folder: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:
@@ -66,60 +337,17 @@ def read_frames_folder(folder: str | Path, max_frames: int = 0) -> tuple[Video, 
     different sizes (naming the first frame that differs and both sizes).
     """
     folder = Path(folder)
-    files = list_frame_files(folder)
-    if not files:
-        raise InputError(f"frames folder '{folder}' holds no image files "
-                         f"({', '.join(IMAGE_EXTENSIONS)})")
-    if max_frames > 0:
-        files = files[:max_frames]
-    frames: list[torch.Tensor] = []
-    notes: dict[str, int] = {}
-    for path in files:
-        image, image_notes = read_image(path)
-        if frames and image.shape[1:] != frames[0].shape:
-            first_height, first_width = frames[0].shape[-2:]
-            height, width = image.shape[-2:]
-            raise InputError(f"frames folder '{folder}' mixes frame sizes: '{files[0].name}' is "
-                             f"{first_width}x{first_height} but '{path.name}' is {width}x{height} "
-                             "(all frames must have one size)")
-        frames.append(image[0])
-        for note in image_notes:  # one line per kind of note, not per frame
-            kind = note.split(": ", 1)[-1]
-            notes[kind] = notes.get(kind, 0) + 1
-    summary = [f"{count} frame(s) of '{folder}': {kind}" for kind, count in notes.items()]
-    return Video(torch.stack(frames), None, folder, [p.name for p in files]), summary
+    if not folder.is_dir():
+        raise InputError(f"frames folder not found: '{folder}'")
+    return read_video(folder, max_frames)
 
 
 def read_video_file(path: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:
     """Decode a video file with imageio-ffmpeg -> (Video, notes). InputError if unreadable."""
-    import imageio_ffmpeg
-
     path = Path(path)
     if not path.is_file():
         raise InputError(f"video file not found: '{path}'")
-    frames: list[np.ndarray] = []
-    try:
-        reader = imageio_ffmpeg.read_frames(str(path), pix_fmt="rgb24")
-        meta = next(reader)
-        width, height = meta["size"]
-        try:
-            for data in reader:
-                frames.append(np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3))
-                if 0 < max_frames <= len(frames):
-                    break
-        finally:
-            reader.close()  # stops ffmpeg when we leave early
-    except (OSError, RuntimeError, StopIteration, KeyError, ValueError) as error:
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
-        raise InputError(f"could not decode video file '{path}' (not a video, or corrupt?): {reason}") from None
-    if not frames:
-        raise InputError(f"video file '{path}' holds no frames")
-    fps = meta.get("fps")
-    fps = float(fps) if fps and np.isfinite(fps) and fps > 0 else None
-    notes = [] if fps else [f"'{path.name}' has no frame rate; the outputs use {FOLDER_FPS:g} fps"]
-    array = np.stack(frames)
-    tensor = torch.from_numpy(array).permute(0, 3, 1, 2).float().div_(255.0)
-    return Video(tensor, fps, path, [f"frame_{i:05d}" for i in range(len(frames))]), notes
+    return read_video(path, max_frames)
 
 
 def video_name(path: str | Path) -> str:
@@ -132,19 +360,17 @@ def video_name(path: str | Path) -> str:
     return path.stem or "video"
 
 
-def read_video(path: str | Path, max_frames: int = 0) -> tuple[Video, list[str]]:
-    """Read a frames folder or a video file (see :func:`read_frames_folder`, :func:`read_video_file`).
+def read_video(path: str | Path, max_frames: int = 0, *, size: tuple[int, int] | None = None, frame_limit: int = 0,
+               max_frame_pixels: int = DEFAULT_MAX_IMAGE_PIXELS) -> tuple[Video, list[str]]:
+    """Read a frames folder or a video file -> (Video, notes for the user) (:class:`VideoStream`).
 
-    ``max_frames`` > 0 keeps only the first frames.
+    ``max_frames`` > 0 keeps only the first frames; ``size`` (height, width) resizes each frame as it
+    is decoded (None: the source size); ``frame_limit`` and ``max_frame_pixels`` (0: no limit) refuse
+    a clip before decoding it (FrameLimitError, ImageTooLargeError, naming the keys).
     """
-    path = Path(path)
-    if not str(path) or not path.exists():
-        raise InputError(f"video not found: '{path}' (video.frames must be a folder of frames or a video file)")
-    if path.is_dir():
-        return read_frames_folder(path, max_frames)
-    if path.suffix.lower() in IMAGE_EXTENSIONS:
-        raise InputError(f"'{path}' is a single image; video.frames must be a folder of frames or a video file")
-    return read_video_file(path, max_frames)
+    stream = VideoStream(path, max_frames, frame_limit, max_frame_pixels)
+    video = stream.read(size)
+    return video, stream.notes
 
 
 def _frame_bytes(frame: torch.Tensor) -> bytes:

@@ -40,7 +40,7 @@ from ..clip import ClipGuide
 from ..common.atomic import atomic_write_json
 from ..common.io import side_by_side
 from ..common.runs import RunError, autocast_context
-from ..common.video_io import FOLDER_FPS, read_video, video_name
+from ..common.video_io import FOLDER_FPS, VideoStream, video_name
 from ..config import VideoEditConfig
 from ..data.atlas_crops import AtlasCropSampler, AtlasSample, AtlasVideo
 from ..generator import SkipGenerator, batch_statistics_without_update
@@ -286,8 +286,15 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
             raise RunError("no input video: pass video.frames=path/to/frames_folder (or a .mp4/.mov file)")
         if cfg.video.fps is not None and cfg.video.fps < 0:
             raise RunError(f"video.fps must be positive, got {cfg.video.fps}")
-        video, notes = read_video(cfg.video.frames, cfg.video.max_frames)
-        for note in notes:
+        for key in ("max_frames", "frame_limit", "max_frame_pixels"):
+            if getattr(cfg.video, key) < 0:
+                raise RunError(f"video.{key} must be at least 0, got {getattr(cfg.video, key)}")
+        # probed, not decoded: a clip over video.frame_limit (or with frames over video.max_frame_pixels)
+        # stops here, before any fit; it is decoded later at the atlas's size, frame by frame
+        video = VideoStream(cfg.video.frames, cfg.video.max_frames, cfg.video.frame_limit,
+                            cfg.video.max_frame_pixels)
+        logged = len(video.notes)
+        for note in video.notes:
             logger.info(f"note: {note}")
         guide = clip_guide
         atlas_path = cfg.atlas.checkpoint
@@ -295,7 +302,9 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
             if guide is None:  # a wrong clip.model fails now, not after the fit
                 guide = ClipGuide.load(cfg.clip.model, device)
             atlas_path = fitted_atlas_for_video(cfg, progress)
-        atlas, frames = load_atlas_for_video(cfg, video, device, atlas_path)
+        atlas, frames = load_atlas_for_video(cfg, video, device, atlas_path)  # decoded at the atlas's size
+        for note in video.notes[logged:]:  # frames converted while decoding
+            logger.info(f"note: {note}")
         psnr = sampled_reconstruction_psnr(atlas, frames)
         logger.info(f"atlas reconstruction of the input: {psnr:.1f} dB PSNR (random pixels)")
         if psnr < 20:
@@ -327,11 +336,12 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     editor: VideoEditor = prepared.editor
     video, atlas_video, psnr = facts["video"], editor.video, facts["psnr"]
     fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
-    timings = write_video_outputs(run_dir, editor, video.frames, fps, cfg.crf, cfg.render_batch, progress)
+    # the untouched input at its own size, decoded again a batch at a time for the composite
+    timings = write_video_outputs(run_dir, editor, video, fps, cfg.crf, cfg.render_batch, progress)
     trained = editor.step - facts["first_step"]
     box = atlas_video.atlas_box
     summary = {
-        "frames": video.num_frames, "width": video.width, "height": video.height, "fps": fps,
+        "frames": atlas_video.num_frames, "width": video.width, "height": video.height, "fps": fps,
         "atlas_width": atlas_video.frames.shape[-1], "atlas_height": atlas_video.frames.shape[-2],
         "layer": cfg.layer, "steps": editor.step,
         "atlas_box": list(map(int, (box.left, box.top, box.right, box.bottom))),
@@ -343,4 +353,4 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     }
     atomic_write_json(run_dir / "summary.json", summary)
     logger.info(f"wrote {run_dir}")
-    return VideoEditResult(run_dir=run_dir, frames=video.num_frames, steps=editor.step, summary=summary)
+    return VideoEditResult(run_dir=run_dir, frames=atlas_video.num_frames, steps=editor.step, summary=summary)

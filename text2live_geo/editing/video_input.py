@@ -7,7 +7,6 @@ import logging
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from atlas import (
     Layer,
@@ -22,7 +21,7 @@ from atlas.nla_format import CHECKPOINT_FILENAME, CONFIG_FILENAME
 
 from ..common.io import InputError
 from ..common.runs import RunError
-from ..common.video_io import Video
+from ..common.video_io import Video, VideoStream, resize_frames
 from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
 from ..generator import min_input_size
@@ -53,17 +52,20 @@ def _is_nla_folder(path: Path) -> bool:
     return (path / CHECKPOINT_FILENAME).is_file() and not (path / RUN_ATLAS_FOLDER).is_dir()
 
 
-def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.device,
+def load_atlas_for_video(cfg: VideoEditConfig, video: Video | VideoStream, device: torch.device,
                          path: str | Path | None = None) -> tuple[LayeredAtlas, torch.Tensor]:
     """Load the atlas (:func:`atlas.format.load_atlas`: our format, a run_atlas.py run folder or a
     public NLA checkpoint) and match the video to it.
 
     Args:
+        video: the video read, or a :class:`VideoStream` opened on it: then it is decoded now,
+            each frame resized to the atlas's size as it arrives, so the clip is never held at
+            its own size.
         path: the atlas; None: ``cfg.atlas.checkpoint``.
 
     Returns:
-        The atlas (on ``device``) and the frames ``(N, 3, H, W)`` at the atlas's size (resized
-        when the video's size differs, with a note).
+        The atlas (on ``device``) and the frames ``(N, 3, H, W)`` float32 at the atlas's size
+        (resized when the video's size differs, with a note).
 
     Raises:
         atlas.AtlasCheckpointError: missing or mismatched checkpoint (a user error).
@@ -72,6 +74,8 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.devic
     """
     path = Path(path if path is not None else cfg.atlas.checkpoint)
     atlas = load_atlas(path, device=device, num_frames=cfg.atlas.num_frames or None)
+    if isinstance(video, VideoStream):
+        video = video.read((atlas.height, atlas.width))
     count, expected = video.num_frames, atlas.num_frames
     if _is_nla_folder(path):
         config_path = path / CONFIG_FILENAME
@@ -90,14 +94,12 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video, device: torch.devic
     elif count < expected:
         raise InputError(f"the video has {count} frames but the atlas in '{path}' was fitted on {expected}: "
                          f"give the clip it was fitted on (with the video.max_frames it was fitted with)")
-    frames = video.frames
-    if (video.width, video.height) != (atlas.width, atlas.height):
-        logger.info(f"note: the frames are {video.width}x{video.height} but the atlas was fitted at "
+    source_height, source_width = video.source_size
+    if (source_width, source_height) != (atlas.width, atlas.height):
+        logger.info(f"note: the frames are {source_width}x{source_height} but the atlas was fitted at "
             f"{atlas.width}x{atlas.height}: the edit is trained on frames resized to {atlas.width}x{atlas.height} "
-            f"and composited back at {video.width}x{video.height}")
-        frames = F.interpolate(frames, size=(atlas.height, atlas.width), mode="bilinear", align_corners=False,
-                               antialias=True).clamp(0, 1)
-    return atlas, frames
+            f"and composited back at {source_width}x{source_height}")
+    return atlas, resize_frames(video.frames, (atlas.height, atlas.width))
 
 
 def sampled_reconstruction_psnr(atlas: LayeredAtlas, frames: torch.Tensor, count: int = 20000,

@@ -1,5 +1,6 @@
 """The outputs of a video edit: the final render streamed to the run folder (videos, frames,
-the edited atlas)."""
+the edited atlas). The untouched input the edit is composited over is decoded again at its own
+size, a batch of frames at a time, rather than held whole."""
 from __future__ import annotations
 
 import time
@@ -11,8 +12,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from ..common.io import save_png, side_by_side
-from ..common.video_io import VideoWriter
+from ..common.io import InputError, save_png, side_by_side
+from ..common.video_io import VideoStream, VideoWriter
 from ..data.atlas_crops import AtlasVideo
 from ..layers import EditLayers, green_screen_like
 
@@ -34,8 +35,8 @@ OUTPUT_GREENSCREEN = "edit_on_greenscreen.mp4"
 OUTPUT_COMPARISON = "comparison.mp4"
 
 
-def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Tensor, fps: float, crf: int = 18,
-                        batch_size: int = 8, progress: bool = True) -> dict:
+def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Tensor | VideoStream, fps: float,
+                        crf: int = 18, batch_size: int = 8, progress: bool = True) -> dict:
     """The final render, streamed to disk a batch of frames at a time.
 
     Writes ``edited.mp4``, ``frames/00000.png``..., ``edit_on_greenscreen.mp4``,
@@ -43,9 +44,10 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
     ``edited_atlas.png`` (RGBA: the edit layer on the atlas) and ``edited_atlas_composite.png``.
 
     Args:
-        original: ``(N, 3, H', W')`` the input video at its own size (CPU is fine); when it
-            differs from the atlas's size, the frame-space edit is resized to it and composited
-            over the untouched input.
+        original: the input video at its own size: ``(N, 3, H', W')`` frames in [0, 1] (CPU is
+            fine), or a :class:`VideoStream` on the input, decoded again here a batch at a time (so
+            the whole clip is never held at its own size). When that size differs from the atlas's,
+            the frame-space edit is resized to it and composited over the untouched input.
 
     Returns:
         Timing figures (seconds).
@@ -58,7 +60,12 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
     save_png(atlas_layers.composite, run_dir / "edited_atlas_composite.png")
     atlas_seconds = time.perf_counter() - start
 
-    count, _, height, width = original.shape
+    if torch.is_tensor(original):
+        count, _, height, width = original.shape
+        sources = (original[first:first + batch_size] for first in range(0, count, batch_size))
+    else:
+        count, (height, width) = editor.video.num_frames, original.size
+        sources = original.batches(batch_size)
     resize = (height, width) != tuple(editor.video.frames.shape[-2:])
     bar = tqdm(total=count, disable=not progress, desc="render", unit="frame", dynamic_ncols=True)
     writers = [VideoWriter(run_dir / OUTPUT_VIDEO, width, height, fps, crf),
@@ -72,7 +79,11 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
                 edit = F.interpolate(edit, size=(height, width), mode="bilinear", align_corners=False).clamp(0, 1)
                 visible = F.interpolate(visible, size=(height, width), mode="bilinear",
                                         align_corners=False).clamp(0, 1)
-            source = original[frames].to(device)
+            source = next(sources, None)
+            if source is None or source.shape[0] != len(frames):
+                raise InputError(f"the input video changed during the edit: it no longer has the {count} frames "
+                                 "the edit was trained on")
+            source = source.to(device)
             edited = (1 - visible) * source + visible * edit
             greenscreen = visible * edit + (1 - visible) * green_screen_like(edit)
             writers[0].write(edited)
@@ -87,6 +98,7 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
         raise
     finally:
         bar.close()
+        sources.close()  # a stream stops its decoder
     for writer in writers:
         writer.close()
     return {"render_atlas_seconds": round(atlas_seconds, 3),
