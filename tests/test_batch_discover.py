@@ -67,7 +67,7 @@ def test_a_manifest_gives_paths_names_and_settings(tmp_path):
     ("missing input", "not found: give a folder of clips or a manifest"),
     ("not a manifest", "is neither a folder of clips nor a manifest"),
     ("missing clip", "entry 2 (gone.mp4): clip 'gone.mp4' not found (relative paths start at the manifest's"),
-    ("same name twice", "entries 1 and 3 both write to the clip folder 'a'"),
+    ("same name twice", "entries 1 and 3 both write to the clip folder 'A' (names that differ only in case"),
     ("no clip key", "entry 1: no clip"),
     ("not yaml", "is not valid YAML (line "),
     ("no list", "must list clips"),
@@ -76,14 +76,14 @@ def test_a_manifest_gives_paths_names_and_settings(tmp_path):
     ("batch key in an entry", "output_dir is the batch's"),
     ("video.frames in an entry", "the clip's path is clip:, not video.frames"),
     ("not a clip", "is neither a video file, a folder of frames nor an image"),
-    ("bad name", "name 'a/b' must be one folder name"),
+    ("bad name", "name 'a/b' is not a safe folder name"),
 ])
 def test_bad_input_is_one_clear_error(kind, message, tmp_path):
     _touch(tmp_path / "a.mp4")
     _touch(tmp_path / "b.mp4")
     manifests = {
         "missing clip": "- a.mp4\n- gone.mp4\n",
-        "same name twice": "- a.mp4\n- b.mp4\n- {clip: b.mp4, name: a}\n",
+        "same name twice": "- {clip: a.mp4, name: a}\n- b.mp4\n- {clip: b.mp4, name: A}\n",
         "no clip key": "- {text.src: swan}\n",
         "not yaml": "clips:\n  - a.mp4: [\n  - b\n",
         "no list": "clips: a.mp4\n",

@@ -1,12 +1,14 @@
 """text2live_geo.apps.batch.executors: a crashed local worker is the clip's failure (the next clip gets a
 fresh worker); the Ray executor on a local instance bound to 127.0.0.1 gives the same outputs and
 report as the local one; Ray missing or its cluster unreachable is one line, within seconds."""
+import ipaddress
 import multiprocessing
 import os
 import signal
 import socket
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -94,9 +96,54 @@ def test_executor_ray_without_ray_says_how_to_install_it(tmp_path, capsys, monke
 
 
 @pytest.mark.slow
-def test_the_ray_executor_on_a_local_instance_gives_the_same_report(tmp_path, tiny_clip_dir):
+def _descendants(pid: int) -> set[int]:
+    """The processes started (directly or not) by process `pid`, from /proc."""
+    parents = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = set(), {pid}
+    while frontier:
+        frontier = {child for child, parent in parents.items() if parent in frontier} - found
+        found |= frontier
+    return found
+
+
+def _listening_addresses(pids: set[int]) -> list:
+    """Local addresses of the TCP sockets in LISTEN state that processes `pids` hold (/proc/net/tcp*)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                target = os.readlink(fd)
+                if target.startswith("socket:["):
+                    inodes.add(target[8:-1])
+        except OSError:
+            continue
+    addresses = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == "0A" and fields[9] in inodes:  # 0A: LISTEN
+                raw = bytes.fromhex(fields[1].split(":")[0])
+                if len(raw) == 4:
+                    address = ipaddress.IPv4Address(raw[::-1])
+                else:  # IPv6, four little-endian words; an IPv4 address mapped into it counts as itself
+                    address = ipaddress.IPv6Address(b"".join(raw[i:i + 4][::-1] for i in range(0, 16, 4)))
+                    address = address.ipv4_mapped or address
+                addresses.append(address)
+    return addresses
+
+
+def test_the_ray_executor_on_a_local_instance_gives_the_same_report(tmp_path, tiny_clip_dir, monkeypatch):
     pytest.importorskip("ray")
     manifest = make_clips(tmp_path, videos=3, image=True, broken=True)
+    # RAY_ADDRESS names a cluster that is not there: the local instance must not try to join it
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:9")
     executor = RayExecutor(RayConfig(local_cpus=2))
     executor.open()  # the local instance run_batch starts: on the loopback address only
     try:
@@ -104,6 +151,10 @@ def test_the_ray_executor_on_a_local_instance_gives_the_same_report(tmp_path, ti
 
         assert [node["NodeManagerAddress"] for node in ray.nodes()] == ["127.0.0.1"]
         assert ray.get_runtime_context().gcs_address.startswith("127.0.0.1:")
+        # every socket the instance's processes listen on is a loopback one
+        listening = _listening_addresses(_descendants(os.getpid()))
+        assert listening, "found no listening socket of the Ray processes"
+        assert all(address.is_loopback for address in listening), listening
         result = run_batch(manifest, None, tiny_settings(tiny_clip_dir, tmp_path / "runs", executor="ray"),
                            progress=False)  # joins the open session
     finally:

@@ -44,6 +44,6 @@ def test_report_files_hold_every_row_and_are_rewritten_whole(tmp_path):
     assert page.count("<tr>") == 3 and "http-equiv" not in page
     assert "&lt;b&gt;bad&lt;/b&gt;" in page and "<b>bad</b>" not in page  # names and errors are escaped
     assert "out of GPU memory: &lt;tried 2 GiB&gt;" in page
-    assert 'src=".report/swan/after.png"' in page and "31.2" in page and "total 1.5" in page and "12.5" in page
+    assert 'src="./.report/swan/after.png"' in page and "31.2" in page and "total 1.5" in page and "12.5" in page
     assert "1 of 2 clips done; 1 failed: &lt;b&gt;bad&lt;/b&gt;.mp4: out of GPU memory" in page
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.html", "report.json"]  # no temporaries left

@@ -34,7 +34,8 @@ def _bad_input(kind, tmp_path):
     manifests = {
         "unknown key": ("- {clip: a.mp4, colour: red}\n", "unknown key 'colour' (not a key of the video config)"),
         "missing clip": ("- a.mp4\n- gone.mp4\n", "clip 'gone.mp4' not found"),
-        "same output name": ("- a.mp4\n- {clip: b.mp4, name: a}\n", "both write to the clip folder 'a'"),
+        "same output name": ("- {clip: a.mp4, name: a}\n- {clip: b.mp4, name: A}\n",
+                             "both write to the clip folder 'A'"),
     }
     if kind in manifests:
         text, message = manifests[kind]

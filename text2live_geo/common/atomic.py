@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["AtomicTarget", "atomic_write", "atomic_write_json", "atomic_write_text", "fsync_folder", "temporary_path"]
+__all__ = ["AtomicTarget", "atomic_write", "atomic_write_json", "atomic_write_text", "fsync_folder",
+           "remove_stale_temporaries", "temporary_path"]
 
 
 def temporary_path(path: str | Path) -> Path:
@@ -22,6 +24,32 @@ def temporary_path(path: str | Path) -> Path:
     (the suffix kept: encoders pick the format from it)."""
     path = Path(path)
     return path.with_name(f".{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{path.suffix}")
+
+
+#: a temporary file's name: `.name.<pid>-<8 hex>.tmp<suffix>` (`temporary_path`)
+_TEMPORARY = re.compile(r"^\..+\.(\d+)-[0-9a-f]{8}\.tmp(\.[^.]*)?$")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(folder: str | Path) -> list[Path]:
+    """Remove the temporary files under `folder` whose writer is gone (its process no longer
+    exists): what a process killed mid-write leaves. Returns what was removed."""
+    removed = []
+    for path in Path(folder).rglob(".*.tmp*"):
+        match = _TEMPORARY.match(path.name)
+        if match and path.is_file() and not _alive(int(match.group(1))):
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
 
 
 def fsync_folder(folder: str | Path) -> None:

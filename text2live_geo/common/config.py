@@ -167,18 +167,50 @@ def string_list_keys(schema: type, prefix: str = "") -> list[str]:
 
 def wrap_scalars(incoming, keys: Sequence[str]):
     """A loaded YAML / dotlist config with a single value at a `list[str]` key read as a one-item
-    list (`text.src=horse` means `text.src=[horse]`; an empty value, a list with one empty text)."""
+    list (`text.src=horse` means `text.src=[horse]`; an empty value, a list with one empty text).
+    Values are moved as written, never resolved here (an escaped `\\${` stays text)."""
+    raw = OmegaConf.to_container(incoming, resolve=False)
     for key in keys:
-        value = OmegaConf.select(incoming, key, default=_ABSENT)
-        if value is _ABSENT or OmegaConf.is_list(value):
+        *parents, leaf = key.split(".")
+        node = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(node, dict) or leaf not in node or isinstance(node[leaf], list | tuple):
             continue
-        OmegaConf.update(incoming, key, ["" if value is None else str(value)], merge=False)
-    return incoming
+        node[leaf] = ["" if node[leaf] is None else str(node[leaf])]
+    return OmegaConf.create(raw)
 
 
 def to_yaml(cfg: object) -> str:
-    """YAML of a config dataclass instance (what `load_config` reads back)."""
-    return OmegaConf.to_yaml(OmegaConf.structured(cfg))
+    """YAML of a config dataclass instance (what `load_config` reads back). A text holding ``${``
+    (a prompt, a path) is written escaped (``\\${``), so reading it back gives the same text and
+    never resolves it as an omegaconf interpolation."""
+    return OmegaConf.to_yaml(OmegaConf.create(escape_interpolations(config_values(cfg))))
+
+
+def config_values(value: Any) -> Any:
+    """A config dataclass as plain YAML values (choices as their words), field order kept."""
+    if dataclasses.is_dataclass(value):
+        return {item.name: config_values(getattr(value, item.name)) for item in dataclasses.fields(value)}
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, dict):
+        return {key: config_values(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [config_values(item) for item in value]
+    return value
+
+
+def escape_interpolations(value: Any) -> Any:
+    """`value` (a string, or lists and mappings of them) with every ``${`` escaped as ``\\${``:
+    omegaconf then reads the text literally (a manifest's values, a saved config's texts)."""
+    if isinstance(value, str):
+        return value.replace("${", "\\${")
+    if isinstance(value, dict):
+        return {key: escape_interpolations(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [escape_interpolations(item) for item in value]
+    return value
 
 
 BASE_CONFIG_HEADER = """\

@@ -10,7 +10,7 @@ from typing import Any
 
 import torch
 
-from .atomic import atomic_write, atomic_write_text
+from .atomic import atomic_write, atomic_write_text, remove_stale_temporaries
 from .config import Precision, load_config
 from .errors import UserError
 
@@ -91,6 +91,8 @@ def load_checkpoint(run_dir: Path, device: torch.device) -> dict[str, Any]:
     path = run_dir / CHECKPOINT_NAME
     if not run_dir.is_dir() or not (run_dir / CONFIG_NAME).is_file() or not path.is_file():
         raise RunError(f"'{run_dir}' is not a run folder to resume (it needs {CONFIG_NAME} and {CHECKPOINT_NAME})")
+    # a run killed mid-write left a temporary file: its writer is gone, so nothing will finish it
+    remove_stale_temporaries(run_dir)
     try:
         return torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # corrupt or foreign file

@@ -39,5 +39,8 @@ class BatchConfig:
     ray: RayConfig = field(default_factory=RayConfig)
     output_dir: str = "runs"
     run_name: str = ""  # the batch folder under output_dir; empty: <input folder or manifest name>-batch
+    # false: where the file system has no locks a batch stops with one line; true: it runs unlocked
+    # (a second batch on the same folder is then not refused: start only one)
+    allow_unlocked: bool = False  # run without the batch folder's lock where the file system has none
 
 

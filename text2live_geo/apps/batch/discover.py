@@ -24,6 +24,7 @@ to the manifest's folder. The keys themselves are checked against the configs by
 from __future__ import annotations
 
 import logging
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,7 +32,8 @@ from typing import Any
 from ...common.media_files import IMAGE_EXTENSIONS, VIDEO_EXTENSIONS, list_frame_files, natural_key
 from .jobs import BatchError
 
-__all__ = ["ClipSpec", "MANIFEST_SUFFIXES", "PATH_KEYS", "clip_kind", "discover_clips", "input_name"]
+__all__ = ["ClipSpec", "MANIFEST_SUFFIXES", "PATH_KEYS", "RESERVED_NAMES", "check_name", "clip_kind", "discover_clips",
+           "display_label", "input_name", "safe_name", "unique_names"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,13 +90,74 @@ def _default_name(path: Path) -> str:
     return path.name if path.is_dir() else path.stem
 
 
+# ------------------------------------------------------------------------- clip folder names
+#: names the batch folder holds itself (its dot folders cannot be taken: a clip name never starts with a dot)
+RESERVED_NAMES = ("report.json", "report.html")
+#: names Windows reserves for devices (with any extension), refused there as file names
+_DEVICE_NAMES = {"con", "prn", "aux", "nul", *(f"com{i}" for i in range(1, 10)), *(f"lpt{i}" for i in range(1, 10))}
+#: characters that are never part of a clip folder name (path separators, and what Windows forbids)
+_UNSAFE_CHARACTERS = set('/\\<>:"|?*')
+#: a clip folder name is at most this many bytes (UTF-8): file systems allow 255, and a suffix must fit
+MAX_NAME_BYTES = 120
+
+
+def safe_name(raw: str) -> str:
+    """The folder name a clip's own name becomes (docs/batch.md, "Clip folder names"):
+
+    1. Unicode NFC; every control character, path separator and character Windows forbids in
+       file names (``<>:"|?*``) becomes ``_``;
+    2. leading and trailing spaces and dots are removed (a dot name would be hidden, or be one of
+       the batch's own folders ``.batch``, ``.report``, ``.superseded``, ``.atlas_cache``);
+    3. cut to 120 bytes of UTF-8 (on a character boundary); nothing left: ``clip``;
+    4. a reserved name (``report.json``, ``report.html``, a Windows device name such as ``con``
+       or ``nul.txt``, in any case) gets ``-clip`` appended.
+
+    Uniqueness is `unique_names`' (case-insensitive)."""
+    name = unicodedata.normalize("NFC", str(raw))
+    name = "".join("_" if unicodedata.category(c).startswith("C") or c in _UNSAFE_CHARACTERS else c for c in name)
+    name = name.strip(" .")
+    encoded = name.encode("utf-8")[:MAX_NAME_BYTES]
+    name = encoded.decode("utf-8", errors="ignore").rstrip(" .") or "clip"
+    if name.casefold() in RESERVED_NAMES or name.split(".")[0].casefold() in _DEVICE_NAMES:
+        name += "-clip"
+    return name
+
+
+def unique_names(names: list[str], taken: set[str] | None = None) -> list[str]:
+    """`names` made unique ignoring case (file systems that ignore case would merge them): the
+    first keeps its name, later ones get ``-2``, ``-3``, ... (in the given order, which is the
+    input's: a folder's sorted listing, a manifest's entries); `taken` holds casefolded names no
+    one may get (a manifest's explicit names)."""
+    used = set(taken or ())
+    unique = []
+    for name in names:
+        candidate, index = name, 1
+        while candidate.casefold() in used:
+            index += 1
+            candidate = f"{name}-{index}"
+        used.add(candidate.casefold())
+        unique.append(candidate)
+    return unique
+
+
 def check_name(name: str, where: str) -> str:
-    """A clip folder name: one path component that is not hidden."""
+    """A name the user gave (a manifest entry's ``name:``, ``run_name``): refused with one line
+    unless it is already a safe folder name (`safe_name` leaves it as it is)."""
     if not isinstance(name, str) or not name.strip():
         raise BatchError(f"{where}: name must be a non-empty string")
-    if "/" in name or "\\" in name or name.startswith(".") or name != name.strip():
-        raise BatchError(f"{where}: name '{name}' must be one folder name (no slashes, no leading dot or spaces)")
+    safe = safe_name(name)
+    if safe != name:
+        shown = name.encode("unicode_escape").decode("ascii")
+        raise BatchError(f"{where}: name '{shown}' is not a safe folder name (no slashes, control characters, "
+                         f"<>:\"|?*, leading or trailing dots or spaces, reserved names): e.g. '{safe}'")
     return name
+
+
+def display_label(label: str) -> str:
+    """A clip's label for one-line messages and the report: control characters (a newline in a
+    file name) shown escaped, so a line stays one line."""
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c).startswith("C") else c
+                   for c in str(label))
 
 
 # ---------------------------------------------------------------------------- folder
@@ -123,14 +186,15 @@ def _folder_clips(folder: Path, exclude: Path | None) -> list[ClipSpec]:
                     f"are not clips: {', '.join(skipped[:5])}{' ...' if len(skipped) > 5 else ''}")
     stems: dict[str, int] = {}
     for path, _ in clips:
-        stems[_default_name(path)] = stems.get(_default_name(path), 0) + 1
-    specs = []
-    for path, kind in clips:
-        # a.mp4 and a.mov (or a.png and a/) would share the folder 'a': they keep their full names
-        name = _default_name(path) if stems[_default_name(path)] == 1 else path.name
-        specs.append(ClipSpec(name=name, label=path.name, source=path.resolve(), kind=kind,
-                              where=f"'{path}'"))
-    return specs
+        stem = safe_name(_default_name(path)).casefold()
+        stems[stem] = stems.get(stem, 0) + 1
+    # a.mp4 and a.mov (or a.png and a/) would share the folder 'a': they keep their full names;
+    # what still collides (x.png and x.png.webp, A.mp4 and a.mov) is numbered in listing order
+    wanted = [safe_name(_default_name(path)) if stems[safe_name(_default_name(path)).casefold()] == 1
+              else safe_name(path.name) for path, _ in clips]
+    return [ClipSpec(name=name, label=display_label(path.name), source=path.resolve(), kind=kind,
+                     where=f"'{display_label(str(path))}'")
+            for (path, kind), name in zip(clips, unique_names(wanted))]
 
 
 # -------------------------------------------------------------------------- manifest
@@ -192,7 +256,7 @@ def _manifest_clips(path: Path) -> list[ClipSpec]:
             raise BatchError(f"{where}: no clip: give the clip's path (a video file, a folder of frames or an image)")
         source = Path(clip).expanduser()
         source = source if source.is_absolute() else base / source
-        where = f"{where} ({clip})"
+        where = f"{where} ({display_label(clip)})"
         if not source.exists():
             relative = "" if Path(clip).expanduser().is_absolute() else \
                 f" (relative paths start at the manifest's folder, {base})"
@@ -212,14 +276,22 @@ def _manifest_clips(path: Path) -> list[ClipSpec]:
             value = settings.get(key)
             if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
                 settings[key] = str(base / Path(value).expanduser())
-        name = check_name(entry["name"], where) if "name" in entry else _default_name(source)
-        if name in names:
-            raise BatchError(f"manifest '{path.name}': entries {names[name]} and {number} both write to the clip "
-                             f"folder '{name}': give one of them another name:")
-        names[name] = number
-        label = entry.get("name", source.name)
+        if "name" in entry:
+            name = check_name(entry["name"], where)
+            if name.casefold() in names:
+                raise BatchError(f"manifest '{path.name}': entries {names[name.casefold()]} and {number} both write "
+                                 f"to the clip folder '{name}' (names that differ only in case count as one): give "
+                                 f"one of them another name:")
+            names[name.casefold()] = number
+        else:
+            name = None  # derived from the clip's path below, around the explicit names
+        label = display_label(entry.get("name", source.name))
         specs.append(ClipSpec(name=name, label=label, source=source.resolve(), kind=kind, settings=settings,
                               where=where))
+    derived = [index for index, spec in enumerate(specs) if spec.name is None]
+    for index, name in zip(derived, unique_names([safe_name(_default_name(specs[i].source)) for i in derived],
+                                                 taken=set(names))):
+        specs[index].name = name
     return specs
 
 

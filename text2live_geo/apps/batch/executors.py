@@ -363,8 +363,10 @@ class RayExecutor:
             package_root = str(Path(__file__).resolve().parents[3])  # workers import this package from here
             paths = [package_root] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
             with _loopback_only(ray):
-                ray.init(_node_ip_address="127.0.0.1", include_dashboard=False, num_cpus=cfg.local_cpus or None,
-                         log_to_driver=False, logging_level=logging.WARNING,
+                # address="local": a new instance of our own, whatever RAY_ADDRESS or a cluster started
+                # with `ray start` on this machine say (those are joined only through ray.address)
+                ray.init(address="local", _node_ip_address="127.0.0.1", include_dashboard=False,
+                         num_cpus=cfg.local_cpus or None, log_to_driver=False, logging_level=logging.WARNING,
                          runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join(dict.fromkeys(paths))}})
             self.ray, self.owns_connection = ray, True
         resources = self.ray.cluster_resources()

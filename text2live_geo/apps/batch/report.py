@@ -8,8 +8,10 @@ import os
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
 from ...common.atomic import atomic_write_json, atomic_write_text
+from .discover import display_label
 from .jobs import ClipJob, ClipOutcome, ClipStatus
 
 __all__ = ["BatchReport", "ClipRow", "REPORT_HTML", "REPORT_JSON", "summary_line"]
@@ -54,7 +56,8 @@ def summary_line(rows: list[ClipRow]) -> str:
     left = len(rows) - done - len(failed)
     line = f"{done} of {len(rows)} clip{'s' if len(rows) != 1 else ''} done"
     if failed:
-        line += f"; {len(failed)} failed: " + "; ".join(f"{row.label}: {row.error}" for row in failed)
+        line += f"; {len(failed)} failed: " + "; ".join(f"{display_label(row.label)}: {display_label(row.error or '')}"
+                                                         for row in failed)
     if left:
         line += f"; {left} not finished (rerun the same command to continue)"
     return line
@@ -73,6 +76,12 @@ td.num { text-align: right; font-variant-numeric: tabular-nums; }
 .error { color: #b3261e; max-width: 28em; } .losses { font-size: 0.85em; color: #444; }
 img { width: 200px; height: auto; display: block; image-rendering: pixelated; }
 """
+
+
+def _relative_url(relative_path: str) -> str:
+    """A link to a file or folder of the batch folder: each part URL-quoted, after ``./``, so no
+    clip name can be read as a scheme (``javascript:``) or leave the folder."""
+    return "./" + "/".join(quote(part, safe="") for part in Path(relative_path).parts)
 
 
 class BatchReport:
@@ -99,15 +108,17 @@ class BatchReport:
         refresh = "" if self.finished else '<meta http-equiv="refresh" content="20">'
         cells = []
         for row in self.rows:
-            before = (f'<img src="{escape(row.previews["before"])}" alt="before">' if "before" in row.previews
-                      else "")
-            after = f'<img src="{escape(row.previews["after"])}" alt="after">' if "after" in row.previews else ""
+            before = (f'<img src="{escape(_relative_url(row.previews["before"]))}" alt="before">'
+                      if "before" in row.previews else "")
+            after = (f'<img src="{escape(_relative_url(row.previews["after"]))}" alt="after">'
+                     if "after" in row.previews else "")
             losses = ", ".join(f"{key} {value:.4g}" for key, value in row.losses.items())
-            link = os.path.relpath(row.run_dir, self.batch_dir)
+            link = _relative_url(os.path.relpath(row.run_dir, self.batch_dir)) + "/"
             status = row.status + (" (earlier run)" if row.reused else "")
             cells.append(
                 "<tr>"
-                f'<td><a href="{escape(link)}/">{escape(row.name)}</a><br><small>{escape(row.source)}</small></td>'
+                f'<td><a href="{escape(link)}">{escape(row.name)}</a>'
+                f'<br><small>{escape(display_label(row.source))}</small></td>'
                 f'<td class="{escape(row.status)}">{escape(status)}</td>'
                 f"<td>{before}</td><td>{after}</td>"
                 f'<td class="num">{"" if row.psnr_db is None else f"{row.psnr_db:.1f}"}</td>'

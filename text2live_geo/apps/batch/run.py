@@ -85,10 +85,11 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _batch_folder(batch_dir: Path):
+def _batch_folder(batch_dir: Path, allow_unlocked: bool = False):
     """Create (or take back) the batch folder and hold its lock for the batch's lifetime: a second
     batch process on the same folder is a BatchError. The lock goes with the process, however it
-    ends (flock), so a killed batch never blocks its rerun."""
+    ends (flock), so a killed batch never blocks its rerun. Where the file system has no locks
+    (some network mounts) the batch stops with one line, unless `allow_unlocked`."""
     meta = batch_dir / BATCH_META_FOLDER
     if batch_dir.exists() and not meta.is_dir() and any(batch_dir.iterdir()):
         raise BatchError(f"'{batch_dir}' exists and is not a batch folder: give another run_name= (or output_dir=)")
@@ -102,8 +103,14 @@ def _batch_folder(batch_dir: Path):
         handle.close()
         raise BatchError(f"another batch ({owner}) is running in '{batch_dir}': wait for it, or give another "
                          f"run_name=") from None
-    except OSError:  # a file system without locks (some network mounts): go on unlocked
-        logger.debug(f"no lock on {meta / 'lock'} (the file system does not support it)")
+    except OSError as error:  # a file system without locks (some network mounts)
+        if not allow_unlocked:
+            handle.close()
+            raise BatchError(f"cannot lock the batch folder '{batch_dir}' ({error.strerror or error}): put the batch "
+                             f"on a local file system (output_dir=...), or set allow_unlocked=true and start only "
+                             f"one batch on this folder") from None
+        logger.warning(f"running without the lock of {meta / 'lock'} (allow_unlocked=true): start no second batch "
+                       f"on this folder")
     handle.seek(0)
     handle.truncate()
     handle.write(f"pid {os.getpid()} on {os.uname().nodename}, since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
@@ -150,7 +157,7 @@ def run_batch(input_path: str | Path, config_path: str | Path | None = None, ove
         "executor": executor.describe(len(jobs)), "started": time.strftime("%Y-%m-%d %H:%M:%S")})
     bar = None
     try:
-        with _batch_folder(batch_dir):
+        with _batch_folder(batch_dir, batch_cfg.allow_unlocked):
             todo = []
             for job, row in zip(jobs, rows):
                 outcome = read_done(Path(job.run_dir), job.settings_hash)

@@ -20,7 +20,15 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-from ...common.config import ConfigError, string_list_keys, to_yaml, wrap_scalars
+from ...common.config import (
+    ConfigError,
+    config_values,
+    escape_interpolations,
+    legacy_keys,
+    string_list_keys,
+    to_yaml,
+    wrap_scalars,
+)
 from ...config import ImageEditConfig, VideoEditConfig
 from .config import BatchConfig
 from .discover import PATH_KEYS, ClipSpec
@@ -81,6 +89,22 @@ def _config_error(error: OmegaConfBaseException, where: str = "") -> ConfigError
     return ConfigError(f"{prefix}bad config key '{key}': {reason}" if key else f"{prefix}bad config: {reason}")
 
 
+def renamed_legacy_keys(flat: dict[str, Any], where: str = "") -> dict[str, Any]:
+    """`flat` with a renamed key of the edit configs (`LEGACY_KEYS`: `log_every`, `fit.bootstrap`,
+    ...) under its new name, with one warning line each, as the CLIs read them; the new name wins
+    where both are given."""
+    renamed = dict(flat)
+    for schema in SCHEMAS.values():
+        for legacy in legacy_keys(schema):
+            if legacy.copy or legacy.old not in renamed:
+                continue
+            value = renamed.pop(legacy.old)
+            renamed.setdefault(legacy.new, value)
+            logger.warning(f"{where + ': ' if where else ''}config key '{legacy.old}' is now '{legacy.new}' "
+                           f"(the old name still works)")
+    return renamed
+
+
 @dataclass
 class EditSettings:
     """The edit keys that apply to every clip (from --config and key=value), flat and dotted,
@@ -131,6 +155,7 @@ def load_batch_settings(config_path: str | Path | None, overrides: Sequence[str]
     except OmegaConfBaseException as error:
         raise _config_error(error) from None
     known = set().union(*(leaf_keys(schema) for schema in SCHEMAS.values()))
+    edit_flat = renamed_legacy_keys(edit_flat)
     for key in edit_flat:
         if key not in known:
             raise ConfigError(f"unknown key '{key}': neither a batch key ({', '.join(BATCH_KEYS)}) nor a key of "
@@ -169,7 +194,7 @@ def source_fingerprint(source: Path) -> list:
 def _settings_hash(cfg: object, source: Path) -> str:
     """Hash of a clip's whole config (less output_dir / run_name, which only say where it goes)
     and of its files' fingerprint."""
-    portable = dict(OmegaConf.to_container(OmegaConf.structured(cfg)))
+    portable = config_values(cfg)
     portable.pop("output_dir", None)
     portable.pop("run_name", None)
     text = json.dumps({"settings": portable, "source": source_fingerprint(source)}, sort_keys=True, default=str)
@@ -184,6 +209,8 @@ def compose_jobs(specs: Sequence[ClipSpec], edit: EditSettings, batch_dir: Path)
         ConfigError: a value of the wrong type or outside a choice's set (naming the clip and key).
     """
     known = {kind: leaf_keys(schema) for kind, schema in SCHEMAS.items()}
+    for spec in specs:
+        spec.settings = renamed_legacy_keys(spec.settings, spec.where)
     shared_atlas = [spec.label for spec in specs if spec.kind == "video" and "atlas.checkpoint" not in spec.settings]
     if edit.flat.get("atlas.checkpoint") and len(shared_atlas) > 1:
         logger.warning(f"atlas.checkpoint={edit.flat['atlas.checkpoint']} applies to {len(shared_atlas)} clips "
@@ -203,8 +230,9 @@ def compose_jobs(specs: Sequence[ClipSpec], edit: EditSettings, batch_dir: Path)
             if edit.bases.get(spec.kind) is not None:
                 cfg = OmegaConf.merge(cfg, OmegaConf.load(edit.bases[spec.kind]))
             # a single text where the config takes a list of texts is a one-text list, as in the CLIs
+            # a manifest's values are taken literally: a `${...}` in them is text, never resolved
             layers = [wrap_scalars(OmegaConf.create(_nest(flat)), list_keys[spec.kind])
-                      for flat in (common, _absolute_paths(spec.settings), forced)]
+                      for flat in (common, escape_interpolations(_absolute_paths(spec.settings)), forced)]
             cfg = OmegaConf.merge(cfg, *layers)
             cfg = OmegaConf.to_object(cfg)
         except OmegaConfBaseException as error:
