@@ -186,16 +186,19 @@ def test_a_batch_of_hostile_names_and_broken_media_isolates_failures_and_loses_n
     _image(truncated)
     (folder / "truncated.png").write_bytes(truncated.read_bytes()[:60])
     (folder / "not_a_video.mp4").write_bytes(b"\x00garbage" * 40)
-    settings_list = tiny_settings(tiny_clip_dir, tmp_path / "runs", workers=1, steps=1, **{"crops.resize_short": 40})
+    Image.new("RGB", (160, 120), (90, 90, 90)).save(folder / "oversize.png")  # over max_image_pixels below
+    settings_list = tiny_settings(tiny_clip_dir, tmp_path / "runs", workers=1, steps=1,
+                                  **{"crops.resize_short": 40, "max_image_pixels": 10_000})
     result = _run_cli(folder, *settings_list)
     batch_dir = tmp_path / "runs" / "in-batch"
     assert result.returncode == 1, result.stderr
     assert "Traceback" not in result.stderr
     summary = result.stderr.strip().splitlines()[-1]
-    assert summary.startswith(f"{len(good)} of {len(good) + 3} clips done; 3 failed: ")
+    assert summary.startswith(f"{len(good)} of {len(good) + 4} clips done; 4 failed: ")
+    assert "max_image_pixels" in summary  # the oversize image's line says what to set
     assert (batch_dir / "report.json").is_file() and (batch_dir / "report.html").is_file()
     report_rows = rows(batch_dir)
-    assert sorted(row["status"] for row in report_rows.values()) == ["done"] * len(good) + ["failed"] * 3
+    assert sorted(row["status"] for row in report_rows.values()) == ["done"] * len(good) + ["failed"] * 4
     assert all("\n" not in (row["error"] or "") for row in report_rows.values())
     run_dirs = [Path(row["run_dir"]) for row in report_rows.values()]
     assert len({str(p).casefold() for p in run_dirs}) == len(run_dirs)
