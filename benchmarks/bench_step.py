@@ -69,7 +69,7 @@ def reference_style_objective_class():
 
     from text2live_geo.augment import view_shape
     from text2live_geo.common.runs import autocast_context
-    from text2live_geo.editing.objective import EditObjective
+    from text2live_geo.editing.objective import EditObjective, RenderEmbeddings
 
     class ReferenceStyleObjective(EditObjective):
         """The reference recipe's CLIP work: views drawn one at a time (crop of the full-size
@@ -105,33 +105,48 @@ def reference_style_objective_class():
             return torch.cat([self.clip_guide.encode_images(view[None], memory_efficient=False)  # plain CLIP, one
                               for view in views])  # image at a time
 
-        def __call__(self, source, layers, anchor=None, relevancy=None, bootstrap_weight=0.0, sparsity=True):
-            loss_cfg = self.loss_cfg
+        def view_embeddings(self, renders):
+            """The reference's CLIP work for each render: the composite drawn and encoded twice (once
+            per loss), the input on its own unpaired draw, the green screen; every view encoded alone."""
+            embedded = []
             with autocast_context(self.device, self.precision):
-                views = self.augment_one_by_one
-                composite_embeds = self._encode_each(views(layers.composite))  # composition loss
-                composite_again = self._encode_each(views(layers.composite))  # directional: again
-                with torch.no_grad():
-                    input_embeds = self._encode_each(views(source))  # its own, unpaired draw
-                screen_embeds = self._encode_each(views(layers.greenscreen))
-            texts = self.step_texts()
-            terms = {"composition": self.composition_loss(composite_embeds, texts.comp_all),
-                     "directional": self.directional_loss(input_embeds, composite_again, texts.src, texts.comp),
-                     "screen": self.composition_loss(screen_embeds, texts.screen)}
-            weights = {"composition": loss_cfg.composition, "directional": loss_cfg.directional,
-                       "screen": loss_cfg.screen}
+                for render in renders:
+                    views = self.augment_one_by_one
+                    composite = self._encode_each(views(render.layers.composite))  # composition loss
+                    composite_again = self._encode_each(views(render.layers.composite))  # directional: again
+                    with torch.no_grad():
+                        source = self._encode_each(views(render.source))  # its own, unpaired draw
+                    screen = self._encode_each(views(render.layers.greenscreen))
+                    embedded.append(RenderEmbeddings({"composite": composite, "composite_dir": composite_again,
+                                                      "input": source, "screen": screen}))
+            return embedded
+
+        def loss_terms(self, renders, embeddings, bootstrap_weight=0.0, sparsity=True):
+            """Same loss formulas and weights as ours (composition, directional, screen, structure,
+            sparsity), each the mean over the renders."""
             from text2live_geo.augment import resize_short
 
-            ratio = self.clip_cfg.max_structure_ratio
-            with torch.no_grad():
-                input_tokens = self.clip_guide.structure_tokens(resize_short(source, self.structure_size, ratio))
-            output_tokens = self.clip_guide.structure_tokens(resize_short(layers.composite, self.structure_size, ratio))
-            terms["structure"] = self.structure_loss(input_tokens, output_tokens)
-            weights["structure"] = loss_cfg.structure
-            if sparsity and loss_cfg.sparsity > 0:
-                terms["sparsity"] = self.sparsity_loss(layers.alpha)
-                weights["sparsity"] = loss_cfg.sparsity
-            return terms, weights
+            loss_cfg, texts, ratio = self.loss_cfg, self.step_texts(), self.clip_cfg.max_structure_ratio
+            sums, weights = {}, {"composition": loss_cfg.composition, "directional": loss_cfg.directional,
+                                 "screen": loss_cfg.screen, "structure": loss_cfg.structure}
+            for render, embedded in zip(renders, embeddings):
+                roles = embedded.unit
+                with torch.no_grad():
+                    input_tokens = self.clip_guide.structure_tokens(resize_short(render.source, self.structure_size,
+                                                                                 ratio))
+                output_tokens = self.clip_guide.structure_tokens(resize_short(render.layers.composite,
+                                                                              self.structure_size, ratio))
+                terms = {"composition": self.composition_loss(roles["composite"], texts.comp_all),
+                         "directional": self.directional_loss(roles["input"], roles["composite_dir"], texts.src,
+                                                              texts.comp),
+                         "screen": self.composition_loss(roles["screen"], texts.screen),
+                         "structure": self.structure_loss(input_tokens, output_tokens)}
+                if sparsity and loss_cfg.sparsity > 0:
+                    terms["sparsity"] = self.sparsity_loss(render.layers.alpha)
+                    weights["sparsity"] = loss_cfg.sparsity
+                for name, value in terms.items():
+                    sums[name] = sums[name] + value if name in sums else value
+            return {name: value / len(renders) for name, value in sums.items()}, weights
 
     return ReferenceStyleObjective
 
@@ -268,7 +283,8 @@ def worker(args, mode: str) -> dict:
               "clip_share": clip_s / step, "generator_share": generator_s / step,
               "overhead_share": max(0.0, 1 - (clip_s + generator_s) / step),
               "views_encoded": views_encoded, "views_per_s": views_encoded / step,
-              "clip_calls": len(calls), "peak_gib": peak_memory_gib(device)}
+              "clip_calls": len(calls), "image_encodings": sum(name == "encode_images" for name, _, _ in calls),
+              "peak_gib": peak_memory_gib(device)}
     if mode.startswith("ours"):
         from text2live_geo.losses.geodesic import geodesic_cosine
 
@@ -312,6 +328,7 @@ def main(argv=None) -> None:
         r = results[mode]
         print(f"{mode:14s} {r['guidance']:11s} {r['precision']:5s} step {r['step_s']:7.3f} s  "
               f"peak {r['peak_gib']:6.2f} GiB  views/s {r['views_per_s']:6.1f}  CLIP calls {r['clip_calls']:3d}  "
+              f"views encoded {r['views_encoded']:3d}  "
               f"CLIP {100 * r['clip_share']:5.1f} %  generator {100 * r['generator_share']:5.1f} %  "
               f"other {100 * r['overhead_share']:5.1f} %", flush=True)
     if "ours" in results:

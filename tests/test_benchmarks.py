@@ -1,5 +1,6 @@
 """Smoke tests: the benchmark scripts run end to end on tiny models and print their figures."""
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,6 +22,13 @@ def test_bench_step_prints_speedup_line(tiny_clip_dir):
     assert lines[-1].startswith("speedup_vs_baseline: ")
     assert float(lines[-1].split(": ")[1]) > 0
     assert any(line.startswith("ours ") for line in lines) and any(line.startswith("baseline ") for line in lines)
+    # the two modes run different code: the baseline encodes each of its 4 x views views alone (the
+    # composite twice, the input and the green screen), plus the 2 structure passes; ours batches them
+    counts = {line.split()[0]: (int(re.search(r"CLIP calls +(\d+)", line).group(1)),
+                                int(re.search(r"views encoded +(\d+)", line).group(1)))
+              for line in lines if line.startswith(("ours ", "baseline "))}
+    assert counts["baseline"] == (4 * 2 + 2, 4 * 2)
+    assert counts["ours"][0] < counts["baseline"][0]
 
 
 @pytest.mark.slow
