@@ -129,11 +129,19 @@ def splat_texture(uv: torch.Tensor, colours: torch.Tensor, side: int) -> torch.T
     Returns:
         ``(3, R, R)`` texture.
     """
+    total = torch.zeros(side * side, 3, dtype=colours.dtype)
+    weight = torch.zeros(side * side, dtype=colours.dtype)
+    _accumulate_splat(uv, colours, side, total, weight)
+    return _splatted_texture(total, weight, side)
+
+
+def _accumulate_splat(uv: torch.Tensor, colours: torch.Tensor, side: int, total: torch.Tensor,
+                      weight: torch.Tensor) -> None:
+    """Add the bilinear splats of ``colours`` at ``uv`` to ``total`` ``(R * R, 3)`` and ``weight``
+    ``(R * R,)``, in order (so splatting in consecutive parts adds up as splatting at once)."""
     position = uv * side - 0.5  # texel centres at (i + 0.5) / R
     base = position.floor()
     fraction = position - base
-    total = torch.zeros(side * side, 3, dtype=colours.dtype)
-    weight = torch.zeros(side * side, dtype=colours.dtype)
     for dx in (0, 1):
         for dy in (0, 1):
             wx = fraction[:, 0] if dx else 1 - fraction[:, 0]
@@ -145,9 +153,37 @@ def splat_texture(uv: torch.Tensor, colours: torch.Tensor, side: int) -> torch.T
             w = (wx * wy)[inside]
             total.index_add_(0, index, colours[inside] * w[:, None])
             weight.index_add_(0, index, w)
+
+
+def _splatted_texture(total: torch.Tensor, weight: torch.Tensor, side: int) -> torch.Tensor:
     texture = total.t().reshape(3, side, side)
     coverage = weight.reshape(1, side, side)
     return _pull_push(texture, coverage)
+
+
+#: entries of the grid model's (pixels x frames) blend matrix per uv evaluation of the initial splat
+_SPLAT_BLEND_ENTRIES = 1 << 24
+
+
+def _splat_frames(atlas: GridAtlas, to_uv, frames: torch.Tensor, selected: torch.Tensor, side: int) -> torch.Tensor:
+    """:func:`splat_texture` of the ``selected`` ``(N, H, W)`` pixels of every frame at ``to_uv`` of
+    their coordinates, a frame (and a bounded number of pixels) at a time: the grid model maps a
+    pixel through an ``(pixels, N)`` blend matrix, so mapping every pixel of the clip at once would
+    take memory growing with N^2 H W (~30 GB for 150 frames of 768 x 432). The same sums, in the same
+    order."""
+    n = frames.shape[0]
+    total = torch.zeros(side * side, 3, dtype=frames.dtype)
+    weight = torch.zeros(side * side, dtype=frames.dtype)
+    step = max(1024, _SPLAT_BLEND_ENTRIES // n)
+    for t in range(n):
+        keep = selected[t].reshape(-1)
+        if not bool(keep.any()):
+            continue
+        pixels = atlas.frame_pixels([t])[keep]
+        colours = frames[t].permute(1, 2, 0).reshape(-1, 3)[keep]
+        for start in range(0, pixels.shape[0], step):
+            _accumulate_splat(to_uv(pixels[start:start + step]), colours[start:start + step], side, total, weight)
+    return _splatted_texture(total, weight, side)
 
 
 def _pull_push(total: torch.Tensor, coverage: torch.Tensor) -> torch.Tensor:
@@ -238,16 +274,12 @@ def initial_grid_atlas(frames: torch.Tensor, masks: torch.Tensor | None, forward
         atlas.foreground_transform.copy_(torch.from_numpy(np.stack(foreground_maps)[:, :2]).float())
         atlas.background_canvas.copy_(torch.tensor(background_canvas))
         atlas.foreground_canvas.copy_(torch.tensor(foreground_canvas))
-        pixels = atlas.frame_pixels(range(n))
-        colours = frames.permute(0, 2, 3, 1).reshape(-1, 3)
-        background_pixels = ~torch.from_numpy(near_object).reshape(-1)
-        uv = atlas.background_uv(pixels[background_pixels]) + 1.0
-        texture = splat_texture(uv, colours[background_pixels], config.background_texture)
+        texture = _splat_frames(atlas, lambda xyt: atlas.background_uv(xyt) + 1.0, frames,
+                                ~torch.from_numpy(near_object), config.background_texture)
         atlas.background_texture.copy_(_logit(texture)[None])
         if layers == 2:
-            foreground_pixels = torch.from_numpy(inside_object).reshape(-1)
-            uv = atlas.foreground_uv(pixels[foreground_pixels])
-            texture = splat_texture(uv, colours[foreground_pixels], config.foreground_texture)
+            texture = _splat_frames(atlas, atlas.foreground_uv, frames, torch.from_numpy(inside_object),
+                                    config.foreground_texture)
             atlas.foreground_texture.copy_(_logit(texture)[None])
             target = F.interpolate(masks.float(), size=config.alpha_shape()[1:], mode="area")[:, 0]
             atlas.alpha_logits.copy_(_logit(target, 0.05)[None, None])
