@@ -255,3 +255,39 @@ def test_an_edit_reads_the_clip_at_the_atlas_size_and_renders_over_the_source_si
         held = np.asarray(Image.open(tmp_path / "held" / "frames" / f"{index:05d}.png"))
         assert held.shape == (32, 48, 3)
         assert np.array_equal(held, np.asarray(Image.open(tmp_path / "streamed" / "frames" / f"{index:05d}.png")))
+
+
+def test_the_fit_initialisation_maps_the_clip_a_bounded_number_of_pixels_at_a_time(monkeypatch):
+    """The grid model maps pixels through a (pixels x frames) blend matrix; the initial texture splat
+    used to map every pixel of the clip at once (memory N^2 H W: 30 GB for 150 frames of 768 x 432).
+    Now a frame and a bounded number of pixels at a time, with the textures of one whole splat."""
+    import cv2
+
+    from atlas.fitting import initialise
+    from atlas.fitting.run import prepare_clip, read_clip
+    from atlas.grid_model import GridAtlas, GridAtlasConfig
+    from atlas.settings import AtlasRunConfig
+
+    cfg = AtlasRunConfig()
+    cfg.video.frames, cfg.fit.flow_preset = "data/procedural/clip.mp4", "ultrafast"
+    cfg.fit.masks = "data/procedural/masks"
+    prepared = prepare_clip(cfg, read_clip(cfg))
+    clip, masks = prepared.clip, prepared.masks.float()
+    mapped = []
+    per_pixel = GridAtlas._per_pixel
+    monkeypatch.setattr(GridAtlas, "_per_pixel", lambda self, transforms, t: (mapped.append(t.shape[0]),
+                                                                              per_pixel(self, transforms, t))[1])
+    monkeypatch.setattr(initialise, "_SPLAT_BLEND_ENTRIES", 4096 * clip.num_frames)
+    atlas = initialise.initial_grid_atlas(clip.frames, masks, prepared.flows.forward, prepared.flows.forward_valid,
+                                          GridAtlasConfig(width=clip.width, height=clip.height,
+                                                          num_frames=clip.num_frames))
+    assert mapped and max(mapped) <= 4096  # never the whole clip (16 x 128 x 72 pixels) at once
+    # the same textures as one splat of every pixel (float rounding: the sums are added in parts)
+    near = torch.from_numpy(np.stack([cv2.dilate((m[0].numpy() > 0.5).astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
+                                      for m in masks]))
+    with torch.no_grad():
+        pixels = atlas.frame_pixels(range(clip.num_frames))[~near.reshape(-1)]
+        colours = clip.frames.permute(0, 2, 3, 1).reshape(-1, 3)[~near.reshape(-1)]
+        whole = initialise.splat_texture(atlas.background_uv(pixels) + 1.0, colours, atlas.config.background_texture)
+    splatted = torch.sigmoid(atlas.background_texture[0])
+    assert (splatted - whole.clamp(0.002, 0.998)).abs().max() < 1e-5
