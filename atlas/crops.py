@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 from .coordinates import PixelBox, uv_bounding_box
@@ -183,14 +184,29 @@ def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_p
         R, at least 16.
     """
     uv = maps.uv(layer)
-    steps = torch.cat([(uv[:, :, 1:] - uv[:, :, :-1]).norm(dim=-1).flatten(),
-                       (uv[:, 1:] - uv[:, :-1]).norm(dim=-1).flatten()])
-    if layer == Layer.foreground:  # only where the foreground is seen
-        alpha = maps.alpha[:, 0]
-        seen = torch.cat([(alpha[:, :, 1:] > 0.5).flatten(), (alpha[:, 1:] > 0.5).flatten()])
-        if bool(seen.any()):
-            steps = steps[seen]
-    step = float(steps.float().median()) if steps.numel() else 0.0
+    n, height, width = uv.shape[:3]
+    alpha = maps.alpha[:, 0]
+    # only where the foreground is seen (everywhere when it is seen nowhere)
+    only_seen = layer == Layer.foreground and bool((alpha[:, :, 1:] > 0.5).any() or (alpha[:, 1:] > 0.5).any())
+    # the steps of a few frames at a time into one buffer (no whole-clip temporaries: the uv maps of
+    # a long clip are gigabytes), then the median in place: the same value as over all steps at once
+    steps = np.empty(n * (height * (width - 1) + (height - 1) * width), np.float32)
+    count = 0
+    for start in range(0, n, 8):
+        part = uv[start:start + 8]
+        found = [(part[:, :, 1:] - part[:, :, :-1]).norm(dim=-1), (part[:, 1:] - part[:, :-1]).norm(dim=-1)]
+        if only_seen:
+            seen = alpha[start:start + 8]
+            found = [found[0][seen[:, :, 1:] > 0.5], found[1][seen[:, 1:] > 0.5]]
+        for values in found:
+            values = values.flatten().float().cpu().numpy()
+            steps[count:count + values.size] = values
+            count += values.size
+    steps = steps[:count]
+    if count:
+        middle = (count - 1) // 2  # torch.median's lower median
+        steps.partition(middle)
+    step = float(steps[middle]) if count else 0.0
     if step <= 0:
         return 16
     return int(min(max(round(atlas_pixels_per_frame_pixel / step), 16), limit))

@@ -70,9 +70,13 @@ def to_gray_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
     array = frames.detach().cpu().float().numpy() if torch.is_tensor(frames) else np.asarray(frames, np.float32)
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise ValueError(f"frames must be (N, 3, H, W) or (N, 1, H, W), got {tuple(array.shape)}")
-    # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
-    array = 0.299 * array[:, 0] + 0.587 * array[:, 1] + 0.114 * array[:, 2] if array.shape[1] == 3 else array[:, 0]
-    return np.clip(np.rint(array * 255.0), 0, 255).astype(np.uint8)
+    gray = np.empty((array.shape[0], *array.shape[2:]), np.uint8)
+    for start in range(0, array.shape[0], 8):  # a few frames at a time: no float copies of the whole clip
+        part = array[start:start + 8]
+        # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
+        part = 0.299 * part[:, 0] + 0.587 * part[:, 1] + 0.114 * part[:, 2] if part.shape[1] == 3 else part[:, 0]
+        gray[start:start + 8] = np.clip(np.rint(part * 255.0), 0, 255)
+    return gray
 
 
 def _dis(preset: str):
@@ -149,19 +153,22 @@ def compute_flows(
         raise ValueError(f"gap must be in 1..{n - 1} for {n} frames, got {gap}")
     dis = _dis(preset)
     scale = max(1.0, min_side / min(gray.shape[1:])) if min_side else 1.0
-    forward, backward, forward_valid, backward_valid = [], [], [], []
-    for i in range(n - gap):
-        fw = flow_dis(gray[i], gray[i + gap], dis=dis, scale=scale)
-        bw = flow_dis(gray[i + gap], gray[i], dis=dis, scale=scale)
-        forward.append(fw)
-        backward.append(bw)
-        forward_valid.append(consistency_mask(fw, bw, threshold))
-        backward_valid.append(consistency_mask(bw, fw, threshold))
+    # filled in place (a list of per-pair flows stacked at the end would hold them twice)
+    pairs, (height, width) = n - gap, gray.shape[1:]
+    forward = np.empty((pairs, height, width, 2), np.float32)
+    backward = np.empty((pairs, height, width, 2), np.float32)
+    forward_valid = np.empty((pairs, height, width), bool)
+    backward_valid = np.empty((pairs, height, width), bool)
+    for i in range(pairs):
+        forward[i] = fw = flow_dis(gray[i], gray[i + gap], dis=dis, scale=scale)
+        backward[i] = bw = flow_dis(gray[i + gap], gray[i], dis=dis, scale=scale)
+        forward_valid[i] = consistency_mask(fw, bw, threshold)
+        backward_valid[i] = consistency_mask(bw, fw, threshold)
     return FlowField(
-        forward=torch.from_numpy(np.stack(forward)),
-        backward=torch.from_numpy(np.stack(backward)),
-        forward_valid=torch.from_numpy(np.stack(forward_valid)),
-        backward_valid=torch.from_numpy(np.stack(backward_valid)),
+        forward=torch.from_numpy(forward),
+        backward=torch.from_numpy(backward),
+        forward_valid=torch.from_numpy(forward_valid),
+        backward_valid=torch.from_numpy(backward_valid),
         gap=int(gap),
         threshold=float(threshold),
     )

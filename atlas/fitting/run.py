@@ -107,14 +107,15 @@ class PreparedClip:
         clip: the frames at the fitting size (and the masks folder's masks, if one was given).
         masks: ``(N, 1, H, W)`` bool masks the fit uses, or None (background only).
         masks_source: "folder", "motion" or "none".
-        flows: optical flow both ways between consecutive frames.
+        flows: optical flow both ways between consecutive frames (None once :func:`run_fit` has
+            fitted with them: it lets them go before writing the outputs).
         seconds: what the flow and the masks took.
     """
 
     clip: ClipInput
     masks: torch.Tensor | None
     masks_source: str
-    flows: FlowField
+    flows: FlowField | None
     seconds: float
 
 
@@ -306,6 +307,12 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
                checkpoint_every=cfg.checkpoint_every)
     checkpoint()
     seconds = elapsed()
+    # the outputs need the atlas alone: the optimiser's state, the gradients and the flows (5 MB a
+    # frame at 768 x 432) go before the previews add the uv maps of every frame
+    iterations = fitter.iteration
+    fitter = data = None
+    atlas.zero_grad(set_to_none=True)
+    prepared.flows = None
 
     atlas.eval()
     atlas_dir = save_atlas(atlas, run_dir / RUN_ATLAS_FOLDER, info={
@@ -317,7 +324,7 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
     outputs = write_previews(run_dir, atlas, clip.frames, prepared.masks, fps, cfg.crf, device)
     summary = {
         "psnr_db": outputs.pop("psnr_db"), "seconds": round(seconds, 3),
-        "prepare_seconds": round(prepared.seconds, 3), "iterations": fitter.iteration, "frames": clip.num_frames,
+        "prepare_seconds": round(prepared.seconds, 3), "iterations": iterations, "frames": clip.num_frames,
         "width": clip.width, "height": clip.height, "layers": layers, "model": model,
         "masks": prepared.masks_source, **outputs, "source": str(clip.source), "fps": fps,
     }
