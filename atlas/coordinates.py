@@ -153,6 +153,10 @@ def uv_to_grid(
     return atlas_pixels_to_grid(pixels, box.width, box.height, box.origin)
 
 
+#: uvs per step of :func:`uv_bounding_box`
+_BOX_CHUNK = 1 << 20
+
+
 def uv_bounding_box(
     uv: torch.Tensor,
     layer: Layer,
@@ -173,13 +177,20 @@ def uv_bounding_box(
     Returns:
         The box, or None when no uv counts.
     """
-    pixels = uv_to_atlas_pixels(uv, layer, resolution).reshape(-1, 2)
-    if mask is not None:
-        pixels = pixels[mask.reshape(-1)]
-    if pixels.shape[0] == 0:
+    flat = uv.reshape(-1, 2)
+    keep = None if mask is None else mask.reshape(-1)
+    lows, highs = [], []
+    for start in range(0, flat.shape[0], _BOX_CHUNK):  # a chunk at a time: a long clip's uv maps are gigabytes
+        pixels = uv_to_atlas_pixels(flat[start:start + _BOX_CHUNK], layer, resolution)
+        if keep is not None:
+            pixels = pixels[keep[start:start + _BOX_CHUNK]]
+        if pixels.shape[0]:
+            lows.append(pixels.min(dim=0).values)
+            highs.append(pixels.max(dim=0).values)
+    if not lows:
         return None
-    low = pixels.min(dim=0).values.tolist()
-    high = pixels.max(dim=0).values.tolist()
+    low = torch.stack(lows).min(dim=0).values.tolist()
+    high = torch.stack(highs).max(dim=0).values.tolist()
     left = min(max(math.floor(low[0]), 0), resolution - 1)
     top = min(max(math.floor(low[1]), 0), resolution - 1)
     right = max(min(math.ceil(high[0]) + 1, resolution), left + 1)
