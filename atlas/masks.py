@@ -437,17 +437,20 @@ def motion_masks(
             residual_sum[frame] += np.where(valid, difference, 0.0)
             residual_count[frame] += valid
             camera_motion.append(np.median(np.linalg.norm(camera, axis=-1)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        residual = np.where(residual_count > 0, residual_sum / np.maximum(residual_count, 1), np.nan)
-    residual = residual.astype(np.float32)
+    # in place: a long clip's (N, H, W) arrays are hundreds of MB each
+    unknown = residual_count == 0
+    residual = np.divide(residual_sum, np.maximum(residual_count, 1, out=residual_count), out=residual_sum)
+    residual[unknown] = np.nan
+    del residual_count, unknown
 
     # threshold from the clip's residual statistics: most pixels are background
     known = residual[np.isfinite(residual)]
     if known.size == 0:
         return MotionMasks(None, "no foreground: no flow vector passed the forward-backward check",
                            homographies, residual, float("nan"), 0.0)
-    median = float(np.median(known))
-    sigma = 1.4826 * float(np.median(np.abs(known - median)))
+    median = float(np.median(known, overwrite_input=True))  # known is ours: no second copy
+    np.subtract(known, median, out=known)
+    sigma = 1.4826 * float(np.median(np.abs(known, out=known), overwrite_input=True))
     threshold = max(settings.min_residual, median + settings.noise_factor * sigma,
                     settings.relative_factor * float(np.median(camera_motion)))
 

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from text2live_geo.common.atomic import atomic_write_json, atomic_write_text
@@ -176,7 +177,7 @@ def prepare_clip(cfg: AtlasRunConfig, clip: ClipInput) -> PreparedClip:
 def _tensor_digest(hasher, tensor: torch.Tensor) -> None:
     tensor = tensor.detach().cpu().contiguous()
     hasher.update(f"{tensor.dtype}{tuple(tensor.shape)}".encode())
-    hasher.update(tensor.numpy().tobytes())
+    hasher.update(tensor.numpy().reshape(-1).view(np.uint8))  # the bytes, hashed in place (no copy of the clip)
 
 
 def clip_digest(clip: ClipInput) -> str:
@@ -252,7 +253,8 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
     run_dir = Path(run_dir)
     clip = prepared.clip
     digest = clip_digest(clip)
-    masks_digest = "" if prepared.masks is None else hashlib.sha256(prepared.masks.numpy().tobytes()).hexdigest()
+    masks_digest = "" if prepared.masks is None else hashlib.sha256(
+        prepared.masks.contiguous().numpy().reshape(-1).view(np.uint8)).hexdigest()
     if state is not None:
         if state.get("clip_sha256") != digest or state.get("masks_sha256") != masks_digest:
             raise RunError(f"the clip or its masks differ from those the fit in '{run_dir}' was started on "
@@ -265,7 +267,9 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
     data = _clip_on(prepared, device)
     torch.manual_seed(cfg.seed)
     if state is None:  # the initialisation works on CPU tensors (OpenCV fits to the flow)
-        atlas = build_atlas(cfg.fit, _clip_on(prepared, "cpu")).to(device)
+        on_cpu = data if torch.device(device).type == "cpu" else _clip_on(prepared, "cpu")  # not a second copy
+        atlas = build_atlas(cfg.fit, on_cpu).to(device)
+        on_cpu = None
     else:
         atlas = _rebuild(state["model"], state["atlas_config"]).to(device)
     fitter = AtlasFitter(atlas, data, cfg.fit, seed=cfg.seed)
