@@ -141,7 +141,7 @@ def test_manifest_values_are_taken_literally(tmp_path, tiny_clip_dir, monkeypatc
     assert cfg.text.comp == ["${oc.env:T2L_TEST_SECRET}"] and cfg.text.screen == ["a ${x} b", "${"]
 
 
-@SEEDED
+@settings(derandomize=True, max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(entries=st.lists(st.one_of(
     st.sampled_from(["x.png", "./x.png", "missing.png", "", "sub", "x.png/"]),
     st.fixed_dictionaries({"clip": st.sampled_from(["x.png", "y.png", 7, None, "x.png"])},
