@@ -44,7 +44,7 @@ __all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas
 @dataclass
 class ClipData(FrameShape):
     """What fitting reads: ``frames`` ``(N, 3, H, W)`` in [0, 1], ``masks`` ``(N, 1, H, W)`` in
-    [0, 1] or None (background only), and the optical flow both ways."""
+    [0, 1] (bool or float) or None (background only), and the optical flow both ways."""
 
     frames: torch.Tensor
     masks: torch.Tensor | None
@@ -81,8 +81,9 @@ class PixelSampler:
         self.samples = samples
         self.seed = seed
         n, h, w = clip.num_frames, clip.height, clip.width
-        self.colours = clip.frames.permute(0, 2, 3, 1).reshape(n, h * w, 3)
-        self.masks = None if clip.masks is None else clip.masks.reshape(n, h * w, 1).float()
+        # (N, H, W, 3) a view of the frames, indexed per pixel: no channels-last copy of the clip
+        self.colours = clip.frames.permute(0, 2, 3, 1)
+        self.masks = None if clip.masks is None else clip.masks.reshape(n, h * w, 1)  # as given; floats per draw
         flows = clip.flows
         self.forward = flows.forward.reshape(n - 1, h * w, 2)
         self.backward = flows.backward.reshape(n - 1, h * w, 2)
@@ -115,9 +116,9 @@ class PixelSampler:
         flow_index = valid.nonzero()[:, 0]
         t_to = torch.where(use_forward, t + 1, t - 1)
         return PixelBatch(
-            x=x.float(), y=y.float(), t=t.float(), colour=self.colours[t, pixel],
-            mask=None if self.masks is None else self.masks[t, pixel],
-            colour_right=self.colours[t, right], colour_down=self.colours[t, down],
+            x=x.float(), y=y.float(), t=t.float(), colour=self.colours[t, y, x],
+            mask=None if self.masks is None else self.masks[t, pixel].float(),
+            colour_right=self.colours[t, y, right - y * w], colour_down=self.colours[t, down // w, x],
             flow_index=flow_index, x_to=x_to[flow_index], y_to=y_to[flow_index], t_to=t_to[flow_index].float())
 
 
@@ -174,7 +175,8 @@ class AtlasFitter:
         self.eval_t = (index // (clip.height * clip.width)).float()
         self.eval_y = ((index // clip.width) % clip.height).float()
         self.eval_x = (index % clip.width).float()
-        self.eval_colour = clip.frames.permute(0, 2, 3, 1).reshape(-1, 3)[index]
+        # gathered from a view of the frames (reshaping the permuted frames would copy the whole clip)
+        self.eval_colour = clip.frames.permute(0, 2, 3, 1)[self.eval_t.long(), self.eval_y.long(), self.eval_x.long()]
 
     def learning_rate_scale(self, iteration: int) -> float:
         """Cosine from 1 to ``lr_decay`` over the iterations."""

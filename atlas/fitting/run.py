@@ -223,7 +223,7 @@ def _rebuild(model: str, sizes: dict) -> LayeredAtlas:
 def _clip_on(prepared: PreparedClip, device: torch.device | str) -> ClipData:
     """The clip's frames and masks on ``device``; the flows stay on the CPU, where the pixel sampler
     draws its random pixels and looks their flow up (and the initialisation reads them)."""
-    masks = None if prepared.masks is None else prepared.masks.float().to(device)
+    masks = None if prepared.masks is None else prepared.masks.to(device)  # bool: 1 byte a pixel, not 4
     return ClipData(frames=prepared.clip.frames.to(device), masks=masks, flows=prepared.flows)
 
 
