@@ -23,7 +23,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "(run_video.py atlas.checkpoint=RUN_DIR edits with it), fit_summary.json and previews.",
         epilog="Config keys are documented in docs/atlas_fitting.md and text2live_geo/config.py (AtlasRunConfig, "
                "FitConfig). Common: video.frames (folder of frames or .mp4/.mov), video.max_frames, "
-               "video.long_side (frames downscaled so their long side is at most this), fit.iterations, "
+               "video.long_side (frames downscaled so their long side is at most this), video.frame_limit "
+               "(longer clips refused; 0: no limit), fit.iterations, "
                "fit.masks (folder of foreground masks; empty: from motion), fit.layers (2, or 1: background "
                "only), output_dir, run_name, seed, device.",
         base_config="configs/atlas/base.yaml", progress_help="no progress bar")

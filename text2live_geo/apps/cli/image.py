@@ -20,7 +20,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Config keys are documented in README.md and text2live_geo/config.py (ImageEditConfig). "
                "Common: image, text.src, text.comp, text.screen, text.bootstrap, steps, seed, device, "
                "precision, output_dir, clip.model, mode (generator|inversion), loss.guidance "
-               "(directional|geodesic), loss.imr_anchor (previous|source).",
+               "(directional|geodesic), loss.imr_anchor (previous|source), max_image_pixels (larger images "
+               "refused; 0: no limit).",
         base_config="configs/image/base.yaml", progress_help="no progress bar")
 
 

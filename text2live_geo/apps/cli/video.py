@@ -22,6 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "atlas, guided by CLIP, and maps the edit back to every frame.",
         epilog="Config keys are documented in docs/video.md and text2live_geo/config.py (VideoEditConfig). "
                "Common: video.frames (folder of frames or .mp4/.mov), video.max_frames, video.fps, "
+               "video.frame_limit (longer clips refused; 0: no limit), "
                "atlas.checkpoint (a run_atlas.py run folder or an NLA folder; empty: fit an atlas first with the "
                "fit.* keys, cached in atlas.cache_dir), layer (foreground|background), text.src, text.comp, "
                "text.screen, steps, seed, device, output_dir, clip.model, loss.guidance (directional|geodesic).",
