@@ -139,6 +139,10 @@ def test_a_clip_over_the_frame_limit_is_refused_before_decoding(clip_mp4, tmp_pa
                                               r"video.frame_limit=10 allows: pass video.max_frames=10"):
         VideoStream(clip_mp4, frame_limit=10)
     assert read_video(clip_mp4, 10, frame_limit=10)[0].num_frames == 10  # what the message says works
+    assert read_video(clip_mp4, frame_limit=12)[0].num_frames == 12  # exactly at the limit
+    # duration x fps may be one off: one over the limit is left to the count while decoding
+    with pytest.raises(FrameLimitError, match="has more than 11 frames"):
+        read_video(clip_mp4, frame_limit=11)
     write_frames(moving_frames(5, 12, 16), tmp_path / "frames")
     with pytest.raises(FrameLimitError, match="has 5 frames, more than video.frame_limit=4"):
         read_video(tmp_path / "frames", frame_limit=4)

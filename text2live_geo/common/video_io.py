@@ -162,7 +162,9 @@ class VideoStream:
             self._probe_file()
         if self.source_frames is not None:
             kept = min(self.source_frames, self.max_frames) if self.max_frames > 0 else self.source_frames
-            if self.frame_limit > 0 and kept > self.frame_limit:
+            # a file's count is duration x fps, which can be one off: at the limit, decoding decides
+            slack = 0 if self.files is not None else 1
+            if self.frame_limit > 0 and kept > self.frame_limit + slack:
                 raise self._too_long(kept)
 
     # ---------------------------------------------------------------------- probing
