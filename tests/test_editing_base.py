@@ -118,3 +118,27 @@ def test_a_run_of_the_former_generator_resumes_only_with_its_keys(tiny_clip_dir,
         edit_image(resume=run.run_dir, overrides=["steps=3"], progress=False)
     resumed = edit_image(resume=run.run_dir, overrides=["steps=3"] + former, progress=False)
     assert resumed.steps == 3
+
+
+# ------------------------------------------------------------------------ stopping a run
+def test_should_stop_ends_the_run_within_one_step_with_a_checkpoint_that_resumes(tiny_clip_dir, image_path,
+                                                                                   tmp_path):
+    import torch
+
+    from text2live_geo import edit_image
+
+    asked = []
+
+    def stop_after_two():
+        asked.append(True)
+        return len(asked) >= 2
+
+    overrides = tiny_overrides(image_path, tiny_clip_dir, tmp_path, steps=6, checkpoint_every=0, snapshot_every=0)
+    stopped = edit_image(overrides=overrides, progress=False, should_stop=stop_after_two)
+    assert stopped.steps == 2 and len(asked) == 2  # asked after each step, stopped right after the second
+    assert torch.load(stopped.run_dir / "checkpoint.pt", weights_only=True)["step"] == 2
+    assert [r["step"] for r in _records(stopped.run_dir)] == [1, 2]
+    assert (stopped.run_dir / "composite.png").is_file()  # the edit so far
+
+    resumed = edit_image(resume=stopped.run_dir, progress=False, should_stop=lambda: False)
+    assert resumed.steps == 6 and [r["step"] for r in _records(stopped.run_dir)] == list(range(1, 7))

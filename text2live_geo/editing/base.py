@@ -167,11 +167,15 @@ class GeneratorTraining(ABC):
             return loss.bootstrap
         return loss.bootstrap * (1.0 - (step + 1) / loss.bootstrap_steps)
 
-    def train(self, run_dir: Path, progress: bool) -> float:
+    def train(self, run_dir: Path, progress: bool, should_stop: Callable[[], bool] | None = None) -> float:
         """Train from `self.step` to `cfg.steps`: one metrics line per step, a tqdm bar with the
         losses, `snapshot()` saved every `snapshot_every` steps, a checkpoint every `checkpoint_every`
         steps and at the end, and a debug log line every 5 % of the steps (a batch's clip log).
         Returns the seconds spent in this call.
+
+        `should_stop`, when given, is asked after every step: True ends the training there (the
+        checkpoint at the end is still written, so the run resumes from that step): how a caller
+        such as the web app's Stop button ends a run within one step.
 
         A resumed run first drops the metrics lines past its checkpoint's step (a run killed
         after its last checkpoint wrote them), and its `seconds` continue from the checkpoint's,
@@ -199,6 +203,9 @@ class GeneratorTraining(ABC):
                 save_png(self.snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
             if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                 save_checkpoint(run_dir, self.state_dict())
+            if should_stop is not None and self.step < cfg.steps and should_stop():
+                logger.info(f"stopped at step {self.step}/{cfg.steps}: resume the run folder to continue")
+                break
         bar.close()
         save_checkpoint(run_dir, self.state_dict())
         return time.perf_counter() - start

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -138,13 +138,15 @@ def write_outputs(run_dir: Path, image: torch.Tensor, layers: EditLayers, prefix
 def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
                clip_guide: ClipGuide | None = None, progress: bool = True,
-               run_dir: str | Path | None = None) -> ImageEditResult:
+               run_dir: str | Path | None = None, should_stop: Callable[[], bool] | None = None) -> ImageEditResult:
     """Run (or resume) one image edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
     is loaded and `overrides` apply on top (e.g. `steps=2000` to train longer). `run_dir`: the new
     run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
     batch; default: a new folder under `output_dir`, named `run_name` or after the input.
+    `should_stop`: asked after every training step; True ends the training there with a checkpoint
+    (the outputs show the edit so far, and `resume` continues it).
     """
 
     def prepare(cfg: ImageEditConfig, device: torch.device) -> PreparedEdit:
@@ -169,7 +171,7 @@ def edit_image(config_path: str | Path | None = None, overrides: Sequence[str] =
         return PreparedEdit(editor, Path(cfg.image).stem, first)
 
     _, prepared, run_dir, _ = run_edit(ImageEditConfig, config_path, overrides, resume, base_config, run_dir,
-                                       progress, prepare)
+                                       progress, prepare, should_stop)
     editor = prepared.editor
     layers = editor.render()
     write_outputs(run_dir, editor.image, layers)

@@ -48,7 +48,8 @@ class PreparedEdit:
 
 
 def run_edit(schema: type, config_path, overrides: Sequence[str], resume, base_config, run_dir, progress: bool,
-             prepare: Callable[[Any, torch.device], PreparedEdit]) -> tuple[Any, PreparedEdit, Path, float]:
+             prepare: Callable[[Any, torch.device], PreparedEdit],
+             should_stop: Callable[[], bool] | None = None) -> tuple[Any, PreparedEdit, Path, float]:
     """One edit run, image or video: config -> checks -> device -> `prepare(cfg, device)` (input,
     CLIP, editor) -> a new run folder (config.yaml and the first images) or the resumed one ->
     training. Returns `(cfg, prepared, run folder, seconds trained in this call)`; the caller
@@ -56,7 +57,8 @@ def run_edit(schema: type, config_path, overrides: Sequence[str], resume, base_c
 
     `resume`: a run folder to continue (its saved config, `overrides` on top); `run_dir`: the new
     run's folder for a caller that owns it (a batch); default: a new folder under `output_dir`
-    named `run_name` or after the input."""
+    named `run_name` or after the input. `should_stop`: asked after every training step; True ends
+    the training there, checkpointed (`GeneratorTraining.train`)."""
     if resume is not None and run_dir is not None:
         raise RunError("give resume (a run folder to continue) or run_dir (a new run's folder), not both")
     cfg, resume = load_run_config(schema, config_path, overrides, resume, base_config)
@@ -73,5 +75,5 @@ def run_edit(schema: type, config_path, overrides: Sequence[str], resume, base_c
         atomic_write_text(run_dir / CONFIG_NAME, to_yaml(cfg))
         for name, image in prepared.first_images.items():
             save_png(image, run_dir / name)
-    seconds = editor.train(run_dir, progress)
+    seconds = editor.train(run_dir, progress, should_stop)
     return cfg, prepared, run_dir, seconds

@@ -26,7 +26,7 @@ import copy
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -271,13 +271,15 @@ class VideoEditor(GeneratorTraining):
 def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] = (),
                resume: str | Path | None = None, base_config: str | Path | None = None,
                clip_guide: ClipGuide | None = None, progress: bool = True,
-               run_dir: str | Path | None = None) -> VideoEditResult:
+               run_dir: str | Path | None = None, should_stop: Callable[[], bool] | None = None) -> VideoEditResult:
     """Run (or resume) one video edit and write its run folder. Returns the result.
 
     `overrides` are `key=value` dotlist entries; with `resume`, the run folder's saved config
     is loaded and `overrides` apply on top (e.g. `steps=4000` to train longer). `run_dir`: the new
     run's folder (created if missing; it must not hold a run), for a caller that owns it, like a
     batch; default: a new folder under `output_dir`, named `run_name` or after the input.
+    `should_stop`: asked after every training step; True ends the training there with a checkpoint
+    (the outputs show the edit so far, and `resume` continues it).
     """
     facts: dict = {}  # what the set-up learns and the summary reports
 
@@ -332,7 +334,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         return PreparedEdit(editor, f"{video_name(cfg.video.frames)}-{cfg.layer}", first)
 
     cfg, prepared, run_dir, train_seconds = run_edit(VideoEditConfig, config_path, overrides, resume, base_config,
-                                                     run_dir, progress, prepare)
+                                                     run_dir, progress, prepare, should_stop)
     editor: VideoEditor = prepared.editor
     video, atlas_video, psnr = facts["video"], editor.video, facts["psnr"]
     fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
