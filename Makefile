@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 # torch 2.13.0 is the CPU build available here; a plain `torch` would pull a multi-GB CUDA build.
 TORCH_SPEC ?= torch==2.13.0
 
-.PHONY: test lint install demo demo-video bench clean
+.PHONY: test lint install demo demo-video bench app clean
 
 $(VENV)/.installed: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ demo: $(VENV)/.installed
 # OpenMP threads made each edit step ~10x slower (14 s against 1.6 s, measured).
 demo-video: $(VENV)/.installed
 	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) run_video.py --config configs/video/demo_procedural.yaml
+
+# the web app on http://127.0.0.1:7860 (the shipped toy CLIP unless clip.model=... is given: APP_ARGS)
+app: $(VENV)/.installed
+	HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 $(PY) run_app.py $(APP_ARGS)
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_step.py

@@ -43,7 +43,7 @@ def test_any_user_error_is_one_line_and_exit_2_and_a_bug_keeps_its_traceback(cap
 
 def test_entry_points_name_the_package_mains():
     scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
-    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-atlas", "t2l-batch"}
+    assert set(scripts) == {"t2l-image", "t2l-video", "t2l-atlas", "t2l-batch", "t2l-app"}
     for target in scripts.values():
         module, name = target.split(":")
         assert callable(getattr(importlib.import_module(module), name)), target
