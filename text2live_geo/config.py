@@ -23,8 +23,8 @@ from .losses.options import (
 )
 
 __all__ = ["AtlasCropConfig", "AtlasInputConfig", "ClipConfig", "ConfigError", "CropConfig", "EDIT_LEGACY_KEYS",
-           "GeneratorConfig", "ImageEditConfig", "LossConfig", "OptimConfig", "TextConfig", "VideoEditConfig",
-           "load_config", "to_yaml"]
+           "ExportConfig", "GeneratorConfig", "ImageEditConfig", "LayerFormat", "LossConfig", "OptimConfig",
+           "TextConfig", "VideoEditConfig", "load_config", "to_yaml"]
 
 
 class Mode(Choice):
@@ -244,6 +244,23 @@ class AtlasCropConfig:
     mask_frame_source: bool = True
 
 
+class LayerFormat(Choice):
+    """A file of the edit layer for compositing (`export.layers`), written beside the composite."""
+
+    png = "png"  # layer/00000.png ...: the edit layer as RGBA PNGs (straight alpha), lossless
+    prores = "prores"  # layer.mov: ProRes 4444 with alpha (prores_ks, yuva444p10le)
+    webm = "webm"  # layer.webm: VP9 with alpha (libvpx-vp9, yuva420p)
+    matte = "matte"  # alpha_matte.mp4: the alpha as a grayscale H.264 video (a luma matte)
+
+
+@dataclass
+class ExportConfig:
+    """Files of the edit layer a compositor can use, besides the composite mp4 (docs/compositing.md).
+    A format whose encoder the ffmpeg in use lacks is skipped with one note line."""
+
+    layers: list[LayerFormat] = field(default_factory=lambda: list(LayerFormat))  # any of png, prores, webm, matte
+
+
 @dataclass
 class VideoEditConfig:
     """One video edit on a neural layered atlas (Text2LIVE video recipe, docs/video.md, "The video recipe").
@@ -273,6 +290,7 @@ class VideoEditConfig:
     checkpoint_every: int = 100
     render_batch: int = 8  # frames composited at once in the final render
     crf: int = 18  # H.264 quality of the mp4 outputs (lower: better, larger)
+    export: ExportConfig = field(default_factory=ExportConfig)  # the edit layer as files for compositing
 
     LEGACY_KEYS: ClassVar[tuple[LegacyKey, ...]]
 

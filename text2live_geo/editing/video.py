@@ -339,7 +339,8 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
     video, atlas_video, psnr = facts["video"], editor.video, facts["psnr"]
     fps = float(cfg.video.fps or video.fps or FOLDER_FPS)
     # the untouched input at its own size, decoded again a batch at a time for the composite
-    timings = write_video_outputs(run_dir, editor, video, fps, cfg.crf, cfg.render_batch, progress)
+    timings = write_video_outputs(run_dir, editor, video, fps, cfg.crf, cfg.render_batch, progress,
+                                  cfg.export.layers)
     trained = editor.step - facts["first_step"]
     box = atlas_video.atlas_box
     summary = {

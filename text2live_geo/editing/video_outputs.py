@@ -14,8 +14,10 @@ from tqdm import tqdm
 
 from ..common.io import InputError, save_png, side_by_side
 from ..common.video_io import VideoStream, VideoWriter
+from ..config import LayerFormat
 from ..data.atlas_crops import AtlasVideo
 from ..layers import EditLayers, green_screen_like
+from .layer_export import LayerExport
 
 
 class FrameRenderer(Protocol):
@@ -36,12 +38,15 @@ OUTPUT_COMPARISON = "comparison.mp4"
 
 
 def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Tensor | VideoStream, fps: float,
-                        crf: int = 18, batch_size: int = 8, progress: bool = True) -> dict:
+                        crf: int = 18, batch_size: int = 8, progress: bool = True,
+                        layers: Sequence[LayerFormat] = ()) -> dict:
     """The final render, streamed to disk a batch of frames at a time.
 
     Writes ``edited.mp4``, ``frames/00000.png``..., ``edit_on_greenscreen.mp4``,
     ``comparison.mp4`` (input | edited), and in atlas space ``atlas.png`` (the input atlas crop),
-    ``edited_atlas.png`` (RGBA: the edit layer on the atlas) and ``edited_atlas_composite.png``.
+    ``edited_atlas.png`` (RGBA: the edit layer on the atlas) and ``edited_atlas_composite.png``;
+    and the edit layer in frame space in each of the formats ``layers`` (`export.layers`:
+    ``layer/00000.png ...``, ``layer.mov``, ``layer.webm``, ``alpha_matte.mp4``; `LayerExport`).
 
     Args:
         original: the input video at its own size: ``(N, 3, H', W')`` frames in [0, 1] (CPU is
@@ -72,6 +77,12 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
                VideoWriter(run_dir / OUTPUT_GREENSCREEN, width, height, fps, crf),
                VideoWriter(run_dir / OUTPUT_COMPARISON, 2 * width + 4, height, fps, crf)]
     try:
+        export = LayerExport(run_dir, layers, width, height, fps, crf)
+    except BaseException:
+        for writer in writers:
+            writer.abort()
+        raise
+    try:
         for first in range(0, count, batch_size):
             frames = list(range(first, min(first + batch_size, count)))
             edit, visible = editor.frame_edit(atlas_layers, frames)
@@ -88,6 +99,7 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
             greenscreen = visible * edit + (1 - visible) * green_screen_like(edit)
             writers[0].write(edited)
             writers[1].write(greenscreen)
+            export.write(first, edit, visible)
             for index, frame in zip(frames, edited):
                 save_png(frame, run_dir / "frames" / f"{index:05d}.png")
                 writers[2].write(side_by_side(source[index - first:index - first + 1], frame[None]))
@@ -95,11 +107,15 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
     except BaseException:
         for writer in writers:
             writer.abort()
+        export.abort()
         raise
     finally:
         bar.close()
         sources.close()  # a stream stops its decoder
     for writer in writers:
         writer.close()
+    written = export.close()
     return {"render_atlas_seconds": round(atlas_seconds, 3),
-            "render_seconds": round(time.perf_counter() - start, 3)}
+            "render_seconds": round(time.perf_counter() - start, 3),
+            "layer_files": {str(key): path.name for key, path in written.items()},
+            "layer_notes": export.notes}

@@ -1,0 +1,147 @@
+"""Writing RGBA frames (straight, not premultiplied, alpha) as videos that keep the alpha, and
+asking the ffmpeg in use which encoders it has.
+
+The ffmpeg is ``imageio-ffmpeg``'s binary (the one :class:`~.video_io.VideoWriter` uses). Two
+alpha-carrying formats are spelled out in :data:`ALPHA_FORMATS`:
+
+- ``prores``: ProRes 4444 in a QuickTime ``.mov`` (``prores_ks``, ``yuva444p10le``, 16-bit alpha
+  plane, so an 8-bit alpha comes back exactly), what editing and compositing suites take in;
+- ``webm``: VP9 with alpha in a WebM (``libvpx-vp9``, ``yuva420p``), small, for the web; its alpha
+  is lossy like its colour, and ffmpeg decodes it only through the ``libvpx-vp9`` decoder (the
+  built-in ``vp9`` decoder drops the alpha), see :data:`WEBM_ALPHA_DECODER`.
+
+Files are written under a temporary name and moved into place on a clean close
+(:class:`~.atomic.AtomicTarget`), like the mp4s.
+"""
+from __future__ import annotations
+
+import functools
+import re
+import subprocess
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .atomic import AtomicTarget
+
+__all__ = ["ALPHA_FORMATS", "AlphaFormat", "AlphaVideoWriter", "WEBM_ALPHA_DECODER", "ffmpeg_encoders",
+           "missing_encoder_note"]
+
+
+@dataclass(frozen=True)
+class AlphaFormat:
+    """One video format that stores an alpha plane: the encoder, its pixel format and options."""
+
+    suffix: str
+    encoder: str
+    pix_fmt: str
+    options: tuple[str, ...]
+    description: str
+
+
+ALPHA_FORMATS: dict[str, AlphaFormat] = {
+    "prores": AlphaFormat(".mov", "prores_ks", "yuva444p10le",
+                          ("-profile:v", "4444", "-alpha_bits", "16", "-vendor", "apl0"),
+                          "ProRes 4444 with alpha"),
+    "webm": AlphaFormat(".webm", "libvpx-vp9", "yuva420p",
+                        ("-b:v", "0", "-crf", "4", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1",
+                         "-auto-alt-ref", "0"),
+                        "VP9 with alpha"),
+}
+
+#: input options that make ffmpeg decode a VP9 WebM's alpha (its own vp9 decoder ignores it)
+WEBM_ALPHA_DECODER = ("-c:v", "libvpx-vp9")
+
+
+def ffmpeg_exe() -> str:
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@functools.lru_cache(maxsize=4)
+def _encoders_of(exe: str) -> frozenset[str]:
+    try:
+        listing = subprocess.run([exe, "-hide_banner", "-encoders"], capture_output=True, text=True,
+                                 timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        return frozenset()
+    # lines such as " V....D libx264   libx264 H.264 / AVC ..." after the legend's "------" line
+    _, _, table = listing.partition("------")
+    return frozenset(match.group(1) for match in re.finditer(r"^\s*[VAS][A-Z.]{5}\s+(\S+)", table, re.MULTILINE))
+
+
+def ffmpeg_encoders() -> frozenset[str]:
+    """The encoder names the ffmpeg in use lists (``ffmpeg -encoders``), asked once per process."""
+    return _encoders_of(ffmpeg_exe())
+
+
+def missing_encoder_note(name: str, path: Path) -> str:
+    """The one line said when the ffmpeg in use cannot write ``name`` (a key of ALPHA_FORMATS)."""
+    spec = ALPHA_FORMATS[name]
+    return (f"note: {path.name} ({spec.description}) not written: the ffmpeg in use ({ffmpeg_exe()}) has no "
+            f"{spec.encoder} encoder")
+
+
+def _rgba_bytes(frame: torch.Tensor) -> bytes:
+    """``(4, H, W)`` float in [0, 1] -> packed rgba bytes."""
+    array = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return np.ascontiguousarray(array).tobytes()
+
+
+class AlphaVideoWriter:
+    """Write RGBA frames one batch at a time to a video that keeps the alpha (``ALPHA_FORMATS[name]``).
+
+    ``write(frames)`` takes ``(4, H, W)`` or ``(B, 4, H, W)`` floats in [0, 1], colour not
+    premultiplied by the alpha. Use as a context manager, or ``close()`` / ``abort()``; the file
+    appears under its name only on a clean close. Raises ``RuntimeError`` when the ffmpeg in use has
+    no encoder for the format (check :func:`ffmpeg_encoders` first to skip it instead).
+    """
+
+    def __init__(self, path: str | Path, name: str, width: int, height: int, fps: float):
+        import imageio_ffmpeg
+
+        self.spec = ALPHA_FORMATS[name]
+        if self.spec.encoder not in ffmpeg_encoders():
+            raise RuntimeError(missing_encoder_note(name, Path(path)))
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.target = AtomicTarget(self.path)
+        self.size = (width, height)
+        self._writer = imageio_ffmpeg.write_frames(
+            str(self.target.temporary), (width, height), pix_fmt_in="rgba", pix_fmt_out=self.spec.pix_fmt,
+            fps=Fraction(fps).limit_denominator(100000), codec=self.spec.encoder, quality=None,
+            macro_block_size=1, output_params=list(self.spec.options), ffmpeg_log_level="error")
+        self._writer.send(None)  # start ffmpeg
+        self.count = 0
+
+    def write(self, frames: torch.Tensor) -> None:
+        if frames.dim() == 3:
+            frames = frames[None]
+        if tuple(frames.shape[-2:]) != (self.size[1], self.size[0]) or frames.shape[1] != 4:
+            raise ValueError(f"frames {tuple(frames.shape)} are not RGBA frames of the video size {self.size}")
+        for frame in frames:
+            self._writer.send(_rgba_bytes(frame))
+            self.count += 1
+
+    def close(self) -> Path:
+        self._writer.close()
+        return self.target.commit()
+
+    def abort(self) -> None:
+        try:
+            self._writer.close()
+        finally:
+            self.target.discard()
+
+    def __enter__(self) -> AlphaVideoWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
