@@ -31,6 +31,12 @@ __all__ = ["ALPHA_FORMATS", "AlphaFormat", "AlphaVideoWriter", "WEBM_ALPHA_DECOD
            "missing_encoder_note"]
 
 
+#: colour conversion and tags of the alpha videos: Rec. 709 matrix, limited range, tagged as such,
+#: so a compositor reads the colour as it was written (ffmpeg's untagged default is the BT.601 matrix)
+REC709 = ("-vf", "scale=out_color_matrix=bt709:out_range=tv", "-colorspace", "bt709", "-color_primaries", "bt709",
+          "-color_trc", "bt709")
+
+
 @dataclass(frozen=True)
 class AlphaFormat:
     """One video format that stores an alpha plane: the encoder, its pixel format and options."""
@@ -44,11 +50,11 @@ class AlphaFormat:
 
 ALPHA_FORMATS: dict[str, AlphaFormat] = {
     "prores": AlphaFormat(".mov", "prores_ks", "yuva444p10le",
-                          ("-profile:v", "4444", "-alpha_bits", "16", "-vendor", "apl0"),
+                          ("-profile:v", "4444", "-alpha_bits", "16", "-vendor", "apl0", *REC709),
                           "ProRes 4444 with alpha"),
     "webm": AlphaFormat(".webm", "libvpx-vp9", "yuva420p",
                         ("-b:v", "0", "-crf", "4", "-deadline", "good", "-cpu-used", "4", "-row-mt", "1",
-                         "-auto-alt-ref", "0"),
+                         "-auto-alt-ref", "0", *REC709),
                         "VP9 with alpha"),
 }
 
