@@ -17,6 +17,7 @@ from .losses.options import (
     GFK_NULL_DIM,
     DirectionalPairs,
     Distance,
+    GfkCentring,
     GfkSolver,
     ImcPairing,
     TextReduction,
@@ -135,7 +136,8 @@ class LossConfig:
     # templates (text subspace fitted on the T templates) | published (one text row per view, as the published fit)
     imc_pairing: ImcPairing = ImcPairing.templates
     gfk_solver: GfkSolver = GfkSolver.hogsvd  # hogsvd (published numerics) | exact (closed form)
-    gfk_null_dim: int = GFK_NULL_DIM
+    gfk_null_dim: int | None = GFK_NULL_DIM  # complement kept: null (whole, basis-free) | N (published: 256)
+    gfk_centring: GfkCentring = GfkCentring.none  # PCA centring: none (basis-free) | published (per row)
     gfk_max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM
     directional_pairs: DirectionalPairs = DirectionalPairs.index  # directional loss: index | all (reference)
     raw_directions: bool = False  # directional loss on unnormalised CLIP embeddings (true: reference)

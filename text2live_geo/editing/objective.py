@@ -86,7 +86,7 @@ class EditObjective:
         self.composition_loss = TextDistanceLoss(loss_cfg.distance, loss_cfg.text_reduction)
         self.directional_loss = DirectionalLoss(pairs=loss_cfg.directional_pairs)
         gfk = dict(null_dim=loss_cfg.gfk_null_dim, max_subspace_dim=loss_cfg.gfk_max_subspace_dim,
-                   solver=loss_cfg.gfk_solver)
+                   centring=loss_cfg.gfk_centring, solver=loss_cfg.gfk_solver)
         self.imc_loss = InterModalityConsistency(**gfk, pairing=loss_cfg.imc_pairing)
         self.imr_loss = IntraModalityRegularisation(**gfk)
         self.structure_loss = StructureLoss()

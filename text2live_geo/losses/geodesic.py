@@ -8,12 +8,15 @@ distillation of Simon et al. (CVPR 2021). See docs/geodesic.md.
 Notation (docs/geodesic.md, "Notation"; ``X1`` of shape ``(n1, d)`` and ``X2`` of shape
 ``(n2, d)``, rows L2-normalised):
 
-1. Subspaces. ``pca(X, k)``: ``D = X^T`` (``d x n``), centre with the
-   reference's convention ``D - D.mean(0)`` (each column minus its mean over the
-   feature axis), SVD, first ``k`` left singular vectors;
-   ``k = n`` if ``n <= 2`` else ``min(max_subspace_dim, n - 2)``.
-   ``Ps = pca(X1, k1)``, ``Pt = pca(X2, k2)``, ``Rs`` = the first ``null_dim``
-   columns of the Householder basis of the orthogonal complement of ``Ps`` (the
+1. Subspaces. ``pca(X, k)``: ``D = X^T`` (``d x n``), centred or not
+   (``centring``: ``"none"``, the default, keeps ``D``; ``"published"`` subtracts
+   from each column its mean over the feature axis, ``D - D.mean(0)``, as the
+   published code), SVD, first ``k`` left singular vectors;
+   ``k = n`` if ``n <= 2`` else ``min(max_subspace_dim, n - 2)``, and never more
+   than the numerical rank of ``D`` with the default centring.
+   ``Ps = pca(X1, k1)``, ``Pt = pca(X2, k2)``, ``Rs`` = an orthonormal basis of the
+   orthogonal complement of ``Ps`` (default: all of it, ``d - k1`` columns; with
+   ``null_dim`` set, its first ``null_dim`` columns in Householder order, the
    published full-SVD null space as reference LAPACK computes it).
 2. Principal angles. ``A = Ps^T Pt = U1 diag(cos theta) V^T``, ``B = Rs^T Pt``,
    ``B V = -U2 diag(sin theta)`` (exact with the full complement).
@@ -24,6 +27,15 @@ Notation (docs/geodesic.md, "Notation"; ``X1`` of shape ``(n1, d)`` and ``X2`` o
 4. Geodesic cosine: ``x1^T G x2 / sqrt(x1^T G x1 * x2^T G x2 + eps)``.
 5. Losses: IMC (inter-modality consistency) and IMR (intra-modality
    regularisation), see the two modules at the bottom of this file.
+
+Basis-free default: rotating the embedding space (``X -> X Q`` for an orthogonal
+``Q``) changes no cosine and no principal angle, and with the defaults (whole
+complement, no centring) it maps the kernel to ``Q^T G Q``, so every geodesic
+cosine, IMC and IMR are unchanged and their gradients rotate with the inputs
+(tests/test_losses_geodesic.py checks this at ``d = 512``). The published
+settings (``null_dim=256``, ``centring="published"``) pick directions by the
+coordinates (the Householder order of the complement; the all-ones vector the
+centring removes), so their values change under a rotation.
 
 Sign convention: ``U2`` is defined by ``B V = -U2 diag(sin theta)``, i.e.
 ``U2 = -normalise_columns(B V)``. This is the sign that makes the flow end at
@@ -45,7 +57,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from .options import GFK_MAX_SUBSPACE_DIM, GFK_NULL_DIM, GfkSolver, ImcPairing
+from .options import GFK_MAX_SUBSPACE_DIM, GFK_NULL_DIM, GfkCentring, GfkSolver, ImcPairing
 
 __all__ = [
     "gfk_kernel",
@@ -55,6 +67,7 @@ __all__ = [
 ]
 
 _SOLVERS = tuple(GfkSolver)
+_CENTRINGS = tuple(GfkCentring)
 _PAIRINGS = tuple(ImcPairing)
 
 # Fixed diagonal loading used by the hogsvd solver where the reference adds
@@ -104,28 +117,32 @@ def _subspace_dim(n: int, d: int, max_subspace_dim: int) -> int:
     return max(1, min(k, d))
 
 
-def _pca(x: Tensor, k: int) -> Tensor:
-    """PCA basis ``(d, k)`` of the rows of ``x`` ``(n, d)`` with the reference's centring.
+def _pca(x: Tensor, k: int, centring: GfkCentring = GfkCentring.none) -> Tensor:
+    """PCA basis ``(d, r)`` of the rows of ``x`` ``(n, d)``: the first ``r <= k`` left singular
+    vectors of ``D = x^T``, centred as ``centring`` says.
 
-    ``D = x^T`` (``d x n``); ``D - D.mean(0)`` subtracts from every column
-    (sample) its mean over the feature axis; returns the first ``k`` left
-    singular vectors of the centred ``D``.
+    ``"none"``: ``D`` as it is; the basis spans the directions the rows occupy. ``"published"``:
+    ``D - D.mean(0)`` subtracts from every column (sample) its mean over the feature axis.
 
-    Rank-deficient data (repeated rows, e.g. 4 template directions cycled over 16
-    views, or all-zero rows): when the centred ``D`` has numerical rank
-    ``r < k`` the singular vectors beyond ``r`` belong to zero singular values and
-    an SVD returns directions fixed by rounding (they change with a 1e-7 change of
-    the input, docs/geodesic.md "Rank-deficient batches"). We keep the ``r``
-    meaningful directions and complete them deterministically with the first
+    Rank-deficient data (repeated rows, e.g. 4 template directions cycled over 16 views, or
+    all-zero rows): when ``D`` has numerical rank ``r < k`` the singular vectors beyond ``r``
+    belong to zero singular values and an SVD returns directions fixed by rounding (they change
+    with a 1e-7 change of the input, docs/geodesic.md "Rank-deficient batches"). With
+    ``"none"`` the subspace is the ``r`` meaningful directions (``r`` columns, possibly 0): the
+    only choice that does not depend on the coordinates. With ``"published"`` (whose
+    subspaces always have ``k`` columns) they are completed deterministically with the first
     ``k - r`` columns of their Householder complement (:func:`_complement`).
     """
     data = x.transpose(0, 1)
-    data = data - data.mean(dim=0, keepdim=True)
+    if centring == GfkCentring.published:
+        data = data - data.mean(dim=0, keepdim=True)
     u, s, _ = torch.linalg.svd(data, full_matrices=False)
     tol = s.max() * max(data.shape) * torch.finfo(s.dtype).eps
     rank = int((s > tol).sum())
     if rank >= k:
         return u[:, :k]
+    if centring == GfkCentring.none:
+        return u[:, :rank]
     return torch.cat([u[:, :rank], _complement(u[:, :rank], k - rank)], dim=1)
 
 
@@ -252,8 +269,9 @@ def gfk_kernel(
     x1: Tensor,
     x2: Tensor,
     *,
-    null_dim: int = GFK_NULL_DIM,
+    null_dim: int | None = GFK_NULL_DIM,
     max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+    centring: GfkCentring = GfkCentring.none,
     solver: GfkSolver = GfkSolver.hogsvd,
     eps: float = 1e-8,
 ) -> Tensor:
@@ -263,10 +281,14 @@ def gfk_kernel(
         x1: source features ``(n1, d)``, any scale (rows are L2-normalised here;
             rows with norm below ``eps`` are treated as zero vectors).
         x2: target features ``(n2, d)``; ``n2`` may differ from ``n1``.
-        null_dim: number of complement directions ``Rs`` kept (clamped to
-            ``d - k1``; ``null_dim >= d - k1`` gives the full complement).
+        null_dim: ``None`` (default): the whole complement of the source subspace,
+            as the GFK is defined (basis-free). A number keeps that many complement
+            directions ``Rs`` in Householder order (clamped to ``d - k1``; the
+            published code keeps 256), which depends on the coordinates.
         max_subspace_dim: cap on the PCA subspace dimension
             (``k = n`` if ``n <= 2`` else ``min(max_subspace_dim, n - 2)``).
+        centring: ``"none"`` (default, basis-free) or ``"published"`` (each row minus
+            the mean of its coordinates, as the published code); see :func:`_pca`.
         solver: ``"hogsvd"`` (default, reference numerics) or ``"exact"``.
         eps: normalisation floor for the rows.
 
@@ -283,9 +305,9 @@ def gfk_kernel(
         ``U2 = -normalise_columns(Rs^T Pt V)``; with the full complement this is
         exactly ``int_0^1 Phi(s) Phi(s)^T ds``.
 
-        ``"hogsvd"``: reproduces the reference implementation (Simon et al.,
-        CVPR 2021 geodesic distillation as adapted by Oh et al.): truncated
-        complement ``Rs`` (default 256 columns), ``U1, U2, V`` from the
+        ``"hogsvd"``: the reference implementation's numerics (Simon et al.,
+        CVPR 2021 geodesic distillation as adapted by Oh et al.; with
+        ``null_dim=256, centring="published"`` its settings too): ``U1, U2, V`` from the
         approximate higher-order GSVD of ``[A = Ps^T Pt, B = Rs^T Pt]``
         (``S = (C0 C1^-1 + C1 C0^-1)/2`` with the inverse approximated by one
         Newton-Schulz step for the inverse square root, ``V`` = left singular
@@ -299,9 +321,11 @@ def gfk_kernel(
         ``L1 = L3 = 1/2`` at ``t = 0``); the target PCA dimension is computed
         from ``n2`` (the reference used ``n1`` for both; equal when ``n1 = n2``);
         PCA directions of rank-deficient batches beyond their rank are completed
-        deterministically (``_pca``). The complement is the reference's full-SVD
+        deterministically with the published centring and left out with the
+        default (``_pca``). A truncated complement is the reference's full-SVD
         null space as reference LAPACK computes it (``_complement``); on equal-size
-        batches this matches the published formulas to ~2e-7 for 2-200 rows
+        batches, with the published settings, this matches the published formulas
+        to ~1e-13 in the kernel and ~5e-8 in the cosine (its ``eps``) for 2-200 rows
         (tests/test_losses_geodesic.py, docs/geodesic.md "Solvers"). Compared with
         ``"exact"``: with the full complement the two agree up to rounding
         unless the HOGSVD eigenvalues nearly collide; with the truncated
@@ -316,8 +340,10 @@ def gfk_kernel(
         raise ValueError(f"x1 and x2 must be on the same device, got {x1.device} and {x2.device}")
     if solver not in _SOLVERS:
         raise ValueError(f"solver must be one of {[str(v) for v in _SOLVERS]}, got {solver!r}")
-    if null_dim < 0 or max_subspace_dim < 1:
-        raise ValueError(f"need null_dim >= 0 and max_subspace_dim >= 1, got {null_dim}, {max_subspace_dim}")
+    if (null_dim is not None and null_dim < 0) or max_subspace_dim < 1:
+        raise ValueError(f"need null_dim >= 0 (or None) and max_subspace_dim >= 1, got {null_dim}, {max_subspace_dim}")
+    if centring not in _CENTRINGS:
+        raise ValueError(f"centring must be one of {[str(v) for v in _CENTRINGS]}, got {centring!r}")
 
     out_dtype = _out_dtype(torch.promote_types(x1.dtype, x2.dtype))
     fit_dtype = _fit_dtype(x1.device)
@@ -329,9 +355,10 @@ def gfk_kernel(
     # Step 1: subspaces.
     k1 = _subspace_dim(n1, d, max_subspace_dim)
     k2 = _subspace_dim(n2, d, max_subspace_dim)
-    ps = _pca(x1, k1)
-    pt = _pca(x2, k2)
-    rs = _complement(ps, min(null_dim, d - k1))
+    ps = _pca(x1, k1, centring)
+    pt = _pca(x2, k2, centring)
+    k1 = ps.shape[1]  # below k1 where the rows span fewer directions (default centring)
+    rs = _complement(ps, d - k1 if null_dim is None else min(null_dim, d - k1))
 
     # Step 2: principal angles.
     a = ps.transpose(0, 1) @ pt
@@ -369,8 +396,9 @@ def geodesic_cosine(
     x1: Tensor,
     x2: Tensor,
     *,
-    null_dim: int = GFK_NULL_DIM,
+    null_dim: int | None = GFK_NULL_DIM,
     max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+    centring: GfkCentring = GfkCentring.none,
     solver: GfkSolver = GfkSolver.hogsvd,
     eps: float = 1e-8,
 ) -> Tensor:
@@ -381,7 +409,7 @@ def geodesic_cosine(
             so a zero row gives similarity 0 with finite gradients).
         x2: ``(n, d)`` features, or one of ``x1``/``x2`` may have a single row,
             which is broadcast. Other mismatched row counts raise ``ValueError``.
-        null_dim, max_subspace_dim, solver: see :func:`gfk_kernel`.
+        null_dim, max_subspace_dim, centring, solver: see :func:`gfk_kernel`.
         eps: row-normalisation floor and the constant under the square root.
 
     Returns:
@@ -394,7 +422,8 @@ def geodesic_cosine(
     _check_features(x1, "x1")
     _check_features(x2, "x2")
     _broadcast_rows(x1.shape[0], x2.shape[0])
-    g = gfk_kernel(x1, x2, null_dim=null_dim, max_subspace_dim=max_subspace_dim, solver=solver, eps=eps)
+    g = gfk_kernel(x1, x2, null_dim=null_dim, max_subspace_dim=max_subspace_dim, centring=centring, solver=solver,
+                   eps=eps)
     dtype = g.dtype
     x1n = _safe_normalize(x1.to(dtype), eps)
     x2n = _safe_normalize(x2.to(dtype), eps)
@@ -409,15 +438,19 @@ class _GeodesicLoss(nn.Module):
 
     def __init__(
         self,
-        null_dim: int = GFK_NULL_DIM,
+        null_dim: int | None = GFK_NULL_DIM,
         max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+        centring: GfkCentring = GfkCentring.none,
         solver: GfkSolver = GfkSolver.hogsvd,
         eps: float = 1e-8,
     ) -> None:
         super().__init__()
         if solver not in _SOLVERS:
             raise ValueError(f"solver must be one of {[str(v) for v in _SOLVERS]}, got {solver!r}")
+        if centring not in _CENTRINGS:
+            raise ValueError(f"centring must be one of {[str(v) for v in _CENTRINGS]}, got {centring!r}")
         self.null_dim = null_dim
+        self.centring = GfkCentring(centring)
         self.max_subspace_dim = max_subspace_dim
         self.solver = GfkSolver(solver)
         self.eps = eps
@@ -448,13 +481,15 @@ class InterModalityConsistency(_GeodesicLoss):
 
     def __init__(
         self,
-        null_dim: int = GFK_NULL_DIM,
+        null_dim: int | None = GFK_NULL_DIM,
         max_subspace_dim: int = GFK_MAX_SUBSPACE_DIM,
+        centring: GfkCentring = GfkCentring.none,
         solver: GfkSolver = GfkSolver.hogsvd,
         eps: float = 1e-8,
         pairing: ImcPairing = ImcPairing.templates,
     ) -> None:
-        super().__init__(null_dim=null_dim, max_subspace_dim=max_subspace_dim, solver=solver, eps=eps)
+        super().__init__(null_dim=null_dim, max_subspace_dim=max_subspace_dim, centring=centring, solver=solver,
+                         eps=eps)
         if pairing not in _PAIRINGS:
             raise ValueError(f"pairing must be one of {[str(v) for v in _PAIRINGS]}, got {pairing!r}")
         self.pairing = ImcPairing(pairing)
@@ -472,7 +507,8 @@ class InterModalityConsistency(_GeodesicLoss):
         idx = torch.arange(n_views, device=d_txt.device) % n_text
         d_pair = d_txt[idx]  # text row paired with each view
         g = gfk_kernel(d_img, d_pair if self.pairing == ImcPairing.published else d_txt, null_dim=self.null_dim,
-                       max_subspace_dim=self.max_subspace_dim, solver=self.solver, eps=self.eps)
+                       max_subspace_dim=self.max_subspace_dim, centring=self.centring, solver=self.solver,
+                       eps=self.eps)
         sim = _cosine_with_kernel(d_img, d_pair, g, self.eps)
         return 1.0 - sim.mean()
 
@@ -489,6 +525,6 @@ class IntraModalityRegularisation(_GeodesicLoss):
     def forward(self, anchor: Tensor, output: Tensor) -> Tensor:
         """Args: anchor, output ``(V, d)``. Returns a scalar loss in about ``[0, 2]``
         (0 when output equals anchor)."""
-        sim = geodesic_cosine(anchor.detach(), output, null_dim=self.null_dim,
-                              max_subspace_dim=self.max_subspace_dim, solver=self.solver, eps=self.eps)
+        sim = geodesic_cosine(anchor.detach(), output, null_dim=self.null_dim, max_subspace_dim=self.max_subspace_dim,
+                              centring=self.centring, solver=self.solver, eps=self.eps)
         return 1.0 - sim.mean()

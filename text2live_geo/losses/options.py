@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from ..common.config import Choice
 
-__all__ = ["DirectionalPairs", "Distance", "GFK_MAX_SUBSPACE_DIM", "GFK_NULL_DIM", "GfkSolver", "ImcPairing",
-           "TextReduction"]
+__all__ = ["DirectionalPairs", "Distance", "GFK_MAX_SUBSPACE_DIM", "GFK_NULL_DIM", "GFK_PUBLISHED_NULL_DIM",
+           "GfkCentring", "GfkSolver", "ImcPairing", "TextReduction"]
 
 
 class Distance(Choice):
@@ -36,6 +36,17 @@ class GfkSolver(Choice):
     exact = "exact"  # closed form
 
 
+class GfkCentring(Choice):
+    """How the GFK's PCA centres a batch before taking its subspace (`loss.gfk_centring`)."""
+
+    # none: the subspace of the rows as they are (top singular directions); rotating the embedding
+    # space rotates it, so the kernel is a property of the embeddings, not of their coordinates
+    none = "none"
+    # published: each row minus the mean of its own coordinates (the published code's); this removes
+    # the component along (1, ..., 1), a direction the coordinates pick, so the result depends on them
+    published = "published"
+
+
 class ImcPairing(Choice):
     """IMC's text batch (`loss.imc_pairing`)."""
 
@@ -43,6 +54,10 @@ class ImcPairing(Choice):
     templates = "templates"  # text subspace fitted on the distinct template directions of the step
 
 
-# the GFK's defaults, used by the functions below and by the config (`loss.gfk_*`)
-GFK_NULL_DIM = 256
+# the GFK's defaults, used by the functions below and by the config (`loss.gfk_*`).
+# None: the whole orthogonal complement of the source subspace, as the geodesic flow kernel is
+# defined; any other number keeps that many of its directions, in an order the coordinates decide
+# (basis-dependent). The published code keeps 256 (GFK_PUBLISHED_NULL_DIM).
+GFK_NULL_DIM: int | None = None
+GFK_PUBLISHED_NULL_DIM = 256
 GFK_MAX_SUBSPACE_DIM = 128
