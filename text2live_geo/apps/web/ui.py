@@ -462,16 +462,18 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                 with gr.Row():
                     with gr.Column(scale=1):
                         image_in = gr.Image(label="Input image", type="filepath", image_mode=None,
-                                            sources=["upload", "clipboard"])
+                                            sources=["upload", "clipboard"], elem_id="image-input")
                         preset = gr.Dropdown([NONE] + image_presets, value=NONE, label="Preset (example config)")
                         recipe = gr.Radio(["ours", "reference"], value="ours", label="Recipe")
-                        src = gr.Textbox(label="Source text (text.src)", placeholder="what is in the image: horse")
+                        src = gr.Textbox(label="Source text (text.src)", placeholder="what is in the image: horse",
+                                         elem_id="image-src")
                         comp = gr.Textbox(label="Composite text (text.comp)",
-                                          placeholder="the edited image: golden horse")
+                                          placeholder="the edited image: golden horse", elem_id="image-comp")
                         screen = gr.Textbox(label="Green-screen text (text.screen)",
-                                            placeholder="the edit layer alone: golden horse")
+                                            placeholder="the edit layer alone: golden horse",
+                                            elem_id="image-screen")
                         bootstrap = gr.Textbox(label="Bootstrap text (text.bootstrap, optional)",
-                                               placeholder="where to edit: horse")
+                                               placeholder="where to edit: horse", elem_id="image-bootstrap")
                         with gr.Accordion("Advanced", open=False):
                             steps = gr.Number(label="Steps", value=None, precision=0)
                             seed = gr.Number(label="Seed", value=None, precision=0)
@@ -484,8 +486,8 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                             extra = gr.Textbox(label="More key=value overrides",
                                                placeholder="loss.imc=0.5 optim.lr=2e-3")
                         with gr.Row():
-                            run_btn = gr.Button("Run", variant="primary")
-                            stop_btn = gr.Button("Stop", variant="stop", interactive=False)
+                            run_btn = gr.Button("Run", variant="primary", elem_id="image-run")
+                            stop_btn = gr.Button("Stop", variant="stop", interactive=False, elem_id="image-stop")
                     with gr.Column(scale=2):
                         status = gr.Markdown("Upload an image, describe the edit, press Run.", elem_id="image-status")
                         snapshot = gr.Image(label="Latest snapshot (input | composite | edit on green)",
