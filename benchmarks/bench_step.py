@@ -16,7 +16,9 @@ configs/clip/vit-b-32.json: the same compute as the real model, no download).
   4 x V encodings per step, 3 x V with gradient.
 
 Each mode runs in its own subprocess so peak memory (CUDA max allocated, or peak RSS on CPU)
-is per mode. Prints a table and, last, `speedup_vs_baseline: <ratio>`.
+is per mode. Prints a table and, last, `speedup_vs_baseline: <ratio>`; the figures, with the
+settings, the commit and the load average before and after, go to benchmarks/results/bench_step.json
+(--out).
 
   python benchmarks/bench_step.py                       # 512 px, 16 views
   python benchmarks/bench_step.py --size 256 --views 8 --steps 3
@@ -57,6 +59,8 @@ def parse_args(argv=None):
                         help="extra config override for both modes (repeatable)")
     parser.add_argument("--ours-set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for our step only, e.g. generator.checkpoint_levels=1 (repeatable)")
+    parser.add_argument("--out", default=str(HERE / "results" / "bench_step.json"),
+                        help="JSON file for the figures (settings, load, every mode's result); '' writes none")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -313,6 +317,7 @@ def main(argv=None) -> None:
     for override in args.ours_set:
         passthrough += ["--ours-set", override]
     results = {}
+    load_before = os.getloadavg()
     clip_name = "CLIP " + args.clip_folder if args.clip_folder else "ViT-B/32-sized CLIP (random weights)"
     print(f"bench_step: {args.size}x{args.size} px, {args.views} views, {args.steps} timed steps, "
           f"{clip_name}, checkpoint chunk {args.checkpoint_chunk}, "
@@ -340,6 +345,24 @@ def main(argv=None) -> None:
     if "ours" in results and "baseline" in results:
         print(f"memory_ratio_vs_baseline: {results['ours']['peak_gib'] / results['baseline']['peak_gib']:.2f}")
         print(f"speedup_vs_baseline: {results['baseline']['step_s'] / results['ours']['step_s']:.2f}")
+    if args.out:
+        write_figures(Path(args.out), args, results, load_before)
+
+
+def write_figures(path: Path, args, results: dict, load_before) -> None:
+    from text2live_geo.common.atomic import atomic_write_json
+
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=HERE, capture_output=True,
+                            text=True).stdout.strip() or None
+    settings = {key: value for key, value in vars(args).items() if key not in ("worker", "out")}
+    figures = {"settings": settings, "commit": commit, "cpu_count": os.cpu_count(),
+               "omp_num_threads": os.environ.get("OMP_NUM_THREADS"), "loadavg_before": list(load_before),
+               "loadavg_after": list(os.getloadavg()), "results": results}
+    if "ours" in results and "baseline" in results:
+        figures["speedup_vs_baseline"] = results["baseline"]["step_s"] / results["ours"]["step_s"]
+        figures["memory_ratio_vs_baseline"] = results["ours"]["peak_gib"] / results["baseline"]["peak_gib"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(path, figures)
 
 
 if __name__ == "__main__":

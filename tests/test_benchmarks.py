@@ -11,10 +11,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
-def test_bench_step_prints_speedup_line(tiny_clip_dir):
+def test_bench_step_prints_speedup_line(tiny_clip_dir, tmp_path):
+    out = tmp_path / "bench_step.json"
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--size", "40", "--views", "2", "--steps", "1",
-         "--clip-folder", str(tiny_clip_dir), "--set", "generator.num_scales=3", "--set", "generator.channels=8"],
+         "--clip-folder", str(tiny_clip_dir), "--set", "generator.num_scales=3", "--set", "generator.channels=8",
+         "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                                                           "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -29,6 +31,11 @@ def test_bench_step_prints_speedup_line(tiny_clip_dir):
               for line in lines if line.startswith(("ours ", "baseline "))}
     assert counts["baseline"] == (4 * 2 + 2, 4 * 2)
     assert counts["ours"][0] < counts["baseline"][0]
+    figures = json.loads(out.read_text())  # the figures file: settings, load, each mode's result
+    assert figures["results"]["baseline"]["image_encodings"] == 4 * 2  # one CLIP call per view
+    assert figures["results"]["ours"]["image_encodings"] < figures["results"]["baseline"]["image_encodings"]
+    assert figures["settings"]["views"] == 2 and len(figures["loadavg_before"]) == 3
+    assert abs(figures["speedup_vs_baseline"] - float(lines[-1].split(": ")[1])) < 0.01
 
 
 @pytest.mark.slow
