@@ -111,3 +111,42 @@ def test_gradient_shares_of_the_update_sum_to_one(tiny_clip_dir, tmp_path):
         # g = sum_k g_k, so sum_k <g_k, g> / |g|^2 = 1 on every step, hence for the means too
         assert abs(sum(term["projection_share"] for term in terms.values()) - 1) < 1e-6
         assert abs(sum(term["norm_share"] for term in terms.values()) - 1) < 1e-6
+
+
+def test_gpu_suite_refuses_without_cuda_in_one_line():
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a CUDA GPU is here: the suite would run")
+    result = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py")], capture_output=True,
+                            text=True, timeout=120, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and "no CUDA GPU" in result.stderr and "--device cpu --tiny" in result.stderr
+    refused = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu"],
+                             capture_output=True, text=True, timeout=120, env={"OMP_NUM_THREADS": "1",
+                                                                                "PATH": "/usr/bin:/bin"})
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--tiny" in refused.stderr
+
+
+@pytest.mark.slow
+def test_gpu_suite_tiny_dry_run_prints_every_figure(tmp_path):
+    out = tmp_path / "gpu_suite.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_suite.py"), "--device", "cpu", "--tiny", "--out", str(out)],
+        capture_output=True, text=True, timeout=600, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                                          "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    names = [line.split(":")[0] for line in result.stdout.splitlines()[1:]]
+    assert names == ["image_step_fp32", "image_step_bf16", "image_step_baseline", "image_speedup_fp32_vs_baseline",
+                     "image_speedup_bf16_vs_baseline", "video_step", "atlas_fit_iterations_per_s",
+                     "atlas_seconds_to_30db", "gpu_suite_seconds"]
+    figures = json.loads(out.read_text())
+    image = figures["image"]
+    # the baseline is the reference structure (4 x views encodings), ours batches: different code ran
+    assert image["baseline"]["views_encoded"] == 4 * 2 and image["fp32"]["views_encoded"] < 4 * 2
+    assert (image["fp32"]["precision"], image["bf16"]["precision"]) == ("fp32", "bf16")
+    assert all(image[name]["step_s"] > 0 and image[name]["peak_gib"] > 0 for name in image)
+    assert figures["video"]["step_s"] > 0 and (figures["video"]["width"], figures["video"]["height"]) == (48, 32)
+    atlas = figures["atlas"]
+    assert atlas["iterations"] > 0 and atlas["iterations_per_s"] > 0 and atlas["frames"] == 6
+    assert [point["psnr_db"] for point in atlas["curve"]][-1] > atlas["curve"][0]["psnr_db"]  # the fit fitted
