@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from ...common.config import ConfigError, load_config
 from . import run_cli
@@ -65,13 +67,28 @@ def app_settings(args: argparse.Namespace):
     return cfg, defaults
 
 
-def serve(args: argparse.Namespace) -> None:
-    from ..web.config import LOOPBACK_HOSTS
+def host_warning(host: str) -> str | None:
+    """The warning for a host other machines may reach (None for a loopback address)."""
+    import ipaddress
 
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name
+        loopback = False
+    if loopback:
+        return None
+    return (f"warning: serving on {host}: anyone who reaches this address can run jobs and read the runs "
+            f"(the app has no login); the default 127.0.0.1 serves this machine only")
+
+
+def serve(args: argparse.Namespace) -> None:
     cfg, defaults = app_settings(args)
-    if cfg.host not in LOOPBACK_HOSTS:
-        print(f"warning: serving on {cfg.host}: anyone who reaches this address can run jobs and read the runs "
-              f"(the app has no login); the default 127.0.0.1 serves this machine only", file=sys.stderr)
+    warning = host_warning(cfg.host)
+    if warning:
+        print(warning, file=sys.stderr)
+    # Gradio's copies of uploads and outputs: under output_dir, not /tmp (delete .uploads/ to clean up)
+    output_dir = dict(entry.split("=", 1) for entry in defaults).get("output_dir", "runs")
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(Path(output_dir).expanduser().resolve() / ".uploads" / "gradio"))
     try:
         from ..web.ui import build_app, launch
     except ImportError as error:

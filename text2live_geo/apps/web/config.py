@@ -5,10 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-__all__ = ["AppConfig", "LOOPBACK_HOSTS"]
-
-#: hosts that only this machine can reach; any other `host` warns at start
-LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
+__all__ = ["AppConfig"]
 
 
 @dataclass
@@ -22,5 +19,7 @@ class AppConfig:
     max_batch_files: int = 50  # the Batch tab takes at most this many uploaded clips at once
     queue_size: int = 32  # jobs waiting for the device at most (one runs at a time)
     poll_seconds: float = 0.25  # how often a running job's folder is read for snapshots and losses
-    snapshot_every: int = 10  # snapshot_every of the edits the page starts (the Advanced section can change it)
+    # snapshot_every of the edits the page starts (the Advanced section can change it): often enough that the
+    # first snapshot shows within seconds
+    snapshot_every: int = 5
     allow_dirs: list[str] = field(default_factory=list)  # server folders the Batch tab may read (empty: none)

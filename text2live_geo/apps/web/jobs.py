@@ -314,7 +314,7 @@ def zip_folder(folder: Path, downloads: Path) -> Path:
     downloads.mkdir(parents=True, exist_ok=True)
     target = downloads / f"{folder.name}.zip"
     partial = target.with_suffix(".zip.partial")
-    with zipfile.ZipFile(partial, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(partial, "w", zipfile.ZIP_STORED) as archive:  # PNGs, mp4s: compressed already
         for path in sorted(folder.rglob("*")):
             if path.is_file() and not path.name.endswith((".partial", ".lock")):
                 archive.write(path, Path(folder.name) / path.relative_to(folder))

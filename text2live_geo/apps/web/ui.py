@@ -801,6 +801,10 @@ def launch(blocks: gr.Blocks, cfg: AppConfig, **kwargs) -> Any:
     """Serve the page on cfg.host:cfg.port (never a public share link)."""
     web: WebApp = blocks.web_app
     web.uploads.mkdir(parents=True, exist_ok=True)
+    # the editors' modules imported once now, not by the first job (its first snapshot comes sooner)
+    import atlas.fitting.run  # noqa: F401
+    import text2live_geo.editing.image  # noqa: F401
+    import text2live_geo.editing.video  # noqa: F401
     allowed = [str(web.output_dir), str(REPO_ROOT / "data")] + [str(d) for d in web.allow_dirs]
     port = cfg.port or _free_port(cfg.host)
     return blocks.launch(server_name=cfg.host, server_port=port, share=False,
