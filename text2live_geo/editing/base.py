@@ -13,6 +13,7 @@ import torch
 from tqdm import tqdm
 
 from ..common.config import Precision
+from ..common.eta import eta_text
 from ..common.io import save_png
 from ..common.runs import MetricsLog, RunError, load_checkpoint, save_checkpoint
 from ..config import BootstrapSchedule, OptimConfig, OptimizerName
@@ -184,9 +185,11 @@ class GeneratorTraining(ABC):
         cfg = self.cfg
         metrics = MetricsLog(Path(run_dir) / "metrics.jsonl")
         metrics.truncate(self.step)
+        # the bar's [elapsed<remaining] is the ETA: tqdm's measured seconds per step of this call's
+        # steps (initial excluded) times the steps left
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not progress, desc="edit", dynamic_ncols=True)
         debug_every = max(1, cfg.steps // 20)
-        trained_before = self.seconds
+        trained_before, first_step = self.seconds, self.step
         start = time.perf_counter()
         while self.step < cfg.steps:
             record = self.training_step()
@@ -197,8 +200,9 @@ class GeneratorTraining(ABC):
             bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
             bar.update(1)
             if self.step % debug_every == 0 or self.step == cfg.steps:
-                logger.debug(f"step {self.step}/{cfg.steps} ({self.seconds:.1f} s): "
-                             + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
+                logger.debug(f"step {self.step}/{cfg.steps} ({self.seconds:.1f} s, "
+                             f"{eta_text(self.seconds - trained_before, self.step - first_step, cfg.steps - self.step)}"
+                             "): " + ", ".join(f"{k} {v:.4f}" for k, v in losses.items()))
             if cfg.snapshot_every > 0 and self.step % cfg.snapshot_every == 0 and self.step < cfg.steps:
                 save_png(self.snapshot(), Path(run_dir) / "snapshots" / f"step_{self.step:05d}.png")
             if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from ...common.eta import duration_text
 from .discover import check_name, discover_clips, input_name
 from .executors import make_executor
 from .jobs import BATCH_META_FOLDER, BatchError, ClipOutcome, ClipStatus
@@ -56,13 +57,29 @@ class _Progress:
 
     def __init__(self, report: BatchReport, bar: tqdm):
         self.report, self.bar = report, bar
+        self.start = time.perf_counter()
+
+    def eta(self) -> tuple[float, int, float] | None:
+        """(seconds left, clips left, wall seconds per step) from this run's finished clips: the batch's
+        wall time so far over the steps of the clips it finished (workers running side by side,
+        fits and renders included), times the steps left (clips left x their mean step count);
+        None before a clip finished here or once none is left."""
+        rows = self.report.rows
+        ran = [row for row in rows if row.status == ClipStatus.done and not row.reused and row.steps]
+        left = sum(row.status in (ClipStatus.pending, ClipStatus.running) for row in rows)
+        if not ran or not left:
+            return None
+        steps = sum(row.steps for row in ran)
+        per_step = (time.perf_counter() - self.start) / steps
+        return per_step * left * steps / len(ran), left, per_step
 
     def counts(self) -> dict[str, int]:
         rows = self.report.rows
         return {status: sum(row.status == status for row in rows) for status in ("done", "failed", "running")}
 
     def refresh(self) -> None:
-        self.bar.set_postfix(self.counts(), refresh=True)
+        eta = self.eta()
+        self.bar.set_postfix({**self.counts(), **({"ETA": duration_text(eta[0])} if eta else {})}, refresh=True)
         self.report.write()
 
     def started(self, name: str, where: str) -> None:
@@ -78,6 +95,10 @@ class _Progress:
         row.record(outcome)
         if row.status == ClipStatus.done:
             logger.info(f"{row.label}: done in {row.seconds or 0:.1f} s ({row.run_dir})")
+            eta = self.eta()
+            if eta is not None:
+                logger.info(f"batch ETA {duration_text(eta[0])}: {eta[1]} clip(s) left at {eta[2]:.2f} s per step "
+                            f"(measured on this batch so far, fits and renders included)")
         else:
             logger.warning(f"{row.label} failed: {row.error}")
         self.bar.update(1)
