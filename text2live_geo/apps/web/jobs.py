@@ -107,7 +107,7 @@ def store_upload(path: str | Path | None, uploads: Path, extensions: Sequence[st
     is the same path (its fitted atlas is reused). A zip of frames is unpacked into a folder of frames.
     Returns the kept file or folder; UploadError when the upload is refused."""
     if path is None or not str(path):
-        raise UploadError(f"no {what} uploaded")
+        raise UploadError(f"nothing uploaded: upload {what}")
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in extensions:

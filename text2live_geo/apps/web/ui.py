@@ -281,7 +281,12 @@ class WebApp:
             plan = self._plan(VideoEditConfig, configs, [f"video.frames={kept}", *entries])
             cfg = plan.cfg
             if not cfg.atlas.checkpoint:  # stage 1, cached: a second prompt on the clip skips it
-                yield from (u for u in self.fit_job(session, video, entries) if not u.done or u.error)
+                for update in self.fit_job(session, video, entries):
+                    if update.error:
+                        yield update
+                        return
+                    if not update.done:
+                        yield update
                 if session.stop_event.is_set():
                     yield Update("stopped during the atlas fit", done=True, error="stopped during the atlas fit")
                     return
