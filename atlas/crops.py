@@ -165,6 +165,36 @@ def layer_crop_regions(
     return LayerCropRegions(layer=layer, resolution=resolution, frame_boxes=frame_boxes, atlas_box=box)
 
 
+def lower_median(chunks) -> float | None:
+    """The exact lower median (``torch.median``'s) of the non-negative float32 values that
+    ``chunks()`` yields as numpy arrays, without holding them all: None when there are none.
+
+    ``chunks`` is called twice. The bit patterns of non-negative float32 values sort as the values
+    do, so the first pass counts the values per leading 16 bits (65536 bins) and finds the bin and
+    the rank within it that hold the median; the second keeps only that bin's values and selects
+    from them. Memory: the bins and one bin's values, instead of every value (the uv steps of a
+    long clip's frames are gigabytes).
+    """
+    counts = np.zeros(1 << 16, np.int64)
+    for values in chunks():
+        bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
+        counts += np.bincount(bits >> 16, minlength=1 << 16)
+    total = int(counts.sum())
+    if total == 0:
+        return None
+    middle = (total - 1) // 2
+    cumulative = np.cumsum(counts)
+    bin_index = int(np.searchsorted(cumulative, middle, side="right"))
+    rank = middle - (int(cumulative[bin_index - 1]) if bin_index else 0)
+    members = []
+    for values in chunks():
+        values = np.ascontiguousarray(values, np.float32)
+        members.append(values[(values.view(np.uint32) >> 16) == bin_index])
+    members = np.concatenate(members)
+    members.partition(rank)
+    return float(members[rank])
+
+
 def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_pixel: float = 2.0,
                          limit: int = 4096) -> int:
     """Atlas side R that gives the layer ``atlas_pixels_per_frame_pixel`` atlas pixels per frame
@@ -184,29 +214,23 @@ def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_p
         R, at least 16.
     """
     uv = maps.uv(layer)
-    n, height, width = uv.shape[:3]
+    n = uv.shape[0]
     alpha = maps.alpha[:, 0]
     # only where the foreground is seen (everywhere when it is seen nowhere)
     only_seen = layer == Layer.foreground and bool((alpha[:, :, 1:] > 0.5).any() or (alpha[:, 1:] > 0.5).any())
-    # the steps of a few frames at a time into one buffer (no whole-clip temporaries: the uv maps of
-    # a long clip are gigabytes), then the median in place: the same value as over all steps at once
-    steps = np.empty(n * (height * (width - 1) + (height - 1) * width), np.float32)
-    count = 0
-    for start in range(0, n, 8):
-        part = uv[start:start + 8]
-        found = [(part[:, :, 1:] - part[:, :, :-1]).norm(dim=-1), (part[:, 1:] - part[:, :-1]).norm(dim=-1)]
-        if only_seen:
-            seen = alpha[start:start + 8]
-            found = [found[0][seen[:, :, 1:] > 0.5], found[1][seen[:, 1:] > 0.5]]
-        for values in found:
-            values = values.flatten().float().cpu().numpy()
-            steps[count:count + values.size] = values
-            count += values.size
-    steps = steps[:count]
-    if count:
-        middle = (count - 1) // 2  # torch.median's lower median
-        steps.partition(middle)
-    step = float(steps[middle]) if count else 0.0
-    if step <= 0:
+
+    def steps():
+        """The uv steps between horizontal and vertical neighbours, a few frames at a time."""
+        for start in range(0, n, 8):
+            part = uv[start:start + 8]
+            found = [(part[:, :, 1:] - part[:, :, :-1]).norm(dim=-1), (part[:, 1:] - part[:, :-1]).norm(dim=-1)]
+            if only_seen:
+                seen = alpha[start:start + 8]
+                found = [found[0][seen[:, :, 1:] > 0.5], found[1][seen[:, 1:] > 0.5]]
+            for values in found:
+                yield values.flatten().float().cpu().numpy()
+
+    step = lower_median(steps)
+    if step is None or step <= 0:
         return 16
     return int(min(max(round(atlas_pixels_per_frame_pixel / step), 16), limit))

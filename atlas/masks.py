@@ -424,14 +424,16 @@ def motion_masks(
     # camera motion per pair and the residual of each direction
     homographies = np.empty((n - 1, 3, 3))
     residual_sum = np.zeros((n, h, w), np.float32)
-    residual_count = np.zeros((n, h, w), np.float32)
+    residual_count = np.zeros((n, h, w), np.uint8)  # 0, 1 or 2 directions per pixel
     camera_motion = []
     for t in range(n - 1):
-        matrix = _fit_homography(forward[t], forward_valid[t], step, settings.ransac_threshold)
+        # one pair at a time in float32 (the flows may be stored as float16)
+        forward_pair, backward_pair = forward[t].astype(np.float32), backward[t].astype(np.float32)
+        matrix = _fit_homography(forward_pair, forward_valid[t], step, settings.ransac_threshold)
         inverse = np.linalg.inv(matrix)
         homographies[t] = matrix / matrix[2, 2] if abs(matrix[2, 2]) > 1e-12 else matrix
-        for frame, flow, valid, model in ((t, forward[t], forward_valid[t], matrix),
-                                          (t + 1, backward[t], backward_valid[t], inverse)):
+        for frame, flow, valid, model in ((t, forward_pair, forward_valid[t], matrix),
+                                          (t + 1, backward_pair, backward_valid[t], inverse)):
             camera = _homography_flow(model, h, w)
             difference = np.linalg.norm(flow - camera, axis=-1)
             residual_sum[frame] += np.where(valid, difference, 0.0)

@@ -60,3 +60,22 @@ def test_no_foreground_anywhere_raises_clear_error():
     with pytest.raises(NoForegroundError, match="alpha > 0.95"):
         layer_crop_regions(maps, "foreground", resolution=100)
     assert layer_crop_regions(maps, "background", resolution=100).atlas_box == PixelBox(50, 50, 51, 51)
+
+
+def test_lower_median_is_exact_without_holding_the_values():
+    """Two passes over chunks (bins of the float32 bit patterns, then one bin) give exactly the lower
+    median that sorting every value gives: ties, zeros, one value, values spanning many decades."""
+    import numpy as np
+
+    from atlas.crops import lower_median
+
+    rng = np.random.default_rng(0)
+    cases = [rng.random(1001).astype(np.float32), rng.random(1000).astype(np.float32),
+             np.zeros(7, np.float32), np.array([3.5], np.float32),
+             np.exp(rng.normal(0, 8, 5000)).astype(np.float32),
+             np.repeat(np.float32([0.25, 0.5, 0.5, 0.75]), 250)]
+    for values in cases:
+        chunks = np.array_split(values, 13)
+        expected = float(torch.from_numpy(values).median())  # torch's median is the lower one
+        assert lower_median(lambda chunks=chunks: iter(chunks)) == expected
+    assert lower_median(lambda: iter([np.zeros(0, np.float32)])) is None

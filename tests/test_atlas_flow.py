@@ -99,3 +99,19 @@ def test_gray_conversion_and_warp():
     shift = torch.zeros(2, 8, 9, 2)
     shift[..., 0] = 1.0  # out(p) = frames(p + (1, 0))
     assert torch.allclose(warp(frames, shift)[..., :-1], frames[..., 1:], atol=1e-6)
+
+
+def test_flows_stored_as_float16_round_only():
+    """float16 storage (the atlas fit's) holds the same flows up to float16 rounding (relative 2^-11)
+    with the same consistency masks, which are computed before rounding; other dtypes are refused."""
+    texture = _texture_image(1, 96, 128)
+    clip = _clip(texture, _shifted(texture, 3.3, -2.1), _shifted(texture, 6.1, -4.0))
+    full = compute_flows(clip)
+    half = compute_flows(clip, dtype=torch.float16)
+    assert half.forward.dtype == torch.float16 and half.backward.dtype == torch.float16
+    for stored, exact in ((half.forward, full.forward), (half.backward, full.backward)):
+        assert ((stored.float() - exact).abs() <= exact.abs() * 2.0**-11 + 2.0**-24).all()
+        assert (stored.float() - exact).abs().max() > 0  # it did round
+    assert torch.equal(half.forward_valid, full.forward_valid) and torch.equal(half.backward_valid, full.backward_valid)
+    with pytest.raises(ValueError, match="float16"):
+        compute_flows(clip, dtype=torch.float64)

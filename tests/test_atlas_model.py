@@ -63,3 +63,19 @@ def test_precompute_maps_matches_query_and_chunking(tiny):
     # the written video is the atlas's own reconstruction up to 8-bit rounding
     assert reconstruction_psnr(frames, tiny.frames) > 45
     assert len(list(tiny.frames_folder.glob("*.png"))) == 6
+
+
+def test_precompute_maps_of_one_layer(tiny):
+    """An edit of one layer precomputes that layer's uv alone: the same values, the other absent."""
+    from atlas.layers import Layer
+
+    atlas = tiny.atlas
+    both = atlas.precompute_maps(device="cpu")
+    for layer in Layer:
+        one = atlas.precompute_maps(device="cpu", layers=(layer,))
+        assert torch.equal(one.uv(layer), both.uv(layer)) and torch.equal(one.alpha, both.alpha)
+        other = Layer.background if layer == Layer.foreground else Layer.foreground
+        with pytest.raises(ValueError, match=f"no {other} uv"):
+            one.uv(other)
+        subset = one.frames([4, 1])
+        assert torch.equal(subset.uv(layer), both.uv(layer)[[4, 1]])

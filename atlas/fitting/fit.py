@@ -107,9 +107,9 @@ class PixelSampler:
         valid = torch.zeros(self.samples, dtype=torch.bool)
         forward_rows = use_forward.nonzero()[:, 0]
         backward_rows = use_backward.nonzero()[:, 0]
-        delta[forward_rows] = self.forward[t[forward_rows], pixel[forward_rows]]
+        delta[forward_rows] = self.forward[t[forward_rows], pixel[forward_rows]].float()  # flows may be float16
         valid[forward_rows] = self.forward_valid[t[forward_rows], pixel[forward_rows]]
-        delta[backward_rows] = self.backward[t[backward_rows] - 1, pixel[backward_rows]]
+        delta[backward_rows] = self.backward[t[backward_rows] - 1, pixel[backward_rows]].float()
         valid[backward_rows] = self.backward_valid[t[backward_rows] - 1, pixel[backward_rows]]
         x_to, y_to = x.float() + delta[:, 0], y.float() + delta[:, 1]
         valid &= (x_to >= 0) & (x_to <= w - 1) & (y_to >= 0) & (y_to <= h - 1)

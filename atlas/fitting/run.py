@@ -156,7 +156,9 @@ def prepare_clip(cfg: AtlasRunConfig, clip: ClipInput) -> PreparedClip:
     masks from motion; none (a background-only fit, said in a note) when ``fit.layers`` is 1 or
     nothing moves apart from the camera."""
     start = time.perf_counter()
-    flows = compute_flows(clip.frames, preset=str(cfg.fit.flow_preset))
+    # float16: half the flows' memory (0.7 GB less for 300 frames at 768 x 432), rounding far below
+    # the flow's own error (atlas.flow.compute_flows)
+    flows = compute_flows(clip.frames, preset=str(cfg.fit.flow_preset), dtype=torch.float16)
     masks, source = None, "none"
     if cfg.fit.layers == 1:
         unused = " (the masks folder is not used)" if clip.masks is not None else ""
