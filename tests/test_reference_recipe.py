@@ -319,3 +319,31 @@ def test_video_edit_steps_with_the_reference_recipe(tmp_path, tiny_clip):
         records = [editor.training_step() for _ in range(2)]
         assert all("bootstrap" in r and "directional" in r and math.isfinite(r["total"]) for r in records)
         assert records[0]["renders"] >= 3
+
+
+# ------------------------------------------------------------------ text.bootstrap_fallback
+def test_bootstrap_fallback_uses_the_source_text(tiny_clip, image_path, tmp_path):
+    """Without a bootstrap text there is no bootstrap loss unless `text.bootstrap_fallback=src`:
+    then the target is the relevancy of `text.src[0]`, the same map as giving it as the bootstrap text."""
+    from text2live_geo.common.io import read_image
+    from text2live_geo.config import BootstrapFallback
+    from text2live_geo.editing.image import ImageEditor
+
+    image, _ = read_image(image_path)
+    source_text = "red square"
+
+    def editor(**keys):
+        cfg = load_config(ImageEditConfig, None, tiny_overrides(image_path, "unused", tmp_path,
+                                                                **{"text.src": source_text, **keys}))
+        return ImageEditor(cfg, image, tiny_clip, CPU)
+
+    assert load_config(ImageEditConfig).text.bootstrap_fallback is BootstrapFallback.none
+    off = editor()
+    assert not off.has_bootstrap_target() and off.relevancy is None and off.bootstrap_weight(0) == 0
+    fallback = editor(**{"text.bootstrap_fallback": "src"})
+    explicit = editor(**{"text.bootstrap": source_text})
+    assert fallback.has_bootstrap_target() and fallback.bootstrap_weight(0) > 0
+    assert torch.equal(fallback.relevancy, explicit.relevancy)
+    # a bootstrap text given wins over the fallback
+    other = editor(**{"text.bootstrap_fallback": "src", "text.bootstrap": "blue circle"})
+    assert other.cfg.text.relevancy_text() == "blue circle"

@@ -23,9 +23,9 @@ from .losses.options import (
     TextReduction,
 )
 
-__all__ = ["AtlasCropConfig", "AtlasInputConfig", "ClipConfig", "ConfigError", "CropConfig", "EDIT_LEGACY_KEYS",
-           "ExportConfig", "GeneratorConfig", "ImageEditConfig", "LayerFormat", "LossConfig", "OptimConfig",
-           "TextConfig", "VideoEditConfig", "load_config", "to_yaml"]
+__all__ = ["AtlasCropConfig", "AtlasInputConfig", "BootstrapFallback", "ClipConfig", "ConfigError", "CropConfig",
+           "EDIT_LEGACY_KEYS", "ExportConfig", "GeneratorConfig", "ImageEditConfig", "LayerFormat", "LossConfig",
+           "OptimConfig", "TextConfig", "VideoEditConfig", "load_config", "to_yaml"]
 
 
 class Mode(Choice):
@@ -63,11 +63,19 @@ class Fill(Choice):
     black = "black"
 
 
+class BootstrapFallback(Choice):
+    """The relevancy target when `text.bootstrap` is empty (`text.bootstrap_fallback`)."""
+
+    none = "none"  # no bootstrap loss
+    src = "src"  # the relevancy of the first source text (`text.src[0]`): what the input shows
+
+
 @dataclass
 class TextConfig:
     """What the input shows (`src`), what the result should show (`comp`), what the edit
     layer alone shows over a green screen (`screen`), and the text whose CLIP relevancy map
-    bootstraps the alpha (`bootstrap`; empty disables the bootstrap loss).
+    bootstraps the alpha (`bootstrap`; when empty, `bootstrap_fallback` says whether the first
+    source text stands in or the bootstrap loss is off: `relevancy_text()`).
 
     `src`, `comp` and `screen` are lists of texts (a single string in a YAML file or a `key=value`
     override is read as a one-text list): every text is embedded under every template; the
@@ -78,9 +86,18 @@ class TextConfig:
     comp: list[str] = field(default_factory=lambda: ["golden horse"])
     screen: list[str] = field(default_factory=lambda: ["golden horse"])
     bootstrap: str = ""
+    bootstrap_fallback: BootstrapFallback = BootstrapFallback.none  # empty bootstrap: none (no loss) | src
     templates_per_step: int = 4  # random subset of the templates used each step
     # subset (templates_per_step templates per step) | reference (each term its own random rows)
     template_sampling: TemplateSampling = TemplateSampling.subset
+
+    def relevancy_text(self) -> str:
+        """The text whose relevancy map the alpha is bootstrapped towards; empty: no bootstrap."""
+        if self.bootstrap.strip():
+            return self.bootstrap
+        if self.bootstrap_fallback == BootstrapFallback.src and self.src and self.src[0].strip():
+            return self.src[0]
+        return ""
 
 
 @dataclass

@@ -80,10 +80,10 @@ class ImageEditor(GeneratorTraining):
         # crop, flip and rescale of the internal dataset moves it with the pixels
         self.relevancy: torch.Tensor | None = None
         source = self.image
-        self.bootstraps = bool(cfg.text.bootstrap.strip()) and loss.bootstrap > 0 and not inversion
+        self.bootstraps = bool(cfg.text.relevancy_text()) and loss.bootstrap > 0 and not inversion
         if self.bootstraps and not loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(self.image, view_size, cfg.clip.max_view_ratio)
-            relevancy = clip_guide.relevancy(view, cfg.text.bootstrap)
+            relevancy = clip_guide.relevancy(view, cfg.text.relevancy_text())
             self.relevancy = F.interpolate(relevancy, size=self.image.shape[-2:], mode="bilinear",
                                            align_corners=False).clamp(0, 1)
             source = torch.cat([self.image, self.relevancy], dim=1)

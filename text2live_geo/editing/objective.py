@@ -96,9 +96,9 @@ class EditObjective:
         self.src_text = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES)
         self.comp_text = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES)
         self.screen_text = self._embed_texts(text_cfg.screen, SCREEN_TEMPLATES)
-        if loss_cfg.relevancy_per_crop and text_cfg.bootstrap.strip():
+        if loss_cfg.relevancy_per_crop and text_cfg.relevancy_text():
             # embedded now, while the text tower is loaded (a run releases it after set-up)
-            clip_guide.text_embeddings(text_cfg.bootstrap, RAW_TEXT)
+            clip_guide.text_embeddings(text_cfg.relevancy_text(), RAW_TEXT)
         self.src_raw = self._embed_texts(text_cfg.src, IMAGE_TEMPLATES, normalize=False)
         self.comp_raw = self._embed_texts(text_cfg.comp, IMAGE_TEMPLATES, normalize=False)
 
@@ -260,7 +260,7 @@ class EditObjective:
         `(view_size, view_size)`, as the reference computes it for every crop -> `(1, 1, s, s)`."""
         size = (self.view_size, self.view_size)
         square = F.interpolate(image.detach().float(), size=size, mode="bilinear", align_corners=False)
-        return self.clip_guide.relevancy(square, self.text_cfg.bootstrap)
+        return self.clip_guide.relevancy(square, self.text_cfg.relevancy_text())
 
     def _terms(self, render: Render, embeds: dict[str, torch.Tensor], raw_embeds: dict[str, torch.Tensor] | None,
                texts: StepTexts, bootstrap_weight: float, sparsity: bool):
@@ -303,7 +303,7 @@ class EditObjective:
             terms["sparsity"] = self.sparsity_loss(layers.alpha)
             weights["sparsity"] = loss_cfg.sparsity
         if bootstrap_weight > 0:
-            if loss_cfg.relevancy_per_crop and self.text_cfg.bootstrap.strip():
+            if loss_cfg.relevancy_per_crop and self.text_cfg.relevancy_text():
                 target = self.crop_relevancy(render.source)
                 alpha = F.interpolate(layers.alpha, size=target.shape[-2:], mode="bilinear", align_corners=False)
                 terms["bootstrap"] = self.bootstrap_loss(alpha, target)

@@ -105,10 +105,10 @@ class VideoEditor(GeneratorTraining):
         # bootstrap target: the relevancy of the whole atlas, computed once in atlas space, so that
         # crops, flips and the uv sampling carry it to every render like the atlas colours
         self.atlas_relevancy: torch.Tensor | None = None
-        self.bootstraps = bool(cfg.text.bootstrap.strip()) and cfg.loss.bootstrap > 0
+        self.bootstraps = bool(cfg.text.relevancy_text()) and cfg.loss.bootstrap > 0
         if self.bootstraps and not cfg.loss.relevancy_per_crop:  # (per crop: the objective computes it)
             view = resize_short(video.atlas_image, self.objective.view_size, cfg.clip.max_view_ratio)
-            relevancy = clip_guide.relevancy(view, cfg.text.bootstrap)
+            relevancy = clip_guide.relevancy(view, cfg.text.relevancy_text())
             self.atlas_relevancy = F.interpolate(relevancy, size=video.atlas_image.shape[-2:], mode="bilinear",
                                                  align_corners=False).clamp(0, 1)
         self.sampler = AtlasCropSampler(video, cfg.crops, self.generator.min_size, self.atlas_relevancy)
