@@ -192,3 +192,24 @@ def test_a_tiny_video_edit_through_both_stages(server, tiny_procedural_clip):
     assert next(reader)["codec"].startswith("h264")  # plays in the page as is
     reader.close()
     assert probe_video(run_dir / "edited.mp4")["frames"] == 8
+
+
+@pytest.mark.slow
+def test_a_batch_of_uploads_runs_as_t2l_batch_with_a_live_report(server, image_path, tmp_path):
+    from PIL import Image
+
+    url, out = server
+    second = tmp_path / "green_square.png"
+    Image.open(image_path).transpose(Image.Transpose.FLIP_LEFT_RIGHT).save(second)
+    client = Client(url, verbose=False)
+    job = client.submit([handle_file(str(image_path)), handle_file(str(second))],
+                        f"{TEXTS} steps=2 snapshot_every=0 threads=1", api_name="/batch")
+    outputs = list(job)
+    summary, rows, files = outputs[-1]
+    assert {row["name"] for row in rows} == {"red_square", "green_square"}
+    assert all(row["status"] == "done" for row in rows), rows
+    assert any(status == "running" for status, _, _ in outputs[:-1])  # the report streamed while it ran
+    names = {Path(path).name for path in files}
+    assert {"report.html", "report.json"} <= names and any(name.endswith(".zip") for name in names)
+    batch_dir = Path(rows[0]["run_dir"]).parent
+    assert batch_dir.parent == out and (batch_dir / "red_square" / "composite.png").is_file()

@@ -350,11 +350,10 @@ class WebApp:
                 source.mkdir(parents=True, exist_ok=True)
                 for upload in files:
                     kept = self._store(upload, CLIP_EXTENSIONS + IMAGE_EXTENSIONS, "a clip or an image")
-                    link = source / kept.name
-                    if not link.exists():
-                        link.symlink_to(kept, target_is_directory=kept.is_dir())
+                    _place(kept, source / kept.name)
             values = dict(entry.split("=", 1) for entry in self.defaults + entries)
-            run_name = values.get("run_name") or timestamped(f"{source.name}-batch")
+            run_name = values.get("run_name") or (source.name if source.parent == self.uploads
+                                                  else timestamped(f"{source.name}-batch"))
             output_dir = Path(values.get("output_dir", self.output_dir)).expanduser().resolve()
             entries = [e for e in self.defaults if e.split("=", 1)[0] != "output_dir"] + entries
             entries += [f"run_name={run_name}", f"output_dir={output_dir}"]
@@ -424,6 +423,22 @@ class WebApp:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
             self._unregister(key)
+
+
+def _place(kept: Path, target: Path) -> None:
+    """An upload into a batch's input folder: a hard link (no copy) where the file system allows."""
+    import os
+    import shutil
+
+    if target.exists():
+        return
+    if kept.is_dir():
+        shutil.copytree(kept, target)
+        return
+    try:
+        os.link(kept, target)
+    except OSError:
+        shutil.copyfile(kept, target)
 
 
 def _json(path: Path) -> dict:
