@@ -12,8 +12,8 @@ every weighted term w_k L_k with respect to the generator's parameters is taken 
 
 Writes --results/gradient_shares.md and .json (means over steps and cases, and per phase).
 
-  python benchmarks/gradient_shares.py                       # 4 cases x 3 settings x 60 steps
-  python benchmarks/gradient_shares.py --cases 1 --steps 5 --settings geodesic-templates-previous
+  python benchmarks/gradient_shares.py --steps 60             # 4 cases x 2 settings x 60 steps
+  python benchmarks/gradient_shares.py --cases 1 --steps 5 --settings default
 """
 from __future__ import annotations
 
@@ -71,10 +71,10 @@ def run(case, setting: str, args, out_dir: Path) -> list[dict]:
     from text2live_geo.config import ImageEditConfig
     from text2live_geo.editing.image import ImageEditor, prepare_input
 
-    config = sp_dilemma.SETTINGS[setting][0]
-    overrides = sp_dilemma.case_overrides(case, setting, args.seed, args, out_dir)
-    cfg = load_config(ImageEditConfig, [ROOT / config] if config else [], overrides,
-                      base_path=ROOT / "configs/image/base.yaml")
+    row = sp_dilemma.setting_named(setting)
+    paths, overrides = sp_dilemma.edit_inputs(row, args, case=case, seed=args.seed, out_dir=out_dir,
+                                              run_name=sp_dilemma.run_name_for(row, args.seed, case))
+    cfg = load_config(ImageEditConfig, paths, overrides)
     clip = ClipGuide.load(cfg.clip.model, torch.device("cpu"))
     image = prepare_input(read_image(cfg.image)[0], cfg.crops.resize_short, 2 ** cfg.generator.num_scales + 1,
                           cfg.image, cfg.crops.resize_upscale)
@@ -133,9 +133,11 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     sp_dilemma.add_edit_arguments(parser)
     parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--settings", default="geodesic-templates-previous,geodesic-templates-source,directional")
+    parser.add_argument("--settings", default="default,directional",
+                        help="comma-separated rows of the SP benchmark's decision phase")
     parser.add_argument("override", nargs="*", help="extra config overrides for every run (key=value)")
     args = parser.parse_args(argv)
+    sp_dilemma.check_scale(args, parser)
     torch.set_num_threads(1)
     work = Path(tempfile.mkdtemp(prefix="gradient_shares_"))
     cases = sp_dilemma.build_cases(args.cases, args.size, work / "inputs")

@@ -1,32 +1,55 @@
 #!/usr/bin/env python
-"""The stability-plasticity (SP) benchmark, measured from pixels, without CLIP as the judge.
+"""The stability-plasticity (SP) benchmark: pre-registered, judged from pixels, Holm-corrected.
 
-Held-out procedural scenes (the `toyworld` package: one object on a flat, gradient, noise or
-striped background) are edited with the shipped toy CLIP (data/toy_clip) under every guidance
-setting of `SETTINGS` at identical settings and seeds, so the settings are compared case by case.
-Each edit is measured from pixels alone, using the exact object mask the world drew:
+Held-out toy-world scenes (one object on a flat, gradient, noise or striped background) are
+edited with the shipped toy CLIP (data/toy_clip) under several settings, each at the same cases
+and seeds, and judged from pixels by the world's own means (benchmarks/sp_judge.py), never by CLIP.
+The protocol (docs/sp_benchmark.md):
 
-- plasticity: the edited object's colour (recolour cases) or texture (retexture cases),
-  classified from the composite's pixels inside the mask, is the target;
-- stability: PSNR outside the mask against the input, and the share of the alpha mass that
-  falls outside the mask.
+Settings. The `default` row is the shipped `ImageEditConfig`, nothing added; every other row is
+a stated diff on top of it (a config file and/or key=value). Every row gets the same
+benchmark-wide keys: the case's image and texts, the toy CLIP, the device, the run folder and
+seed, the snapshot cadence, the step count, the 96 px image size and what it forces (the
+generator's `num_scales`, since an input needs 2^num_scales + 1 px per side;
+`crops.resize_short`, so no row upscales it), and `clip.checkpoint_layers=0` (activation
+checkpointing recomputes the same values; off, a step is faster). The shipped schedules are
+written for `steps=1000`; at the benchmark's step count they are scaled in every row by one rule
+(`SCHEDULE_RULE`). Before any edit every row's config is resolved (`load_config`, as
+`edit_image` resolves it) and written to the results; the default row's resolved config, less
+the benchmark-wide keys, must equal the shipped config resolved the same way, or the benchmark
+refuses to run.
 
-Both are also measured every 10 steps along the optimisation (the paper's Fig. 3 view), from
-the run's snapshots. Results carry 95 % bootstrap intervals over the cases, and the difference
-of each setting to the default (`geodesic-templates-previous`) a paired bootstrap interval.
+Cases. Two disjoint, pre-registered sets: the decision set (seeds from 7_000_000) and the
+confirmation set (seeds from 8_000_000), 96 cases each by default; the judges' calibration
+scenes come from 9_000_000 on. `--phase decision` runs the candidate settings on the decision
+set and applies `DECISION_RULE`; `--phase confirmation` runs only the default, the settings the
+decision phase selected (read from its results) and directional guidance on the confirmation
+set, and reports what comes out.
 
-Writes to --results: sp_dilemma.md (table), sp_dilemma.json (settings, summary, every case and
-curve point), sp_dilemma.png (plasticity vs stability with intervals), sp_dilemma_curves.png
-(plasticity and stability along the optimisation) and sp_dilemma_grid.png (cases side by side).
-A run keeps its finished edits in --work, so the same command again continues where it stopped.
+Judged from pixels, with the exact mask the world drew:
+- plasticity: the object's colour (recolour cases: more than half of its pixels the target
+  colour) or texture (retexture cases: `world.classify_texture`) is the target;
+- stability outside the object: PSNR outside the mask against the input, and the share of the
+  alpha mass outside it;
+- stability inside the object: the shape kept (IoU of the drawn mask and the object found after
+  the edit against the world's bare background), and the attribute the edit was not asked to
+  change kept (the texture when recolouring, the colour when retexturing).
 
-  python benchmarks/sp_dilemma.py --cases 96 --seeds 0,1 --jobs 2 --work /tmp/sp   # the README's run
-  python benchmarks/sp_dilemma.py --cases 4 --steps 20 --settings directional,geodesic-templates-previous
+Each comparison with the default is paired by case and seed; within each metric the m
+comparisons are Holm-corrected (p-values: exact McNemar for the binary metrics, a paired sign-flip
+test for the others), and the paired-bootstrap intervals (seeded) are at each comparison's Holm
+level. Finished edits are
+appended to rows.jsonl in --work, so the same command again continues where it stopped.
+
+  python benchmarks/sp_dilemma.py --phase decision --work /tmp/sp       # then, with its results:
+  python benchmarks/sp_dilemma.py --phase confirmation --work /tmp/sp
 """
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
+import math
 import multiprocessing
 import os
 import sys
@@ -38,61 +61,142 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(HERE))
 
-GEODESIC = ["loss.guidance=geodesic"]
-# name -> (a config merged under the overrides, or None; overrides). Only what differs from the
-# project's defaults needs writing, but the guidance keys are spelled out so that a change of
-# default does not change what a setting means.
-SETTINGS: dict[str, tuple[str | None, list[str]]] = {
-    "directional": (None, ["loss.guidance=directional"]),
-    "directional-reference": ("configs/image/text2live_reference.yaml", []),
-    # one key of the reference recipe at a time (the recipe ablation)
-    "directional-relevancy-per-crop": (None, ["loss.guidance=directional", "loss.relevancy_per_crop=true"]),
-    "geodesic-templates-previous": (None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous"]),
-    "geodesic-reference": ("configs/image/text2live_reference.yaml",
-                           GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous"]),
-    "geodesic-templates-source": (None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=source"]),
-    "geodesic-published-previous": (None, GEODESIC + ["loss.imc_pairing=published", "loss.imr_anchor=previous"]),
-    "geodesic-published-source": (None, GEODESIC + ["loss.imc_pairing=published", "loss.imr_anchor=source"]),
-    "geodesic-templates-no-imr": (None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr=0"]),
-    "geodesic-templates-no-sparsity": (None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous",
-                                                        "loss.sparsity=0"]),
-    "geodesic-templates-previous-former-generator": (
-        None, GEODESIC + ["loss.imc_pairing=templates", "loss.imr_anchor=previous", "generator.top_norm=true",
-                          "generator.inv_colour_scale=1"]),
+REFERENCE_CONFIG = "configs/image/text2live_reference.yaml"
+DEFAULT = "default"
+DECISION_SEED = 7_000_000  # disjoint from the toy CLIP's training and evaluation seeds (toyworld.evaluate)
+CONFIRMATION_SEED = 8_000_000
+SEED_SPAN = 1_000_000  # a case set never reads a seed of the next set
+ALPHA = 0.05
+#: CPU cost of one edit at the shipped config, 96 px, one thread (process time of `edit_image`, so a
+#: loaded machine does not inflate it; docs/sp_benchmark.md): setup seconds + seconds per step. Used
+#: for the estimate printed before a run when --work holds no finished edits yet, else their mean.
+#: (warm process, 96 px: default 0.70 s/step, reference recipe 0.97, crops.full_image_extra 1.06;
+#: 1.3-1.5 s besides the steps)
+MEASURED_SETUP_SECONDS = 1.5
+MEASURED_SECONDS_PER_STEP = 0.85
+
+SCHEDULE_KEYS = ("loss.bootstrap_steps", "optim.lr_decay")
+SCHEDULE_RULE = ("the shipped schedules are written for the shipped step count S; at the benchmark's step count s "
+                 "every row's loss.bootstrap_steps is scaled by s / S (rounded, at least 1) and its per-step "
+                 "learning-rate factor raised to S / s (optim.lr_decay ** (S / s)), so both keep their shape over "
+                 "the shorter run: the bootstrap fades over the same share of the run and the learning rate falls "
+                 "by the same total factor. crops.full_image_every is a period, not a run length, and stays as "
+                 "shipped (the whole image at step 0, then every 75 steps)")
+#: --set may change only these (a reduced-scale run for tests and smoke runs; the report says so)
+SCALE_KEYS = ("generator.channels", "clip.n_aug")
+DECISION_METRIC = "plasticity"
+STABILITY_METRICS = ("psnr_outside", "alpha_outside_share", "shape_iou", "attribute_kept")
+DECISION_RULE = (f"a candidate is selected when, against the default on the decision set, its plasticity "
+                 f"difference is positive with a Holm-adjusted exact McNemar p < {ALPHA} (so its Holm-level paired "
+                 f"interval excludes 0 in its favour), and none of the stability metrics "
+                 f"({', '.join(STABILITY_METRICS)}) is worse with a Holm-adjusted p < {ALPHA}; Holm runs over the m "
+                 "candidates within each metric")
+
+
+class BenchmarkError(Exception):
+    """A protocol violation; main prints it as one line and exits 2."""
+
+
+# ------------------------------------------------------------------------------ settings
+@dataclass(frozen=True)
+class Setting:
+    """A row: `config` (a YAML file under the repo, or None) and `diff` (key=value; `{src}` is the
+    case's source text) on top of the shipped config."""
+
+    name: str
+    config: str | None = None
+    diff: tuple[str, ...] = ()
+    note: str = ""
+
+    def described(self) -> str:
+        parts = ([f"--config {self.config}"] if self.config else []) + list(self.diff)
+        return " ".join(parts) if parts else "(the shipped config)"
+
+
+DEFAULT_SETTING = Setting(DEFAULT, note="the shipped ImageEditConfig")
+DIRECTIONAL = Setting("directional", None, ("loss.guidance=directional",),
+                      "Text2LIVE's directional loss; also the reference recipe's loss.guidance alone")
+CANDIDATES = (
+    DIRECTIONAL,
+    Setting("reference", REFERENCE_CONFIG, (), "the Text2LIVE reference recipe, whole"),
+    Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
+            "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
+    Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
+            "the reference recipe, with the source text's relevancy as the bootstrap target"),
+)
+#: reference-recipe keys that no code reads under the condition given (checked on the resolved
+#: row); such an ablation row would be the default row again, so it is listed, not run
+INERT = {
+    "loss.directional_pairs": (lambda cfg, args: cfg.loss.guidance != "directional",
+                               "read only by the directional loss (editing/objective.py), and the row is geodesic"),
+    "loss.raw_directions": (lambda cfg, args: cfg.loss.guidance != "directional",
+                            "read only under directional guidance (editing/objective.py)"),
+    "loss.relevancy_per_crop": (lambda cfg, args: not cfg.text.relevancy_text(),
+                                "read only with a relevancy text (editing/objective.py), and the row has none"),
+    "crops.resize_upscale": (lambda cfg, args: cfg.crops.resize_short == args.size,
+                             "the inputs are already at crops.resize_short (the benchmark's size)"),
 }
-BASELINE = "geodesic-templates-previous"
-# run only when asked for (--settings): single keys of the reference recipe, to find which one
-# carries its plasticity gain; the default run is the 10 settings above them (under 2 hours)
-RECIPE_ABLATION = ("directional-relevancy-per-crop",)
-CURVE_EVERY = 10
 
 
-HELD_OUT_SEED = 7_000_000  # disjoint from the toy CLIP's training and evaluation seeds
+def recipe_ablation() -> list[Setting]:
+    """One row per key of the reference recipe (configs/image/text2live_reference.yaml), alone on
+    the default; the key loss.guidance is the `directional` row."""
+    import yaml
+
+    def flatten(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    rows = []
+    for key, value in flatten(yaml.safe_load((ROOT / REFERENCE_CONFIG).read_text())):
+        text = str(value).lower() if isinstance(value, bool) else str(value)
+        if key == "loss.guidance":
+            continue
+        rows.append(Setting(f"recipe:{key}", None, (f"{key}={text}",), "one key of the reference recipe alone"))
+    return rows
 
 
+def decision_settings() -> list[Setting]:
+    return [DEFAULT_SETTING, *CANDIDATES, *recipe_ablation()]
+
+
+# ------------------------------------------------------------------------------ cases
 @dataclass
 class EditCase:
     index: int
+    seed: int  # the world seed the scene was sampled from
     kind: str  # recolour | retexture
     src_text: str
     target_text: str
     target: str  # target colour or texture name
+    colour: str  # the object's colour before the edit
+    texture: str  # the object's texture before the edit
     image_path: str
     mask_path: str
+    background_path: str  # the world's render of the bare background (the shape judge's model)
 
 
-def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
-    """Held-out single-object scenes on every background style, alternating recolour / retexture."""
+def build_cases(count: int, size: int, folder: Path, base_seed: int = DECISION_SEED) -> list[EditCase]:
+    """Held-out single-object scenes on every background style, two recolours to one retexture,
+    from world seeds `base_seed` onwards (never `base_seed + SEED_SPAN` or beyond)."""
     import numpy as np
 
+    import sp_judge
     from text2live_geo.common.io import save_png
     from toyworld import world
 
+    folder.mkdir(parents=True, exist_ok=True)
     styles = world.BACKGROUND_STYLES
     cases: list[EditCase] = []
-    seed = HELD_OUT_SEED
+    seed = base_seed
     while len(cases) < count:
+        if seed >= base_seed + SEED_SPAN:
+            raise BenchmarkError(f"case set from seed {base_seed} ran out of seeds")
         rng = np.random.default_rng(seed)
         seed += 1
         spec = world.sample_spec(rng, n_objects=1)
@@ -106,6 +210,7 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
             spec = spec.with_object(0, size=0.3, cx=0.5, cy=0.5)
             obj = spec.objects[0]
         kind = "recolour" if index % 3 != 2 else "retexture"
+        background = world.render_background(spec.background, size)
         allowed = [c for c in world.allowed_colours(background_colour) if c != obj.colour]
         if kind == "recolour":
             if obj.texture != "plain":
@@ -114,46 +219,197 @@ def build_cases(count: int, size: int, folder: Path) -> list[EditCase]:
             target = allowed[int(rng.integers(len(allowed)))]
             target_text = world.object_phrase(colour=target, texture=obj.texture, shape=obj.shape)
         else:
-            if obj.texture != "plain" or obj.colour in ("white", "black"):
-                spec = spec.with_object(0, texture="plain", colour=allowed[0])
+            # a plain object of a colour whose texture shade the shape judge can tell from the background
+            distinct = [c for c in world.allowed_colours(background_colour)
+                        if c not in ("white", "black") and sp_judge.shade_distinct(c, background)]
+            if not distinct:
+                continue
+            if obj.texture != "plain" or obj.colour not in distinct:
+                spec = spec.with_object(0, texture="plain", colour=distinct[0])
                 obj = spec.objects[0]
             target = ("striped", "checkered", "dotted")[(index // 3) % 3]
             target_text = world.object_phrase(colour=obj.colour, texture=target, shape=obj.shape)
         scene = world.render_scene(spec, size=size)
-        image_path = folder / f"case_{index:02d}.png"
-        mask_path = folder / f"case_{index:02d}_mask.png"
-        save_png(scene.image, image_path)
-        save_png(scene.masks[:1].float(), mask_path)
-        cases.append(EditCase(index, kind, world.object_phrase(obj), target_text, target, str(image_path),
-                              str(mask_path)))
+        stem = folder / f"case_{index:03d}"
+        save_png(scene.image, f"{stem}.png")
+        save_png(scene.masks[:1].float(), f"{stem}_mask.png")
+        np.save(f"{stem}_background.npy", background.astype(np.float32))
+        cases.append(EditCase(index, seed - 1, kind, world.object_phrase(obj), target_text, target, obj.colour,
+                              obj.texture, f"{stem}.png", f"{stem}_mask.png", f"{stem}_background.npy"))
     return cases
 
 
-def case_overrides(case: EditCase, setting: str, seed: int, args, out_dir: Path) -> list[str]:
+# ------------------------------------------------------------------------------ configs
+def forced_scales(size: int) -> int:
+    """The largest generator.num_scales up to the shipped one whose input minimum fits `size` px."""
+    from text2live_geo.config import ImageEditConfig
+    from text2live_geo.generator import min_input_size
+
+    scales = ImageEditConfig().generator.num_scales
+    while scales > 1 and min_input_size(scales) > size:
+        scales -= 1
+    return scales
+
+
+def curve_every(args) -> int:
+    return max(1, args.steps // 4)
+
+
+PLACEHOLDER_CASE = EditCase(-1, -1, "recolour", "<source text>", "<target text>", "<target>", "<colour>", "<texture>",
+                            "<case>.png", "<case>_mask.png", "<case>_background.npy")
+
+
+def benchmark_overrides(args, case: EditCase, seed: int, out_dir, run_name: str) -> list[str]:
+    """The keys every row gets (the same for every setting)."""
     return [
         f"image={case.image_path}", f"clip.model={args.clip}", f"text.src={case.src_text}",
-        f"text.comp={case.target_text}", f"text.screen={case.target_text}", f"steps={args.steps}",
-        f"seed={seed}", "device=cpu", f"output_dir={out_dir}", f"run_name={setting}-s{seed}-{case.index:03d}",
-        f"snapshot_every={CURVE_EVERY}", "checkpoint_every=0", f"clip.n_aug={args.views}",
-        f"generator.num_scales={args.scales}", f"generator.channels={args.channels}", f"crops.resize_short={args.size}",
-        # the toy CLIP knows colours, not shapes: the relevancy bootstrap of the source phrase
-        # is what localises the edit (the same for every setting)
-        f"text.bootstrap={case.src_text}", f"loss.bootstrap_steps={args.steps}", "text.templates_per_step=14",
-        f"optim.lr_decay={args.lr_decay}",
-    ] + SETTINGS[setting][1] + list(args.override)
+        f"text.comp={case.target_text}", f"text.screen={case.target_text}", f"steps={args.steps}", f"seed={seed}",
+        "device=cpu", f"output_dir={out_dir}", f"run_name={run_name}", f"snapshot_every={curve_every(args)}",
+        "checkpoint_every=0", f"generator.num_scales={forced_scales(args.size)}", f"crops.resize_short={args.size}",
+        "clip.checkpoint_layers=0",
+    ] + list(args.set)
 
 
-def measure(composite, source, mask, kind: str) -> tuple[str, float]:
-    """(predicted colour or texture inside the mask, PSNR outside it capped at 99 dB) of a
-    `(3, H, W)` composite in [0, 1] against the `(3, H, W)` input, with a `(H, W)` bool mask."""
+def benchmark_keys(args) -> list[str]:
+    return [item.split("=", 1)[0] for item in benchmark_overrides(args, PLACEHOLDER_CASE, 0, "-", "-")] + list(
+        SCHEDULE_KEYS)
+
+
+def run_name_for(setting: Setting, seed: int, case: EditCase) -> str:
+    return f"{setting.name.replace(':', '_').replace('.', '_')}-s{seed}-{case.index:03d}"
+
+
+def setting_named(name: str) -> Setting:
+    for setting in decision_settings():
+        if setting.name == name:
+            return setting
+    raise BenchmarkError(f"unknown setting {name!r}; known: {', '.join(s.name for s in decision_settings())}")
+
+
+def edit_inputs(setting: Setting, args, case: EditCase = PLACEHOLDER_CASE, seed: int = 0, out_dir="<work>/runs",
+                run_name: str = "<run>") -> tuple[list[Path], list[str]]:
+    """(config files, overrides) of one edit: the setting's diff, then the benchmark-wide keys, then
+    the scaled schedules (SCHEDULE_RULE) of what those resolve to. `edit_image` gets exactly these."""
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import ImageEditConfig
+
+    wide = set(benchmark_keys(args)) - set(SCHEDULE_KEYS)
+    for item in setting.diff:
+        if item.split("=", 1)[0] in wide:
+            raise BenchmarkError(f"setting '{setting.name}' sets the benchmark-wide key {item.split('=', 1)[0]}")
+    paths = [ROOT / setting.config] if setting.config else []
+    overrides = [item.replace("{src}", case.src_text) for item in setting.diff] + benchmark_overrides(
+        args, case, seed, out_dir, run_name)
+    unscaled = load_config(ImageEditConfig, paths, overrides, warn_legacy=False)
+    ratio = args.steps / ImageEditConfig().steps
+    overrides += [f"loss.bootstrap_steps={max(1, round(unscaled.loss.bootstrap_steps * ratio))}",
+                  f"optim.lr_decay={unscaled.optim.lr_decay ** (1 / ratio)!r}"]
+    return paths, overrides
+
+
+def resolve(setting: Setting, args, **case_keys):
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import ImageEditConfig
+
+    paths, overrides = edit_inputs(setting, args, **case_keys)
+    return load_config(ImageEditConfig, paths, overrides, warn_legacy=False)
+
+
+def flat_values(cfg) -> dict:
+    from text2live_geo.common.config import config_values
+
+    def flatten(node, prefix=""):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                yield from flatten(value, f"{prefix}{key}.")
+            else:
+                yield f"{prefix}{key}", value
+
+    return dict(flatten(config_values(cfg)))
+
+
+def config_hash(cfg) -> str:
+    return hashlib.sha256(json.dumps(flat_values(cfg), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def check_default(default_cfg, args) -> dict:
+    """Refuse unless `default_cfg`, less the benchmark-wide keys, is the shipped config resolved the
+    same way (`load_config` of ImageEditConfig with no file and no override)."""
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import ImageEditConfig
+
+    wide = set(benchmark_keys(args))
+    shipped = {k: v for k, v in flat_values(load_config(ImageEditConfig)).items() if k not in wide}
+    mine = {k: v for k, v in flat_values(default_cfg).items() if k not in wide}
+    differing = sorted(k for k in shipped.keys() | mine.keys() if shipped.get(k, "<absent>") != mine.get(k, "<absent>"))
+    if differing:
+        shown = ", ".join(f"{k}={mine.get(k)!r} (shipped {shipped.get(k)!r})" for k in differing[:4])
+        raise BenchmarkError(f"refusing to label a row '{DEFAULT}': its resolved config differs from the shipped one "
+                             f"beyond the benchmark-wide keys at {shown}")
+    return {"equal": True, "keys_compared": len(shipped), "keys_excluded": sorted(wide),
+            "shipped": "load_config(ImageEditConfig): the dataclass defaults, no file, no override"}
+
+
+def resolve_rows(settings: list[Setting], args) -> tuple[list[Setting], dict[str, dict], list[dict], dict]:
+    """Resolve every row (placeholders for the case's keys), check the default and the diffs; drop
+    ablation rows that resolve to the default or whose key is inert there. Returns (the rows to
+    run, name -> resolved config as plain values, the rows not run with why, the default check)."""
+    resolved = {setting.name: resolve(setting, args) for setting in settings}
+    if DEFAULT not in resolved:
+        raise BenchmarkError(f"no '{DEFAULT}' row: every comparison is against it")
+    checked = check_default(resolved[DEFAULT], args)
+    default_values = flat_values(resolved[DEFAULT])
+    run, skipped, seen = [], [], {}
+    for setting in settings:
+        cfg = resolved[setting.name]
+        values = flat_values(cfg)
+        if setting.name != DEFAULT and values == default_values:
+            skipped.append({"setting": setting.name, "diff": setting.described(),
+                            "why": "its value is already the shipped one: the row resolves to the default row"})
+            continue
+        key = setting.diff[0].split("=", 1)[0] if setting.diff and setting.name.startswith("recipe:") else None
+        if key in INERT and INERT[key][0](cfg, args):
+            skipped.append({"setting": setting.name, "diff": setting.described(), "why": f"inert: {INERT[key][1]}"})
+            continue
+        digest = json.dumps(values, sort_keys=True, default=str)
+        if digest in seen:
+            skipped.append({"setting": setting.name, "diff": setting.described(),
+                            "why": f"resolves to the same config as '{seen[digest]}'"})
+            continue
+        seen[digest] = setting.name
+        run.append(setting)
+    return run, {s.name: flat_values(resolved[s.name]) for s in run}, skipped, checked
+
+
+# ------------------------------------------------------------------------------ one edit
+def judge(composite, source, alpha, case: EditCase) -> dict:
+    """Every metric of one edit from its (3, H, W) composite and input in [0, 1] and (H, W) alpha."""
+    import numpy as np
+    import torch
+
+    import sp_judge
     from atlas import reconstruction_psnr
+    from text2live_geo.common.io import read_image
     from toyworld import world
 
-    if kind == "recolour":
-        predicted = world.classify_colour(composite[:, mask].T.numpy())
+    mask = read_image(case.mask_path)[0][0, 0] > 0.5
+    background = torch.from_numpy(np.load(case.background_path))
+    pixels = sp_judge.object_pixels(composite, mask)
+    shares = sp_judge.colour_shares(pixels)
+    colour = sp_judge.judge_colour(pixels)
+    texture = world.classify_texture(composite, mask)
+    if case.kind == "recolour":
+        hit, predicted, kept = shares[case.target] > 0.5, colour, texture == case.texture
     else:
-        predicted = world.classify_texture(composite.numpy(), mask.numpy())
-    return predicted, min(reconstruction_psnr(composite[:, ~mask], source[:, ~mask]), 99.0)
+        hit, predicted, kept = texture == case.target, texture, colour == case.colour
+    row = {"predicted": predicted, "hit": bool(hit), "target_share": shares.get(case.target),
+           "judged_colour": colour, "judged_texture": texture, "attribute_kept": bool(kept),
+           "psnr_outside": min(reconstruction_psnr(composite[:, ~mask], source[:, ~mask]), 99.0),
+           "shape_iou": sp_judge.shape_iou(composite, background, mask)}
+    if alpha is not None:
+        row["alpha_outside_share"] = float((alpha * ~mask).sum() / alpha.sum().clamp(min=1e-8))
+        row["alpha_inside_mean"] = float(alpha[mask].mean())
+    return row
 
 
 def run_case(job) -> dict:
@@ -162,86 +418,182 @@ def run_case(job) -> dict:
 
     torch.set_num_threads(1)
     from text2live_geo import edit_image
+    from text2live_geo.common.config import load_config
     from text2live_geo.common.io import read_image
+    from text2live_geo.config import ImageEditConfig
 
-    config = SETTINGS[setting][0]
-    start = time.perf_counter()
-    result = edit_image(ROOT / config if config else None, case_overrides(case, setting, seed, args, out_dir),
-                        progress=False)
-    seconds = time.perf_counter() - start
-    mask = read_image(case.mask_path)[0][0, 0] > 0.5
+    paths, overrides = edit_inputs(setting, args, case=case, seed=seed, out_dir=out_dir,
+                                   run_name=run_name_for(setting, seed, case))
+    start, cpu_start = time.perf_counter(), time.process_time()
+    result = edit_image(paths, overrides, progress=False)
+    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    ran = load_config(ImageEditConfig, result.run_dir / "config.yaml", warn_legacy=False)
+    expected = load_config(ImageEditConfig, paths, overrides, warn_legacy=False)
+    if config_hash(ran) != config_hash(expected):  # what ran is what was resolved
+        raise BenchmarkError(f"run {result.run_dir} saved a config other than the one resolved for it")
     composite, source = result.layers.composite[0].cpu(), result.input_image[0].cpu()
-    alpha = result.layers.alpha[0, 0].cpu()
-    predicted, psnr_outside = measure(composite, source, mask, case.kind)
-    # Fig. 3 view: the snapshots (input | composite | green screen, 4 px gaps) every CURVE_EVERY
-    # steps, and the final composite, both as 8-bit PNGs
-    width = source.shape[-1]
-    curve = []
-    for step in range(CURVE_EVERY, args.steps + 1, CURVE_EVERY):
-        path = result.run_dir / ("composite.png" if step == args.steps else f"snapshots/step_{step:05d}.png")
-        image = read_image(path)[0][0]
-        if step != args.steps:
-            image = image[:, :, width + 4: 2 * width + 4]
-        hit_then, psnr_then = measure(image, source, mask, case.kind)
-        curve.append({"step": step, "hit": hit_then == case.target, "psnr_outside": psnr_then})
-    return {
-        "case": case.index, "kind": case.kind, "setting": setting, "seed": seed, "src": case.src_text,
-        "target_text": case.target_text, "target": case.target, "predicted": predicted,
-        "hit": predicted == case.target, "psnr_outside": psnr_outside,
-        "alpha_outside_share": float((alpha * ~mask).sum() / alpha.sum().clamp(min=1e-8)),
-        "alpha_inside_mean": float(alpha[mask].mean()), "seconds": seconds, "curve": curve,
-        "composite_png": str(result.run_dir / "composite.png"),
-    }
+    row = {"case": case.index, "world_seed": case.seed, "kind": case.kind, "setting": setting.name, "seed": seed,
+           "src": case.src_text, "target_text": case.target_text, "target": case.target,
+           "colour_before": case.colour, "texture_before": case.texture, "seconds": seconds,
+           "cpu_seconds": cpu_seconds, "seconds_per_step": seconds / args.steps, "config_hash": config_hash(expected),
+           "composite_png": str(result.run_dir / "composite.png")}
+    row.update(judge(composite, source, result.layers.alpha[0, 0].cpu(), case))
+    width, curve = source.shape[-1], []
+    for step in range(curve_every(args), args.steps, curve_every(args)):  # snapshots: input | composite | screen
+        image = read_image(result.run_dir / f"snapshots/step_{step:05d}.png")[0][0][:, :, width + 4: 2 * width + 4]
+        then = judge(image, source, None, case)
+        curve.append({"step": step, "hit": then["hit"], "psnr_outside": then["psnr_outside"],
+                      "shape_iou": then["shape_iou"]})
+    curve.append({"step": args.steps, "hit": row["hit"], "psnr_outside": row["psnr_outside"],
+                  "shape_iou": row["shape_iou"]})
+    row["curve"] = curve
+    return row
 
 
 # ------------------------------------------------------------------------------ statistics
-def bootstrap_interval(values, resamples: int = 10_000, seed: int = 0) -> tuple[float, float, float]:
-    """(mean, low, high): the mean of `values` and its 95 % percentile-bootstrap interval
-    (`resamples` resamples of the values with replacement, from a seeded generator)."""
+def bootstrap_interval(values, resamples: int = 10_000, seed: int = 0, level: float = 0.95
+                       ) -> tuple[float, float, float]:
+    """(mean, low, high): the mean of `values` and its percentile-bootstrap interval at `level`
+    (`resamples` resamples with replacement from a seeded generator)."""
     import numpy as np
 
     values = np.asarray(values, dtype=np.float64)
     rng = np.random.default_rng(seed)
     means = values[rng.integers(0, len(values), size=(resamples, len(values)))].mean(axis=1)
-    low, high = np.percentile(means, [2.5, 97.5])
+    low, high = np.percentile(means, [50 * (1 - level), 100 - 50 * (1 - level)])
     return float(values.mean()), float(low), float(high)
 
 
-def summarise(rows: list[dict]) -> dict[str, dict]:
-    """Per setting: plasticity and stability with bootstrap intervals, the curves along the
-    optimisation, and the paired difference to BASELINE (same cases and seeds) with its interval."""
-    by_setting = {name: sorted((r for r in rows if r["setting"] == name), key=lambda r: (r["case"], r["seed"]))
-                  for name in SETTINGS}
-    by_setting = {name: mine for name, mine in by_setting.items() if mine}
-    baseline = {(r["case"], r["seed"]): r for r in by_setting.get(BASELINE, [])}
+def sign_flip_p(values, resamples: int = 10_000, seed: int = 0, exact_up_to: int = 16) -> float:
+    """Two-sided paired sign-flip (permutation) p-value of a zero mean difference: the share of the
+    2^n sign patterns of the n differences whose mean is at least as far from 0 as the observed one
+    (H0: each difference is as likely negated). Exact enumeration up to `exact_up_to` differences,
+    else `resamples` random patterns from a seeded generator (with the +1 correction). 1 when
+    every difference is 0."""
+    import itertools
+
+    import numpy as np
+
+    values = np.asarray(values, dtype=np.float64)
+    if not values.any():
+        return 1.0
+    observed = abs(values.mean()) * (1 - 1e-12)
+    if len(values) <= exact_up_to:
+        signs = np.asarray(list(itertools.product((1.0, -1.0), repeat=len(values))))
+        return float(np.mean(np.abs(signs @ values) / len(values) >= observed))
+    rng = np.random.default_rng(seed)
+    signs = rng.choice((1.0, -1.0), size=(resamples, len(values)))
+    extreme = int((np.abs(signs @ values) / len(values) >= observed).sum())
+    return float((1 + extreme) / (resamples + 1))
+
+
+def mcnemar_exact(better: int, worse: int) -> float:
+    """Exact two-sided McNemar p-value from the discordant pairs: `better` cases where only the
+    candidate hits, `worse` where only the default does. Under H0 each discordant pair is a fair
+    coin: p = min(1, 2 P(Binomial(n, 1/2) <= min(better, worse))), n = better + worse."""
+    n = better + worse
+    if n == 0:
+        return 1.0
+    tail = sum(math.comb(n, k) for k in range(min(better, worse) + 1)) / 2 ** n
+    return min(1.0, 2 * tail)
+
+
+def holm(pvalues: list[float], alpha: float = ALPHA) -> list[dict]:
+    """Holm's step-down procedure over m p-values: the i-th smallest (rank i, from 1) is compared
+    with alpha / (m - i + 1), and rejected when it and every smaller one pass. Per p-value (input
+    order): its rank, that per-comparison level, the adjusted p (max over ranks j <= i of
+    min(1, (m - j + 1) p_(j))) and whether it is rejected (adjusted p <= alpha)."""
+    m = len(pvalues)
+    order = sorted(range(m), key=lambda i: pvalues[i])
+    out: list[dict] = [{} for _ in pvalues]
+    running = 0.0
+    for rank, index in enumerate(order, start=1):
+        running = max(running, min(1.0, (m - rank + 1) * pvalues[index]))
+        out[index] = {"rank": rank, "level": alpha / (m - rank + 1), "p": pvalues[index], "p_holm": running,
+                      "rejected": running <= alpha}
+    return out
+
+
+#: metric -> (binary?, +1 when higher is better / -1 when lower is)
+METRICS = {"plasticity": (True, 1), "psnr_outside": (False, 1), "alpha_outside_share": (False, -1),
+           "shape_iou": (False, 1), "attribute_kept": (True, 1)}
+
+
+def _value(row: dict, metric: str) -> float:
+    return float(row["hit"] if metric == "plasticity" else row[metric])
+
+
+def compare(rows: list[dict], names: list[str], alpha: float = ALPHA, seed: int = 0) -> dict:
+    """Per metric, every non-default row against the default, paired by (case, seed), Holm-corrected
+    over the m rows: the mean difference (candidate - default), the raw and Holm-adjusted p (exact
+    McNemar for binary metrics, with the discordant counts; a paired sign-flip test otherwise) and the
+    paired-bootstrap interval at the comparison's Holm level 1 - alpha / (m - rank + 1)."""
+    default = {(r["case"], r["seed"]): r for r in rows if r["setting"] == DEFAULT}
+    others = [name for name in names if name != DEFAULT]
+    result = {}
+    for metric, (binary, sign) in METRICS.items():
+        entries, pvalues = {}, []
+        for name in others:
+            pairs = [(r, default[(r["case"], r["seed"])]) for r in rows
+                     if r["setting"] == name and (r["case"], r["seed"]) in default]
+            diffs = [_value(a, metric) - _value(b, metric) for a, b in pairs]
+            entry = {"pairs": len(pairs), "difference": sum(diffs) / len(diffs) if diffs else float("nan")}
+            if binary:
+                entry["candidate_only"] = sum(d > 0 for d in diffs)
+                entry["default_only"] = sum(d < 0 for d in diffs)
+                p = mcnemar_exact(entry["candidate_only"], entry["default_only"])
+            else:
+                p = sign_flip_p(diffs, seed=seed) if diffs else 1.0
+            entries[name] = entry
+            pvalues.append(p)
+        for name, adjusted in zip(others, holm(pvalues, alpha)):
+            entry = entries[name]
+            entry.update(adjusted)
+            pairs = [(r, default[(r["case"], r["seed"])]) for r in rows
+                     if r["setting"] == name and (r["case"], r["seed"]) in default]
+            diffs = [_value(a, metric) - _value(b, metric) for a, b in pairs]
+            entry["interval_level"] = 1 - adjusted["level"]
+            entry["interval"] = list(bootstrap_interval(diffs, seed=seed, level=1 - adjusted["level"])[1:]) if diffs \
+                else [float("nan")] * 2
+            entry["better"] = adjusted["rejected"] and sign * entry["difference"] > 0
+            entry["worse"] = adjusted["rejected"] and sign * entry["difference"] < 0
+        result[metric] = entries
+    return result
+
+
+def select(comparisons: dict) -> list[dict]:
+    """The candidates DECISION_RULE selects, each with its evidence."""
+    selected = []
+    for name, entry in comparisons.get(DECISION_METRIC, {}).items():
+        losses = [metric for metric in STABILITY_METRICS if comparisons[metric][name]["worse"]]
+        if entry["better"] and not losses:
+            selected.append({"setting": name, "plasticity_difference": entry["difference"],
+                             "p_holm": entry["p_holm"], "interval": entry["interval"]})
+    return selected
+
+
+def summarise(rows: list[dict], names: list[str]) -> dict[str, dict]:
+    """Per setting: each metric's mean with its 95 % bootstrap interval, per-kind plasticity, cost
+    and the curve along the optimisation."""
     summary = {}
-    for name, mine in by_setting.items():
-        entry = {
-            "cases": len(mine),
-            "plasticity": bootstrap_interval([r["hit"] for r in mine]),
-            "plasticity_recolour": _share([r["hit"] for r in mine if r["kind"] == "recolour"]),
-            "plasticity_retexture": _share([r["hit"] for r in mine if r["kind"] == "retexture"]),
-            "psnr_outside": bootstrap_interval([r["psnr_outside"] for r in mine]),
-            "alpha_outside_share": _share([r["alpha_outside_share"] for r in mine]),
-            "seconds_per_edit": _share([r["seconds"] for r in mine]),
-            "curve": [{"step": point["step"],
-                       "plasticity": _share([r["curve"][i]["hit"] for r in mine]),
-                       "psnr_outside": _share([r["curve"][i]["psnr_outside"] for r in mine])}
-                      for i, point in enumerate(mine[0]["curve"])],
-        }
-        paired = [(r, baseline[(r["case"], r["seed"])]) for r in mine if (r["case"], r["seed"]) in baseline]
-        if name != BASELINE and paired:
-            entry["plasticity_minus_baseline"] = bootstrap_interval([float(a["hit"]) - float(b["hit"])
-                                                                     for a, b in paired])
-            entry["psnr_minus_baseline"] = bootstrap_interval([a["psnr_outside"] - b["psnr_outside"]
-                                                               for a, b in paired])
+    for name in names:
+        mine = sorted((r for r in rows if r["setting"] == name), key=lambda r: (r["case"], r["seed"]))
+        if not mine:
+            continue
+        entry = {"cases": len(mine)}
+        for metric in METRICS:
+            entry[metric] = bootstrap_interval([_value(r, metric) for r in mine])
+        for kind in ("recolour", "retexture"):
+            hits = [r["hit"] for r in mine if r["kind"] == kind]
+            entry[f"plasticity_{kind}"] = sum(hits) / len(hits) if hits else float("nan")
+        entry["seconds_per_edit"] = sum(r["seconds"] for r in mine) / len(mine)
+        entry["curve"] = [{"step": point["step"],
+                           "plasticity": sum(r["curve"][i]["hit"] for r in mine) / len(mine),
+                           "psnr_outside": sum(r["curve"][i]["psnr_outside"] for r in mine) / len(mine),
+                           "shape_iou": sum(r["curve"][i]["shape_iou"] for r in mine) / len(mine)}
+                          for i, point in enumerate(mine[0]["curve"])]
         summary[name] = entry
     return summary
-
-
-def _share(values) -> float:
-    values = [float(v) for v in values]
-    return sum(values) / len(values) if values else float("nan")
 
 
 # ------------------------------------------------------------------------------- reports
@@ -250,162 +602,278 @@ def _interval(triple, scale: float = 1.0, digits: int = 0) -> str:
     return f"{mean:.{digits}f} [{low:.{digits}f}, {high:.{digits}f}]"
 
 
-def write_results(rows, summary, args, results: Path, wall_seconds: float) -> None:
+def _diff(entry: dict, scale: float, digits: int) -> str:
+    low, high = (scale * v for v in entry["interval"])
+    text = f"{scale * entry['difference']:+.{digits}f} [{low:+.{digits}f}, {high:+.{digits}f}] p={entry['p_holm']:.3f}"
+    return f"**{text}**" if entry["rejected"] else text
+
+
+def write_results(phase: str, rows, settings: list[Setting], resolved, skipped, checked, judge_report, args,
+                  results: Path, wall_seconds: float, selected_from: str | None = None) -> dict:
     results.mkdir(parents=True, exist_ok=True)
-    (results / "sp_dilemma.json").write_text(json.dumps(
-        {"arguments": vars(args), "settings": {name: SETTINGS[name] for name in summary}, "baseline": BASELINE,
-         "wall_seconds": wall_seconds, "summary": summary, "cases": rows}, indent=1, default=str))
-    seeds = sorted({r["seed"] for r in rows})
-    first = summary[next(iter(summary))]
-    pairing = "each case under every seed" if args.seed_mode == "all" else f"case i under seed i mod {len(seeds)}"
-    lines = ["# Stability-plasticity benchmark (toy world, measured from pixels)", "",
-             f"Command: `python benchmarks/sp_dilemma.py {' '.join(sys.argv[1:])}` "
-             f"({wall_seconds / 60:.0f} min wall, {args.jobs} jobs).", "",
-             f"{first['cases']} held-out edits per setting (seeds {', '.join(map(str, seeds))}, {pairing}), "
-             f"{args.steps} steps, {args.views} views, {args.size} px, generator {args.scales} scales x "
-             f"{args.channels} channels, CLIP `{Path(args.clip).name}`. Brackets: 95 % bootstrap intervals over the "
-             f"cases; the differences to `{BASELINE}` (the default) are paired by case and seed.", "",
-             "| setting | plasticity % | recolour % | retexture % | PSNR outside (dB) | alpha outside % "
-             "| plasticity - default (points) | PSNR - default (dB) | s / edit |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    names = [s.name for s in settings]
+    summary = summarise(rows, names)
+    comparisons = compare(rows, names)
+    selected = select(comparisons)
+    config_folder = results / f"sp_{phase}_configs"
+    config_folder.mkdir(exist_ok=True)
+    import yaml
+
+    for name, values in resolved.items():
+        (config_folder / f"{name.replace(':', '_')}.yaml").write_text(yaml.safe_dump(values, sort_keys=False))
+    reduced = bool(args.set)
+    data = {
+        "phase": phase, "command": "python benchmarks/sp_dilemma.py " + " ".join(sys.argv[1:]),
+        "arguments": {k: v for k, v in vars(args).items()}, "wall_seconds": wall_seconds,
+        "reduced_scale": reduced, "case_seed_base": args.case_seed_base,
+        "benchmark_wide_keys": benchmark_keys(args), "schedule_rule": SCHEDULE_RULE, "decision_rule": DECISION_RULE,
+        "alpha": ALPHA, "settings": {s.name: {"config": s.config, "diff": list(s.diff), "note": s.note}
+                                     for s in settings},
+        "not_run": skipped, "default_check": checked, "resolved_configs": resolved, "judge": judge_report,
+        "summary": summary,
+        "comparisons": comparisons, "selected_by_rule": selected, "selected_from": selected_from, "cases": rows,
+    }
+    (results / f"sp_{phase}.json").write_text(json.dumps(data, indent=1, default=str))
+    (results / f"sp_{phase}.md").write_text(report(data, args))
+    _plot(summary, results / f"sp_{phase}.png", phase)
+    return data
+
+
+def report(data: dict, args) -> str:
+    phase, summary, comparisons = data["phase"], data["summary"], data["comparisons"]
+    first = summary[DEFAULT]
+    lines = [f"# Stability-plasticity benchmark, {phase} set (toy world, judged from pixels)", ""]
+    if data["reduced_scale"]:
+        lines += [f"**Reduced scale** (`--set {' '.join(args.set)}`): not the shipped config; a smoke run, not a "
+                  "result.", ""]
+    lines += [f"Command: `{data['command']}` ({data['wall_seconds'] / 60:.0f} min wall, {args.jobs} jobs).", "",
+              f"{first['cases']} cases (world seeds from {data['case_seed_base']}), training seeds {args.seeds} "
+              f"(case i under seed i mod their count), {args.steps} steps, {args.size} px, CLIP "
+              f"`{Path(args.clip).name}`.", "",
+              "Benchmark-wide keys, the same in every row: " + ", ".join(f"`{k}`" for k in data["benchmark_wide_keys"])
+              + f". Schedules: {SCHEDULE_RULE}. The default row's resolved config, less these keys, equals the "
+              f"shipped `ImageEditConfig` at all {data['default_check']['keys_compared']} other keys (checked before "
+              f"the run); every row's resolved config is in `sp_{phase}_configs/`.", "",
+              "| setting | diff on the shipped config | plasticity % | recolour % | retexture % | PSNR outside dB "
+              "| alpha outside % | shape IoU | attribute kept % | s / edit |", "|---" * 10 + "|"]
     for name, s in summary.items():
-        minus_p = _interval(s["plasticity_minus_baseline"], 100) if "plasticity_minus_baseline" in s else "-"
-        minus_q = _interval(s["psnr_minus_baseline"], 1, 2) if "psnr_minus_baseline" in s else "-"
-        lines.append(f"| {name} | {_interval(s['plasticity'], 100)} | {100 * s['plasticity_recolour']:.0f} | "
-                     f"{100 * s['plasticity_retexture']:.0f} | {_interval(s['psnr_outside'], 1, 2)} | "
-                     f"{100 * s['alpha_outside_share']:.1f} | {minus_p} | {minus_q} | {s['seconds_per_edit']:.1f} |")
-    lines += ["", f"Along the optimisation (plasticity % / PSNR outside dB, every {CURVE_EVERY} steps, from the "
-              "8-bit snapshots; the plot is sp_dilemma_curves.png):", "",
+        setting = data["settings"][name]
+        described = Setting(name, setting["config"], tuple(setting["diff"])).described()
+        lines.append(f"| {name} | `{described}` | {_interval(s['plasticity'], 100)} | "
+                     f"{100 * s['plasticity_recolour']:.0f} | {100 * s['plasticity_retexture']:.0f} | "
+                     f"{_interval(s['psnr_outside'], 1, 2)} | {_interval(s['alpha_outside_share'], 100, 1)} | "
+                     f"{_interval(s['shape_iou'], 1, 3)} | {_interval(s['attribute_kept'], 100)} | "
+                     f"{s['seconds_per_edit']:.1f} |")
+    lines += ["", "Differences to the default (candidate - default, paired by case and seed; Holm over the "
+              f"{len(summary) - 1} comparisons within each metric; brackets: paired-bootstrap interval at the "
+              "comparison's Holm level; p: Holm-adjusted, exact McNemar for plasticity and attribute kept "
+              "(discordant pairs candidate-only/default-only), a paired sign-flip test otherwise; bold: rejected at "
+              f"{ALPHA}):", "",
+              "| setting | plasticity (points) | discordant | PSNR outside (dB) | alpha outside (points) | shape IoU "
+              "| attribute kept (points) | Holm level |", "|---|---|---|---|---|---|---|---|"]
+    for name in summary:
+        if name == DEFAULT:
+            continue
+        c = {metric: comparisons[metric][name] for metric in METRICS}
+        lines.append(f"| {name} | {_diff(c['plasticity'], 100, 0)} | {c['plasticity']['candidate_only']}/"
+                     f"{c['plasticity']['default_only']} | {_diff(c['psnr_outside'], 1, 2)} | "
+                     f"{_diff(c['alpha_outside_share'], 100, 1)} | {_diff(c['shape_iou'], 1, 3)} | "
+                     f"{_diff(c['attribute_kept'], 100, 0)} | {100 * c['plasticity']['interval_level']:.2f} % |")
+    selected = [item["setting"] for item in data["selected_by_rule"]]
+    if phase == "decision":
+        lines += ["", f"Decision rule (stated before the run): {DECISION_RULE}.", "",
+                  "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+    else:
+        lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the decision phase "
+                  f"selected ({data['selected_from']}) and directional guidance; the decision rule applied here "
+                  "would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+    if data["not_run"]:
+        lines += ["", "Not run:", ""] + [f"- `{item['setting']}` (`{item['diff']}`): {item['why']}"
+                                         for item in data["not_run"]]
+    judge = data["judge"]
+    lines += ["", f"Judges (benchmarks/sp_judge.py), calibrated on {judge['scenes']} rendered objects of known colour "
+              f"and texture (world seeds {judge['seeds'][0]}..{judge['seeds'][1]}, disjoint from both case sets): "
+              f"colour {100 * judge['colour_accuracy']:.1f} % (worst "
+              f"{min(judge['colour_accuracy_per_colour'].items(), key=lambda kv: kv[1])}), texture "
+              f"{100 * judge['texture_accuracy']:.1f} % (per texture "
+              + ", ".join(f"{k} {100 * v:.0f} %" for k, v in judge["texture_accuracy_per_texture"].items())
+              + f"), shape IoU on unedited renders {judge['shape_iou_unedited_mean']:.3f} (min "
+              f"{judge['shape_iou_unedited_min']:.3f}; {judge['shape_iou_unedited_shade_distinct']['mean']:.3f} on "
+              "objects whose texture shade differs from the background, the only kind the retexture cases draw). "
+              "Colours close enough to be confused (a prototype or shade within 0.15 RGB): "
+              + ", ".join(f"{a}/{b} ({d})" for (a, b), d in ((p["pair"], p["rgb_distance"])
+                                                             for p in judge["close_colour_pairs"]))
+              + "; confused in calibration: " + (", ".join("/".join(p) for p in judge["confused_colour_pairs"])
+                                                 or "none") + ".",
+              "", f"Along the optimisation (plasticity % / PSNR outside dB, every {curve_every(args)} steps, from the "
+              "8-bit snapshots):", "",
               "| setting | " + " | ".join(f"step {p['step']}" for p in first["curve"]) + " |",
               "|---|" + "---|" * len(first["curve"])]
     for name, s in summary.items():
         lines.append(f"| {name} | " + " | ".join(f"{100 * p['plasticity']:.0f} / {p['psnr_outside']:.1f}"
                                                  for p in s["curve"]) + " |")
-    lines += ["", "Plasticity: the object's colour/texture classified from composite pixels inside the exact mask "
-              "hits the target. Stability: PSNR of the composite outside the mask against the input (capped at "
-              "99 dB), and the share of alpha mass outside the mask (lower is better)."]
-    (results / "sp_dilemma.md").write_text("\n".join(lines) + "\n")
-    _plots(rows, summary, args, results)
+    return "\n".join(lines) + "\n"
 
 
-def _plots(rows, summary, args, results: Path) -> None:
+def _plot(summary, path: Path, phase: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(7, 5))
-    for name, s in summary.items():
-        (p, p_low, p_high), (q, q_low, q_high) = s["plasticity"], s["psnr_outside"]
-        axis.errorbar(q, 100 * p, xerr=[[q - q_low], [q_high - q]], yerr=[[100 * (p - p_low)], [100 * (p_high - p)]],
-                      fmt="o", capsize=3, label=name)
-    axis.set_xlabel("stability: PSNR outside the object (dB)")
-    axis.set_ylabel("plasticity: edits that hit the target (%)")
-    axis.set_title("stability vs plasticity per setting (95 % intervals)")
-    axis.legend(fontsize=7)
+    figure, axes = plt.subplots(1, 2, figsize=(12, 5))
+    for axis, metric, label in ((axes[0], "psnr_outside", "PSNR outside the object (dB)"),
+                                (axes[1], "shape_iou", "shape IoU (object before vs after)")):
+        for name, s in summary.items():
+            (p, p_low, p_high), (q, q_low, q_high) = s["plasticity"], s[metric]
+            axis.errorbar(q, 100 * p, xerr=[[q - q_low], [q_high - q]],
+                          yerr=[[100 * (p - p_low)], [100 * (p_high - p)]], fmt="o", capsize=3, label=name)
+        axis.set_xlabel(f"stability: {label}")
+        axis.set_ylabel("plasticity: edits that hit the target (%)")
+    axes[0].set_title(f"{phase} set, 95 % intervals")
+    axes[1].legend(fontsize=7)
     figure.tight_layout()
-    figure.savefig(results / "sp_dilemma.png", dpi=120)
+    figure.savefig(path, dpi=110)
     plt.close(figure)
-
-    figure, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
-    for name, s in summary.items():
-        steps = [p["step"] for p in s["curve"]]
-        left.plot(steps, [100 * p["plasticity"] for p in s["curve"]], marker="o", label=name)
-        right.plot(steps, [p["psnr_outside"] for p in s["curve"]], marker="o", label=name)
-    for axis, label, title in ((left, "plasticity (%)", "plasticity"), (right, "PSNR outside the object (dB)",
-                                                                        "stability")):
-        axis.set_xlabel("step")
-        axis.set_ylabel(label)
-        axis.set_title(f"{title} along the optimisation")
-    right.legend(fontsize=7)
-    figure.tight_layout()
-    figure.savefig(results / "sp_dilemma_curves.png", dpi=120)
-    plt.close(figure)
-
-    import torch
-
-    from text2live_geo.common.io import read_image, save_png, side_by_side
-
-    first_seed = min(r["seed"] for r in rows)
-    shown = sorted({r["case"] for r in rows if r["seed"] == first_seed})[: args.grid]
-    grid_rows = []
-    for case in shown:
-        case_rows = {r["setting"]: r for r in rows if r["case"] == case and r["seed"] == first_seed}
-        source = read_image(Path(next(iter(case_rows.values()))["composite_png"]).parent / "input.png")[0]
-        images = [source] + [read_image(case_rows[name]["composite_png"])[0] for name in summary if name in case_rows]
-        grid_rows.append(side_by_side(*images))
-    if grid_rows:
-        gap = torch.ones(1, 3, 4, grid_rows[0].shape[-1])
-        stacked = [part for row in grid_rows for part in (row, gap)][:-1]
-        save_png(torch.cat(stacked, dim=-2), results / "sp_dilemma_grid.png")
 
 
 # ---------------------------------------------------------------------------------- main
 def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
-    """The edit's size arguments, shared with gradient_shares.py (what `case_overrides` reads)."""
-    parser.add_argument("--steps", type=int, default=60)
-    parser.add_argument("--views", type=int, default=8)
+    """The edit's arguments, shared with gradient_shares.py (what `edit_inputs` reads)."""
+    # 12: 9 decision rows x 96 cases at ~11.7 CPU-s per edit on 2 free cores is ~84 min (MEASURED_*)
+    parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--scales", type=int, default=4)
-    parser.add_argument("--channels", type=int, default=32)
-    parser.add_argument("--lr-decay", type=float, default=0.997)
     parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="reduced scale for smoke runs, applied to every row and reported: "
+                             + ", ".join(SCALE_KEYS))
+
+
+def check_scale(args, parser) -> None:
+    for item in args.set:
+        if "=" not in item or item.split("=", 1)[0] not in SCALE_KEYS:
+            parser.error(f"--set takes only {', '.join(SCALE_KEYS)} (KEY=VALUE), got {item!r}")
+
+
+def selected_settings(path: Path) -> tuple[list[Setting], str]:
+    """The settings the decision phase selected, as it stored them."""
+    if not path.is_file():
+        raise BenchmarkError(f"no decision results at {path}: run --phase decision first (or pass --decision)")
+    data = json.loads(path.read_text())
+    if data.get("phase") != "decision":
+        raise BenchmarkError(f"{path} is not a decision phase's results")
+    chosen = [item["setting"] for item in data["selected_by_rule"]]
+    settings = [Setting(name, data["settings"][name]["config"], tuple(data["settings"][name]["diff"]),
+                        data["settings"][name]["note"]) for name in chosen]
+    return settings, f"{path.name}: " + (", ".join(chosen) if chosen else "none")
+
+
+def estimate_seconds(todo: list, rows: list[dict], args) -> tuple[float, str]:
+    """Wall seconds for `todo` on `args.jobs` free cores: CPU seconds per edit (one thread each), from
+    the finished edits of this phase when there are some, else the measured constants."""
+    measured = [r["cpu_seconds"] for r in rows if "cpu_seconds" in r]
+    if measured:
+        per_edit = sum(measured) / len(measured)
+        source = f"the mean CPU time of {len(measured)} finished edits; a loaded machine takes longer"
+    else:
+        per_edit = MEASURED_SETUP_SECONDS + MEASURED_SECONDS_PER_STEP * args.steps
+        source = (f"{MEASURED_SETUP_SECONDS} s + {MEASURED_SECONDS_PER_STEP} s/step, CPU time measured at the "
+                  "shipped config"
+                  + (" (this run is at reduced scale: less)" if args.set else ""))
+    return len(todo) * per_edit / args.jobs, f"{per_edit:.1f} s/edit, {source}"
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--phase", choices=("decision", "confirmation"), required=True)
     parser.add_argument("--cases", type=int, default=96)
-    parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds")
-    parser.add_argument("--seed-mode", choices=("alternate", "all"), default="alternate",
-                        help="alternate: case i under seed i mod len(seeds) (one edit per case and setting); "
-                             "all: every case under every seed")
+    parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds; case i under seed i mod count")
     add_edit_arguments(parser)
     parser.add_argument("--jobs", type=int, default=max(1, min(2, os.cpu_count() or 1)))
-    parser.add_argument("--grid", type=int, default=6, help="cases shown in the grid image")
     parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--work", default=None, help="folder for inputs, runs and finished rows (resumable); "
-                                                     "default: a new temporary folder")
-    parser.add_argument("--settings", default=",".join(name for name in SETTINGS if name not in RECIPE_ABLATION),
-                        help=f"comma-separated, of: {', '.join(SETTINGS)} (default: all but "
-                             f"{', '.join(RECIPE_ABLATION)})")
-    parser.add_argument("override", nargs="*", help="extra config overrides for every run (key=value)")
+    parser.add_argument("--work", default=None, help="folder for inputs, runs and finished rows (resumable; one "
+                                                     "subfolder per phase); default: a new temporary folder")
+    parser.add_argument("--settings", default=None,
+                        help="decision phase: comma-separated subset of the candidate rows (the default row always "
+                             "runs); default: all")
+    parser.add_argument("--decision", default=None,
+                        help="confirmation phase: the decision results to read (default: --results/sp_decision.json)")
+    parser.add_argument("--calibration-scenes", type=int, default=440)
     args = parser.parse_args(argv)
-    settings = args.settings.split(",")
-    unknown = [name for name in settings if name not in SETTINGS]
-    if unknown:
-        parser.error(f"unknown setting(s) {', '.join(unknown)}; known: {', '.join(SETTINGS)}")
+    check_scale(args, parser)
+    try:
+        run(args)
+    except BenchmarkError as error:
+        print(f"sp_dilemma: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def run(args) -> dict:
+    import sp_judge
+
+    results = Path(args.results)
+    if args.phase == "decision":
+        settings = decision_settings()
+        if args.settings:
+            wanted = args.settings.split(",")
+            unknown = [name for name in wanted if name not in {s.name for s in settings}]
+            if unknown:
+                raise BenchmarkError(f"unknown setting(s) {', '.join(unknown)}; known: "
+                                     f"{', '.join(s.name for s in settings)}")
+            settings = [s for s in settings if s.name == DEFAULT or s.name in wanted]
+        args.case_seed_base, selected_from = DECISION_SEED, None
+    else:
+        chosen, selected_from = selected_settings(Path(args.decision) if args.decision
+                                                  else results / "sp_decision.json")
+        settings = [DEFAULT_SETTING] + [s for s in chosen if s.name not in (DEFAULT, DIRECTIONAL.name)] + [DIRECTIONAL]
+        args.case_seed_base = CONFIRMATION_SEED
+    settings, resolved, skipped, checked = resolve_rows(settings, args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sp_dilemma_"))
-    work.mkdir(parents=True, exist_ok=True)
-    cases = build_cases(args.cases, args.size, work / "inputs")
-    jobs = [(case, setting, seed, args, work / "runs") for case in cases
-            for seed in (seeds if args.seed_mode == "all" else [seeds[case.index % len(seeds)]])
-            for setting in settings]
-    wanted = {(case.index, setting, seed) for case, setting, seed, _, _ in jobs}
-    finished_path = work / "rows.jsonl"
-    rows = [json.loads(line) for line in finished_path.read_text().splitlines()] if finished_path.exists() else []
-    rows = [r for r in rows if (r["case"], r["setting"], r["seed"]) in wanted]
-    done = {(r["case"], r["setting"], r["seed"]) for r in rows}
-    todo = [job for job in jobs if (job[0].index, job[1], job[2]) not in done]
-    print(f"sp_dilemma: {len(cases)} cases x {len(settings)} settings = {len(jobs)} edits ({len(jobs) - len(todo)} "
-          f"already done), {args.jobs} parallel jobs; work folder {work}", flush=True)
-    from tqdm import tqdm
+    phase_work = work / args.phase
+    phase_work.mkdir(parents=True, exist_ok=True)
+    cases = build_cases(args.cases, args.size, phase_work / "inputs", args.case_seed_base)
+    def seed_of(case: EditCase) -> int:
+        return seeds[case.index % len(seeds)]
 
+    hashes = {s.name: {case.index: config_hash(resolve(s, args, case=case, seed=seed_of(case),
+                                                       out_dir=phase_work / "runs",
+                                                       run_name=run_name_for(s, seed_of(case), case)))
+                       for case in cases} for s in settings}
+    jobs = [(case, setting, seed_of(case), args, phase_work / "runs")
+            for case in cases for setting in settings]
+    finished_path = phase_work / "rows.jsonl"
+    rows = [json.loads(line) for line in finished_path.read_text().splitlines()] if finished_path.exists() else []
+    # a finished edit counts only if its case, seed and resolved config are what this run would run
+    rows = [r for r in rows if r["setting"] in hashes and r["case"] in hashes[r["setting"]]
+            and r["config_hash"] == hashes[r["setting"]][r["case"]]]
+    done = {(r["case"], r["setting"]) for r in rows}
+    todo = [job for job in jobs if (job[0].index, job[1].name) not in done]
+    seconds, how = estimate_seconds(todo, rows, args)
+    print(f"sp_dilemma {args.phase}: {len(cases)} cases x {len(settings)} settings = {len(jobs)} edits "
+          f"({len(jobs) - len(todo)} already done), {args.jobs} parallel jobs; work folder {phase_work}", flush=True)
+    print(f"estimate: {seconds / 60:.0f} min for the {len(todo)} edits left ({how})"
+          + ("  [over the 90 min budget]" if seconds > 90 * 60 else ""), flush=True)
+    for item in skipped:
+        print(f"not run: {item['setting']}: {item['why']}", flush=True)
+    judge_report = sp_judge.calibrate(args.calibration_scenes, args.size)
     start = time.perf_counter()
     if todo:
+        from tqdm import tqdm
+
         context = multiprocessing.get_context("spawn")
         with context.Pool(args.jobs) as pool, finished_path.open("a") as finished:
             for row in tqdm(pool.imap_unordered(run_case, todo), total=len(todo), desc="edits"):
                 rows.append(row)
                 finished.write(json.dumps(row) + "\n")
                 finished.flush()
-    # wall time of this call plus an estimate for the edits a previous call finished
-    wall = time.perf_counter() - start + sum(r["seconds"] for r in rows
-                                             if (r["case"], r["setting"], r["seed"]) in done) / args.jobs
-    rows.sort(key=lambda r: (r["case"], r["seed"], r["setting"]))
-    summary = summarise(rows)
-    write_results(rows, summary, args, Path(args.results), wall)
-    print((Path(args.results) / "sp_dilemma.md").read_text())
+    earlier = sum(r["seconds"] for r in rows if (r["case"], r["setting"]) in done)
+    wall = time.perf_counter() - start + earlier / args.jobs  # this call, and an estimate for earlier calls
+    rows.sort(key=lambda r: (r["case"], r["seed"], [s.name for s in settings].index(r["setting"])))
+    data = write_results(args.phase, rows, settings, resolved, skipped, checked, judge_report, args, results, wall,
+                         selected_from)
+    print((results / f"sp_{args.phase}.md").read_text())
+    return data
 
 
 if __name__ == "__main__":

@@ -73,39 +73,199 @@ def test_sp_bootstrap_interval_agrees_with_the_normal_approximation():
     assert sp.bootstrap_interval([0.0, 1.0], seed=3) == sp.bootstrap_interval([0.0, 1.0], seed=3)
 
 
+def test_holm_matches_the_hand_computed_step_down():
+    sp = _benchmark("sp_dilemma")
+    # sorted: 0.005 (x4 = 0.02), 0.01 (x3 = 0.03), 0.03 (x2 = 0.06), 0.04 (x1 = 0.04, raised to 0.06 by monotonicity)
+    out = sp.holm([0.01, 0.04, 0.03, 0.005], alpha=0.05)
+    assert [entry["rank"] for entry in out] == [2, 4, 3, 1]
+    assert [entry["level"] for entry in out] == [0.05 / 3, 0.05 / 1, 0.05 / 2, 0.05 / 4]
+    assert [round(entry["p_holm"], 12) for entry in out] == [0.03, 0.06, 0.06, 0.02]
+    assert [entry["rejected"] for entry in out] == [True, False, False, True]
+    # step-down stops at the first non-rejection: 0.04 < 0.05 / 1 alone, but 0.03 > 0.05 / 2 came first
+    assert not out[1]["rejected"] and out[1]["p"] < out[1]["level"]
+    # m = 1 is the uncorrected test; p-values above 1 / (m - i + 1) cap at 1
+    assert sp.holm([0.04])[0]["p_holm"] == 0.04 and sp.holm([0.6, 0.7])[0]["p_holm"] == 1.0
+
+
+def test_mcnemar_exact_against_closed_forms():
+    sp = _benchmark("sp_dilemma")
+    assert sp.mcnemar_exact(0, 0) == 1.0
+    assert sp.mcnemar_exact(5, 0) == sp.mcnemar_exact(0, 5) == 2 / 32  # 2 * (1/2)^5
+    assert sp.mcnemar_exact(4, 1) == 2 * (1 + 5) / 32  # 2 * (C(5,0) + C(5,1)) / 2^5 = 0.375
+    assert sp.mcnemar_exact(3, 3) == 1.0  # the tail reaches past the middle: capped
+    assert abs(sp.mcnemar_exact(8, 2) - 2 * 56 / 1024) < 1e-15  # C(10,0) + C(10,1) + C(10,2) = 56
+    # the 19 against 7: C(26, k) for k = 0..7 written out, 2 * 971,712 / 2^26 = 0.02896 ("about 0.03")
+    coefficients = [1, 26, 325, 2600, 14950, 65780, 230230, 657800]
+    assert abs(sp.mcnemar_exact(19, 7) - 2 * sum(coefficients) / 67_108_864) < 1e-15
+
+
+def test_sign_flip_p_enumerates_the_sign_patterns():
+    sp = _benchmark("sp_dilemma")
+    assert sp.sign_flip_p([1.0, 2.0, 3.0]) == 2 / 8  # only all-plus and all-minus reach |mean| 2
+    assert sp.sign_flip_p([1.0, 1.0]) == 2 / 4 and sp.sign_flip_p([0.0, 0.0]) == 1.0
+    assert sp.sign_flip_p([1.0, -1.0, 1.0, -1.0]) == 1.0
+    big = [0.5 + 0.01 * i for i in range(40)]  # Monte Carlo branch: nothing as extreme in 10^4 draws
+    assert sp.sign_flip_p(big) == 1 / 10_001 and sp.sign_flip_p(big, seed=3) == sp.sign_flip_p(big, seed=3)
+
+
+def _sp_args(sp, tmp_path, **changes):
+    import argparse
+
+    values = {"steps": 20, "size": 96, "clip": str(ROOT / "data" / "toy_clip"), "set": [], "seeds": "0,1",
+              "jobs": 1} | changes
+    return argparse.Namespace(**values)
+
+
+def test_sp_refuses_a_mislabelled_default_and_resolves_the_shipped_one(tmp_path):
+    from text2live_geo.config import ImageEditConfig
+
+    sp = _benchmark("sp_dilemma")
+    args = _sp_args(sp, tmp_path)
+    rows, resolved, skipped, checked = sp.resolve_rows(sp.decision_settings(), args)
+    assert checked["equal"] and checked["keys_compared"] > 50 and "text.src" in checked["keys_excluded"]
+    names = [row.name for row in rows]
+    assert names[:5] == ["default", "directional", "reference", "bootstrap-source", "reference-bootstrap-source"]
+    assert len(names) == 9  # the 90-minute budget is sized for these (MEASURED_*, --steps)
+    assert "recipe:crops.full_image_extra" in names and "recipe:loss.raw_directions" not in names
+    assert {item["setting"] for item in skipped} >= {"recipe:loss.text_reduction", "recipe:loss.raw_directions"}
+    shipped = ImageEditConfig()
+    default = resolved["default"]
+    assert default["generator.num_scales"] == 6 and default["steps"] == 20  # 96 px needs 2^n + 1 <= 96
+    assert default["generator.channels"] == shipped.generator.channels and default["clip.n_aug"] == shipped.clip.n_aug
+    assert default["text.bootstrap"] == shipped.text.bootstrap == "" and default["text.bootstrap_fallback"] == "none"
+    assert resolved["bootstrap-source"]["text.bootstrap_fallback"] == "src"
+    # the stated schedule rule: 20 of 1000 steps
+    assert default["loss.bootstrap_steps"] == 20 and default["crops.full_image_every"] == 75  # a period: as shipped
+    assert abs(default["optim.lr_decay"] - 0.99 ** 50) < 1e-12
+    for bad in (sp.Setting("default", None, ("loss.sparsity=0",)),
+                sp.Setting("default", sp.REFERENCE_CONFIG),
+                sp.Setting("default", None, ("text.bootstrap={src}",))):
+        with pytest.raises(sp.BenchmarkError, match="refusing to label a row 'default'"):
+            sp.resolve_rows([bad, sp.DIRECTIONAL], args)
+    # a diff on a benchmark-wide key would make the rows differ in what must be the same
+    with pytest.raises(sp.BenchmarkError, match="benchmark-wide key generator.num_scales"):
+        sp.resolve_rows([sp.DEFAULT_SETTING, sp.Setting("coarser", None, ("generator.num_scales=5",))], args)
+    # a value written back to the shipped one is still the shipped config
+    sp.resolve_rows([sp.Setting("default", None, ("loss.sparsity=6.0",)), sp.DIRECTIONAL], args)
+
+
+def test_sp_case_sets_are_disjoint_and_pre_registered(tmp_path):
+    sp = _benchmark("sp_dilemma")
+    sp_judge = _benchmark("sp_judge")
+    decision = sp.build_cases(96, 96, tmp_path / "decision", sp.DECISION_SEED)
+    confirmation = sp.build_cases(96, 96, tmp_path / "confirmation", sp.CONFIRMATION_SEED)
+    decision_seeds, confirmation_seeds = {c.seed for c in decision}, {c.seed for c in confirmation}
+    assert len(decision_seeds) == len(confirmation_seeds) == 96 and not decision_seeds & confirmation_seeds
+    calibration = {seed for seed, _, _ in sp_judge.calibration_scenes(440, 32)}
+    assert not calibration & (decision_seeds | confirmation_seeds)
+    # the same seeds give the same cases (pre-registered), and both kinds occur
+    again = sp.build_cases(96, 96, tmp_path / "again", sp.DECISION_SEED)
+    assert [(c.seed, c.src_text, c.target_text) for c in again] == [(c.seed, c.src_text, c.target_text)
+                                                                    for c in decision]
+    assert {c.kind for c in decision} == {"recolour", "retexture"}
+
+
+def test_sp_colour_judge_needs_most_pixels_and_the_shape_judge_sees_paint_over():
+    import numpy as np
+
+    from toyworld import world
+
+    sp_judge = _benchmark("sp_judge")
+    red, blue = np.asarray(world.COLOURS["red"]), np.asarray(world.COLOURS["blue"])
+    half = np.concatenate([np.tile(red, (50, 1)), np.tile(blue, (50, 1))])
+    assert world.classify_colour(half) == "red"  # the world's judge reads the brighter half
+    assert sp_judge.judge_colour(half) == "none" and sp_judge.colour_shares(half)["red"] == 0.5
+    most = np.concatenate([np.tile(red, (51, 1)), np.tile(blue, (49, 1))])
+    assert sp_judge.judge_colour(most) == "red"
+    striped = np.concatenate([np.tile(red, (60, 1)), np.tile(world.texture_shade(red), (40, 1))])
+    assert sp_judge.judge_colour(striped) == "red"  # the texture's shade is the object's colour
+    spec = world.SceneSpec((world.ObjectSpec("square", "red", size=0.3),), world.BackgroundSpec("gray", "noise"))
+    scene = world.render_scene(spec, 64)
+    background = world.render_background(spec.background, 64)
+    assert sp_judge.shape_iou(scene.image, background, scene.masks[0]) == 1.0
+    painted = scene.image.clone()
+    painted[:, :, :8] = 0.0  # an edit that paints a band of the background
+    iou = sp_judge.shape_iou(painted, background, scene.masks[0])
+    mask = scene.masks[0].numpy()
+    assert abs(iou - mask.sum() / (mask | np.pad(np.ones((64, 8), bool), ((0, 0), (0, 56)))).sum()) < 1e-12
+
+
+def test_sp_decision_rule_selects_a_clear_win_without_a_stability_loss():
+    sp = _benchmark("sp_dilemma")
+    rows = []
+    for case in range(30):
+        base = {"case": case, "seed": 0, "kind": "recolour", "psnr_outside": 30.0 + case % 3,
+                "alpha_outside_share": 0.1, "shape_iou": 0.9, "attribute_kept": True}
+        rows.append(base | {"setting": "default", "hit": case % 2 == 0})
+        rows.append(base | {"setting": "wins", "hit": True})  # 15 discordant, all its way
+        rows.append(base | {"setting": "wins-but-leaks", "hit": True, "psnr_outside": 25.0 + case % 3})
+        rows.append(base | {"setting": "same", "hit": case % 2 == 0})
+    comparisons = sp.compare(rows, ["default", "wins", "wins-but-leaks", "same"])
+    plasticity = comparisons["plasticity"]
+    assert plasticity["wins"]["candidate_only"] == 15 and plasticity["wins"]["default_only"] == 0
+    assert abs(plasticity["wins"]["p"] - 2 / 2 ** 15) < 1e-15
+    assert comparisons["psnr_outside"]["wins-but-leaks"]["worse"]
+    assert plasticity["same"]["p_holm"] == 1.0
+    assert [item["setting"] for item in sp.select(comparisons)] == ["wins"]
+
+
 @pytest.mark.slow
-def test_sp_benchmark_writes_intervals_and_curves_and_resumes(tiny_clip_dir, tmp_path):
-    command = [sys.executable, str(ROOT / "benchmarks" / "sp_dilemma.py"), "--cases", "2", "--steps", "10",
-               "--views", "2", "--size", "40", "--scales", "3", "--channels", "8", "--jobs", "1",
-               "--clip", str(tiny_clip_dir), "--settings", "directional,geodesic-templates-previous",
-               "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
+def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_dir, tmp_path):
+    script = str(ROOT / "benchmarks" / "sp_dilemma.py")
+    common = ["--cases", "2", "--steps", "4", "--size", "40", "--jobs", "1", "--clip", str(tiny_clip_dir),
+              "--set", "generator.channels=8", "--set", "clip.n_aug=2", "--calibration-scenes", "22",
+              "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
     env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    result = subprocess.run(command, capture_output=True, text=True, timeout=600, env=env)
+    decision = [sys.executable, script, "--phase", "decision", "--settings", "directional,recipe:clip.paired_views"]
+    result = subprocess.run(decision + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    data = json.loads((tmp_path / "results" / "sp_dilemma.json").read_text())
-    assert [(r["case"], r["seed"]) for r in data["cases"] if r["setting"] == "directional"] == [(0, 0), (1, 1)]
-    summary = data["summary"]
-    low_high = summary["directional"]["plasticity"]
-    assert low_high[1] <= low_high[0] <= low_high[2]
-    assert "plasticity_minus_baseline" in summary["directional"]
-    assert "plasticity_minus_baseline" not in summary["geodesic-templates-previous"]
-    assert [point["step"] for point in summary["directional"]["curve"]] == [10]
-    for name in ("sp_dilemma.md", "sp_dilemma.png", "sp_dilemma_curves.png", "sp_dilemma_grid.png"):
+    assert "estimate:" in result.stdout and "not run: recipe:loss.raw_directions" not in result.stdout
+    data = json.loads((tmp_path / "results" / "sp_decision.json").read_text())
+    assert [(r["case"], r["seed"], r["setting"]) for r in data["cases"]] == [
+        (0, 0, "default"), (0, 0, "directional"), (0, 0, "recipe:clip.paired_views"),
+        (1, 1, "default"), (1, 1, "directional"), (1, 1, "recipe:clip.paired_views")]
+    assert all({"hit", "psnr_outside", "alpha_outside_share", "shape_iou", "attribute_kept", "curve"} <= set(r)
+               for r in data["cases"])
+    assert data["reduced_scale"] and data["case_seed_base"] == 7_000_000 and data["default_check"]["equal"]
+    assert data["resolved_configs"]["directional"]["loss.guidance"] == "directional"
+    assert data["comparisons"]["plasticity"]["directional"]["interval_level"] == pytest.approx(1 - 0.05 / 2) or \
+        data["comparisons"]["plasticity"]["directional"]["interval_level"] == pytest.approx(1 - 0.05)
+    assert 0 <= data["judge"]["colour_accuracy"] <= 1 and "colour_confusion" in data["judge"]
+    for name in ("sp_decision.md", "sp_decision.png", "sp_decision_configs/default.yaml",
+                 "sp_decision_configs/recipe_clip.paired_views.yaml"):
         assert (tmp_path / "results" / name).stat().st_size > 0
-    again = subprocess.run(command, capture_output=True, text=True, timeout=120, env=env)
-    assert again.returncode == 0 and "(4 already done)" in again.stdout
+    table = (tmp_path / "results" / "sp_decision.md").read_text()
+    assert "Decision rule (stated before the run)" in table and "| directional | `loss.guidance=directional` |" in table
+    again = subprocess.run(decision + common, capture_output=True, text=True, timeout=300, env=env)
+    assert again.returncode == 0 and "(6 already done)" in again.stdout
+    # the confirmation set runs the default, what the decision selected, and directional guidance
+    data["selected_by_rule"] = [{"setting": "recipe:clip.paired_views"}]
+    chosen = tmp_path / "decision_with_a_selection.json"
+    chosen.write_text(json.dumps(data))
+    confirmation = [sys.executable, script, "--phase", "confirmation", "--decision", str(chosen)]
+    result = subprocess.run(confirmation + common, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    confirmed = json.loads((tmp_path / "results" / "sp_confirmation.json").read_text())
+    assert list(confirmed["summary"]) == ["default", "recipe:clip.paired_views", "directional"]
+    assert confirmed["case_seed_base"] == 8_000_000
+    assert not {r["world_seed"] for r in confirmed["cases"]} & {r["world_seed"] for r in data["cases"]}
+    assert "as it came out" in (tmp_path / "results" / "sp_confirmation.md").read_text()
+    refused = subprocess.run([sys.executable, script, "--phase", "confirmation", "--decision",
+                              str(tmp_path / "missing.json")] + common, capture_output=True, text=True, timeout=300,
+                             env=env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "no decision results" in refused.stderr
 
 
 @pytest.mark.slow
 def test_gradient_shares_of_the_update_sum_to_one(tiny_clip_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gradient_shares.py"), "--cases", "1", "--steps", "3",
-         "--views", "2", "--size", "40", "--scales", "3", "--channels", "8", "--clip", str(tiny_clip_dir),
-         "--results", str(tmp_path), "--settings", "geodesic-templates-previous"],
+         "--set", "clip.n_aug=2", "--size", "40", "--set", "generator.channels=8", "--clip", str(tiny_clip_dir),
+         "--results", str(tmp_path), "--settings", "default"],
         capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                                                           "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
-    phases = json.loads((tmp_path / "gradient_shares.json").read_text())["summary"]["geodesic-templates-previous"]
+    phases = json.loads((tmp_path / "gradient_shares.json").read_text())["summary"]["default"]
     for terms in phases.values():
         assert {"composition", "imc", "imr", "screen", "structure", "sparsity"} <= set(terms)
         # g = sum_k g_k, so sum_k <g_k, g> / |g|^2 = 1 on every step, hence for the means too
