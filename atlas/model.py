@@ -397,6 +397,22 @@ class LayeredAtlas(nn.Module, ABC):
                 out[start:end] = self._reconstruction(xyt[start:end])
         return out.view(-1, self.height, self.width, 3).permute(0, 3, 1, 2).contiguous()
 
+    def reconstruct_from_maps(self, maps: AtlasMaps, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
+        """``(B, 3, H, W)`` reconstruction of the frames whose uv maps and alpha ``maps`` holds (both
+        layers' uv), in [0, 1] (no gradient): what :meth:`reconstruct` gives for those frames, with
+        the atlas colour looked up at the given uv instead of evaluating the mappings again (on a
+        CPU the mappings of a 768 x 432 frame take seconds)."""
+        uv_foreground = maps.uv(Layer.foreground).reshape(-1, 2)
+        uv_background = maps.uv(Layer.background).reshape(-1, 2)
+        alpha = maps.alpha.permute(0, 2, 3, 1).reshape(-1, 1)
+        out = torch.empty(alpha.shape[0], 3, device=alpha.device, dtype=alpha.dtype)
+        with torch.no_grad():
+            for start, end in chunk_ranges(alpha.shape[0], chunk_size):
+                weight = alpha[start:end]
+                out[start:end] = (weight * self.atlas_rgb(uv_foreground[start:end])
+                                  + (1.0 - weight) * self.atlas_rgb(uv_background[start:end]))
+        return out.view(-1, maps.height, maps.width, 3).permute(0, 3, 1, 2).contiguous()
+
     def alpha(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """``(len(frame_indices), 1, H, W)`` foreground alpha of those frames (no gradient)."""
         xyt = self.frame_pixels(frame_indices)

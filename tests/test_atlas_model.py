@@ -79,3 +79,11 @@ def test_precompute_maps_of_one_layer(tiny):
             one.uv(other)
         subset = one.frames([4, 1])
         assert torch.equal(subset.uv(layer), both.uv(layer)[[4, 1]])
+
+
+def test_reconstruct_from_maps_equals_reconstruct(tiny):
+    atlas = tiny.atlas
+    maps = atlas.precompute_maps(device="cpu")
+    for indices in ([0, 1, 2], [5, 3]):
+        torch.testing.assert_close(atlas.reconstruct_from_maps(maps.frames(indices), chunk_size=101),
+                                   atlas.reconstruct(indices), atol=1e-6, rtol=0)

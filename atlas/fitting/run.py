@@ -484,9 +484,9 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
         for start in range(0, n, _FRAME_BATCH):
             indices = list(range(start, min(n, start + _FRAME_BATCH)))
             target = frames[indices].to(device)
-            reconstruction = atlas.reconstruct(indices).clamp(0, 1)
-            squared_error += float((reconstruction.double() - target.double()).pow(2).sum())
             batch = maps.frames(indices)
+            reconstruction = atlas.reconstruct_from_maps(batch).clamp(0, 1)  # no second pass of the mappings
+            squared_error += float((reconstruction.double() - target.double()).pow(2).sum())
             alpha = batch.alpha.float()
             used = (torch.zeros_like(alpha) if masks is None else masks[indices].to(device).float())
             if masks is not None:
