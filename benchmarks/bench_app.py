@@ -209,8 +209,16 @@ def main(argv=None) -> int:
         server.terminate()
         server.wait(timeout=60)
     load_after = os.getloadavg()
-    train = {kind: [json.loads(p.read_text().splitlines()[-1])["seconds"]
-                    for p in sorted((work / kind).glob("*/metrics.jsonl"))] for kind in ("cli", "app")}
+    # each timed run's training seconds (its own clock in metrics.jsonl); the app's warm-up job and the
+    # browser's stopped job are left out (they did not run --steps steps)
+    train = {kind: [record["seconds"] for path in sorted((work / kind).glob("*/metrics.jsonl"))
+                    if (record := json.loads(path.read_text().splitlines()[-1]))["step"] == args.steps]
+             for kind in ("cli", "app")}
+    # what each path spends outside the training steps (set-up, CLIP load, outputs; the app's upload,
+    # queue, polling, zip and transfers too): the overhead without the steps' own speed, which the machine's
+    # load and the thread the steps run in move by more than the app's costs
+    outside = {kind: [wall - trained for wall, trained in zip(walls, train[kind])]
+               for kind, walls in (("cli", cli_seconds), ("app", app_seconds))}
 
     overhead = statistics.median(app_seconds) / statistics.median(cli_seconds) - 1
     results = {
@@ -227,6 +235,9 @@ def main(argv=None) -> int:
         "training_seconds": {kind: [round(x, 3) for x in values] for kind, values in train.items()},
         "overhead": round(overhead, 4), "overhead_target": 0.05,
         "overhead_vs_command": round(statistics.median(app_seconds) / statistics.median(cold_seconds) - 1, 4),
+        "seconds_outside_training": {kind: [round(x, 3) for x in values] for kind, values in outside.items()},
+        "overhead_outside_training": round((statistics.median(outside["app"]) - statistics.median(outside["cli"]))
+                                           / statistics.median(cli_seconds), 4),
         "first_snapshot_client_seconds": [None if x is None else round(x, 3) for x in firsts],
         "first_snapshot_browser_seconds": None if browser_first is None else round(browser_first, 3),
         "first_snapshot_target_seconds": 10.0,
@@ -245,6 +256,9 @@ def main(argv=None) -> int:
     print(f"first snapshot (gradio_client): {', '.join(shown) or 'none'} s; in the browser: "
           + (f"{browser_first:.2f} s" if browser_first is not None else "not measured"))
     print(f"load average {load_before[0]:.2f} -> {load_after[0]:.2f} on {os.cpu_count()} CPUs")
+    print(f"outside the training steps: cli {statistics.median(outside['cli']):.2f} s, app "
+          f"{statistics.median(outside['app']):.2f} s (the app's extra: "
+          f"{results['overhead_outside_training'] * 100:.1f} % of the cli's wall time)")
     print(f"app_overhead: {overhead * 100:.1f} %")
     return 0
 

@@ -213,3 +213,28 @@ def test_a_batch_of_uploads_runs_as_t2l_batch_with_a_live_report(server, image_p
     assert {"report.html", "report.json"} <= names and any(name.endswith(".zip") for name in names)
     batch_dir = Path(rows[0]["run_dir"]).parent
     assert batch_dir.parent == out and (batch_dir / "red_square" / "composite.png").is_file()
+
+
+@pytest.mark.slow
+def test_a_cancelled_job_stops_like_stop_and_the_run_resumes(server, image_path):
+    """What closing the tab does to its job: Gradio closes the job's stream, the job stops after its
+    step and checkpoints."""
+    import torch
+
+    url, out = server
+    before = set(out.iterdir())
+    client = Client(url, verbose=False)
+    job = client.submit(handle_file(str(image_path)), f"{TEXTS} steps=200 snapshot_every=0 checkpoint_every=0",
+                        api_name="/edit_image")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(re.match(r"step [3-9]", o[0]) for o in job.outputs()):
+        time.sleep(0.05)
+    job.cancel()
+    (run_dir,) = {p for p in set(out.iterdir()) - before if not p.name.startswith(".")}
+    deadline = time.time() + 60
+    while time.time() < deadline and not (run_dir / "checkpoint.pt").is_file():
+        time.sleep(0.1)
+    time.sleep(1.0)
+    step = torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"]
+    assert 3 <= step < 200
+    assert [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").open()][-1] == step  # no step after

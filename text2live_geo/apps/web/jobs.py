@@ -248,11 +248,12 @@ class Worker:
     def alive(self) -> bool:
         return self.thread is not None and self.thread.is_alive()
 
-    def stop_and_wait(self) -> None:
-        """Ask the job to stop and wait for it (one training step at most, then its checkpoint)."""
+    def stop_and_wait(self, timeout: float | None = None) -> None:
+        """Ask the job to stop and wait for it (one training step, then its checkpoint and outputs), at
+        most `timeout` seconds."""
         self.stop_event.set()
         if self.thread is not None:
-            self.thread.join()
+            self.thread.join(timeout)
 
     def wait(self, seconds: float) -> None:
         if self.thread is not None:

@@ -152,8 +152,8 @@ class WebApp:
                     shown = (len(records), snapshot)
                     yield Update(progress_line(records, total, key, what), snapshot, records, current, key=key)
         finally:
-            if worker.alive:
-                worker.stop_and_wait()
+            if worker.alive:  # closed early: Gradio closes the generator from its event loop, so wait briefly
+                worker.stop_and_wait(timeout=5.0)
 
     def _plan(self, schema: type, configs: Sequence[Path], entries: Sequence[str]) -> JobPlan:
         plan = JobPlan(schema, list(configs), defaults_for(schema, self.defaults) + list(entries))
