@@ -114,7 +114,8 @@ def write(summary: dict, args, results: Path, seconds: float) -> None:
              f"{args.cases} held-out toy-world edits of the SP benchmark per setting, {args.steps} steps, seed "
              f"{args.seed}, toy CLIP. Per term: mean norm share |g_k| / sum_j |g_j| and mean projection share "
              "<g_k, g> / |g|^2 (g the update's gradient; the projection shares sum to 1), and the term's mean "
-             "value, per phase of the optimisation (bootstrap weight 10 decaying to 0 over the run).", ""]
+             "value, per phase of the optimisation (a row with a bootstrap target: weight 10 decaying to 0 over "
+             "its scaled bootstrap_steps).", ""]
     for setting, phases in summary.items():
         lines += [f"## {setting}", "", "| term | " + " | ".join(f"steps {p}: norm % / projection % / value"
                                                                   for p in phases) + " |",

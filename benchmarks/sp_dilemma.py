@@ -435,7 +435,8 @@ def run_case(job) -> dict:
     row = {"case": case.index, "world_seed": case.seed, "kind": case.kind, "setting": setting.name, "seed": seed,
            "src": case.src_text, "target_text": case.target_text, "target": case.target,
            "colour_before": case.colour, "texture_before": case.texture, "seconds": seconds,
-           "cpu_seconds": cpu_seconds, "seconds_per_step": seconds / args.steps, "config_hash": config_hash(expected),
+           "cpu_seconds": cpu_seconds, "seconds_per_step": seconds / args.steps,
+           "config_hash": config_hash(resolve(setting, args)),
            "composite_png": str(result.run_dir / "composite.png")}
     row.update(judge(composite, source, result.layers.alpha[0, 0].cpu(), case))
     width, curve = source.shape[-1], []
@@ -665,7 +666,7 @@ def report(data: dict, args) -> str:
                      f"{_interval(s['shape_iou'], 1, 3)} | {_interval(s['attribute_kept'], 100)} | "
                      f"{s['seconds_per_edit']:.1f} |")
     lines += ["", "Differences to the default (candidate - default, paired by case and seed; Holm over the "
-              f"{len(summary) - 1} comparisons within each metric; brackets: paired-bootstrap interval at the "
+              f"{len(summary) - 1} comparison(s) within each metric; brackets: paired-bootstrap interval at the "
               "comparison's Holm level; p: Holm-adjusted, exact McNemar for plasticity and attribute kept "
               "(discordant pairs candidate-only/default-only), a paired sign-flip test otherwise; bold: rejected at "
               f"{ALPHA}):", "",
@@ -755,13 +756,22 @@ def check_scale(args, parser) -> None:
             parser.error(f"--set takes only {', '.join(SCALE_KEYS)} (KEY=VALUE), got {item!r}")
 
 
-def selected_settings(path: Path) -> tuple[list[Setting], str]:
-    """The settings the decision phase selected, as it stored them."""
+#: what the confirmation phase must share with the decision phase it confirms
+SHARED_ARGUMENTS = ("steps", "size", "clip", "set", "seeds", "cases")
+
+
+def selected_settings(path: Path, args) -> tuple[list[Setting], str]:
+    """The settings the decision phase selected, as it stored them; refused when that phase ran
+    under other edit arguments (SHARED_ARGUMENTS) than this one."""
     if not path.is_file():
         raise BenchmarkError(f"no decision results at {path}: run --phase decision first (or pass --decision)")
     data = json.loads(path.read_text())
     if data.get("phase") != "decision":
         raise BenchmarkError(f"{path} is not a decision phase's results")
+    differing = [key for key in SHARED_ARGUMENTS if data["arguments"].get(key) != getattr(args, key)]
+    if differing:
+        raise BenchmarkError(f"the decision results {path} were made with other arguments: " + ", ".join(
+            f"--{key} {data['arguments'].get(key)!r} there, {getattr(args, key)!r} here" for key in differing))
     chosen = [item["setting"] for item in data["selected_by_rule"]]
     settings = [Setting(name, data["settings"][name]["config"], tuple(data["settings"][name]["diff"]),
                         data["settings"][name]["note"]) for name in chosen]
@@ -824,7 +834,7 @@ def run(args) -> dict:
         args.case_seed_base, selected_from = DECISION_SEED, None
     else:
         chosen, selected_from = selected_settings(Path(args.decision) if args.decision
-                                                  else results / "sp_decision.json")
+                                                  else results / "sp_decision.json", args)
         settings = [DEFAULT_SETTING] + [s for s in chosen if s.name not in (DEFAULT, DIRECTIONAL.name)] + [DIRECTIONAL]
         args.case_seed_base = CONFIRMATION_SEED
     settings, resolved, skipped, checked = resolve_rows(settings, args)
@@ -836,17 +846,17 @@ def run(args) -> dict:
     def seed_of(case: EditCase) -> int:
         return seeds[case.index % len(seeds)]
 
-    hashes = {s.name: {case.index: config_hash(resolve(s, args, case=case, seed=seed_of(case),
-                                                       out_dir=phase_work / "runs",
-                                                       run_name=run_name_for(s, seed_of(case), case)))
-                       for case in cases} for s in settings}
+    # a row's config with placeholders for the case's keys: with the case's world seed and training
+    # seed it fixes everything an edit runs (each edit also checks its saved config, run_case)
+    hashes = {s.name: config_hash(resolve(s, args)) for s in settings}
     jobs = [(case, setting, seed_of(case), args, phase_work / "runs")
             for case in cases for setting in settings]
     finished_path = phase_work / "rows.jsonl"
     rows = [json.loads(line) for line in finished_path.read_text().splitlines()] if finished_path.exists() else []
-    # a finished edit counts only if its case, seed and resolved config are what this run would run
-    rows = [r for r in rows if r["setting"] in hashes and r["case"] in hashes[r["setting"]]
-            and r["config_hash"] == hashes[r["setting"]][r["case"]]]
+    # a finished edit counts only if its case, seeds and resolved config are what this run would run
+    wanted = {case.index: (case.seed, seed_of(case)) for case in cases}
+    rows = [r for r in rows if r["setting"] in hashes and r["config_hash"] == hashes[r["setting"]]
+            and wanted.get(r["case"]) == (r["world_seed"], r["seed"])]
     done = {(r["case"], r["setting"]) for r in rows}
     todo = [job for job in jobs if (job[0].index, job[1].name) not in done]
     seconds, how = estimate_seconds(todo, rows, args)

@@ -254,6 +254,9 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
                               str(tmp_path / "missing.json")] + common, capture_output=True, text=True, timeout=300,
                              env=env)
     assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "no decision results" in refused.stderr
+    other_steps = [item if item != "4" else "5" for item in common]  # confirming under another step count
+    refused = subprocess.run(confirmation + other_steps, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1 and "--steps 4 there, 5 here" in refused.stderr
 
 
 @pytest.mark.slow
