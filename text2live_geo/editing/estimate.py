@@ -7,7 +7,8 @@ run with, timed, and the peak memory while they ran; nothing is written.
   atlas yet, the fit is estimated from a fit of the clip's first frames (a few frames of flow and
   masks, their seconds scaled to the whole clip; a few fit iterations, their seconds times
   ``fit.iterations``) and the edit steps are timed on that briefly fitted atlas of the first frames
-  (the step cost depends on the frame and crop sizes, which are the clip's).
+  (the step cost depends on the frame and crop sizes, which are the clip's), its editable region
+  taken at a lower alpha threshold where ``atlas.alpha_threshold`` finds none in so short a fit.
 - Expected time: fit + preparing the atlas for the edit + ``steps`` x the median measured seconds
   per step (after one warm-up step). The final render is not included (a small share:
   ``benchmarks/bench_video.py`` times it).
@@ -154,9 +155,22 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
         fit, atlas, frames = _fit_estimate(cfg, device, fit_iterations)
         figures.update(fit, atlas="none yet: fitted first (fit.*)")
     torch.manual_seed(cfg.seed)
-    start = _clock(device)
-    atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device)
-    prepare = _clock(device) - start
+    # a fit of a few iterations has no foreground alpha near 1 yet: its editable region is taken at a
+    # lower alpha threshold (the masks it was initialised from), as the full fit's would be
+    thresholds = [cfg.atlas.alpha_threshold] if atlas_path else sorted({cfg.atlas.alpha_threshold, 0.5, 0.1},
+                                                                        reverse=True)
+    for threshold in thresholds:
+        try:
+            start = _clock(device)
+            atlas_video = prepare_atlas_video(atlas, frames, cfg.layer,
+                                              dataclasses.replace(cfg.atlas, alpha_threshold=threshold),
+                                              cfg.generator.num_scales, device)
+            prepare = _clock(device) - start
+            break
+        except RunError:
+            if threshold == thresholds[-1]:
+                raise
+    figures["alpha_threshold"] = threshold
     figures["prepare_seconds"] = prepare * figures["frames"] / frames.shape[0]  # the uv maps are per frame
     del atlas
     editor = VideoEditor(cfg, atlas_video, guide, device)
