@@ -5,6 +5,7 @@ for the result, downloads the composite and saves a screenshot."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -53,7 +54,8 @@ def app_url(tiny_clip_dir, tmp_path_factory):
 
     out = tmp_path_factory.mktemp("browser_runs")
     defaults = [f"clip.model={tiny_clip_dir}", f"output_dir={out}", "generator.num_scales=3", "generator.channels=8",
-                "clip.n_aug=4", "device=cpu", "steps=8"]
+                "clip.n_aug=4", "device=cpu", "steps=8", "fit.iterations=12", "fit.samples=1024", "fit.eval_every=4",
+                "fit.flow_preset=ultrafast", "atlas.alpha_threshold=0.5"]
     cfg = AppConfig(port=0, poll_seconds=0.1, snapshot_every=2)
     blocks = build_app(cfg, defaults)
     _, url, _ = launch(blocks, cfg, prevent_thread_lock=True, quiet=True)
@@ -98,3 +100,24 @@ def test_upload_type_run_download_in_chromium(page, app_url, image_path, tmp_pat
     composite = np.asarray(Image.open(downloaded))
     assert composite.shape[:2] == np.asarray(Image.open(image_path)).shape[:2]  # the edit at the input's size
     assert shot.is_file() and Image.open(shot).size[0] >= 1000
+
+
+@pytest.mark.slow
+def test_runs_tab_opens_the_newest_run_and_the_video_tab_plays_an_edit(page, app_url, tiny_procedural_clip):
+    from playwright.sync_api import expect
+
+    page.set_viewport_size({"width": 1400, "height": 1400})
+    page.goto(app_url)
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#runs-status")).to_contain_text("image: done", timeout=60_000)  # the edit above
+    expect(page.locator("#runs-gallery img").first).to_be_visible()
+
+    page.get_by_role("tab", name="Video").click()
+    page.locator("#video-input input[type=file]").set_input_files(str(tiny_procedural_clip / "clip.mp4"))
+    for key, value in {"src": "circle", "comp": "blue circle", "screen": "blue circle"}.items():
+        page.locator(f"#video-{key} textarea").fill(value)
+    page.locator("#video-edit").click()
+    status = page.locator("#video-status")
+    expect(status).to_contain_text("iteration", timeout=120_000)  # stage 1: the atlas fit
+    expect(status).to_contain_text("done: 8 steps", timeout=300_000)  # stage 2: the edit
+    expect(page.locator("#video-result video")).to_have_attribute("src", re.compile(r"edited\.mp4"))

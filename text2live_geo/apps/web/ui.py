@@ -562,11 +562,13 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                 with gr.Row():
                     with gr.Column(scale=1):
                         video_in = gr.File(label="Clip (mp4, avi, mov, webm, or a zip of frames)",
-                                           file_types=list(CLIP_EXTENSIONS), type="filepath")
+                                           file_types=list(CLIP_EXTENSIONS), type="filepath", elem_id="video-input")
                         layer = gr.Radio(["foreground", "background"], value="foreground", label="Layer")
-                        v_src = gr.Textbox(label="Source text (text.src)", placeholder="object")
-                        v_comp = gr.Textbox(label="Composite text (text.comp)", placeholder="blue object")
-                        v_screen = gr.Textbox(label="Green-screen text (text.screen)", placeholder="blue object")
+                        v_src = gr.Textbox(label="Source text (text.src)", placeholder="object", elem_id="video-src")
+                        v_comp = gr.Textbox(label="Composite text (text.comp)", placeholder="blue object",
+                                            elem_id="video-comp")
+                        v_screen = gr.Textbox(label="Green-screen text (text.screen)", placeholder="blue object",
+                                              elem_id="video-screen")
                         with gr.Accordion("Advanced", open=False):
                             v_steps = gr.Number(label="Edit steps", value=None, precision=0)
                             v_iters = gr.Number(label="Atlas fit iterations (fit.iterations)", value=None, precision=0)
@@ -576,13 +578,14 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                                                  placeholder="video.max_frames=30 video.long_side=256")
                         with gr.Row():
                             fit_btn = gr.Button("1. Fit atlas")
-                            edit_btn = gr.Button("2. Edit", variant="primary")
+                            edit_btn = gr.Button("2. Edit", variant="primary", elem_id="video-edit")
                             v_stop = gr.Button("Stop", variant="stop", interactive=False)
                     with gr.Column(scale=2):
-                        v_status = gr.Markdown("Upload a clip. Fit its atlas once; every prompt on the clip reuses it.")
+                        v_status = gr.Markdown("Upload a clip. Fit its atlas once; every prompt on the clip reuses it.",
+                                               elem_id="video-status")
                         v_snapshot = gr.Image(label="Latest edited-atlas snapshot", interactive=False)
                         v_plot = gr.LinePlot(x="step", y="loss", color="term", label="Losses / fit terms", height=200)
-                        v_video = gr.Video(label="Edited video", interactive=False)
+                        v_video = gr.Video(label="Edited video", interactive=False, elem_id="video-result")
                         v_side = gr.Video(label="Side by side / atlas reconstruction", interactive=False)
                         v_atlas = gr.Image(label="Edited atlas", interactive=False)
                         v_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
@@ -613,11 +616,13 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                 for update in job(state, clip, entries, request):
                     yield _video_view(update)
 
-            def run_fit(*args, request: gr.Request):
-                yield from run_video("fit", *args, request=request)
+            def run_fit(state, clip, layer_name, s, c, sc, n_steps, iters, every, extra_text, request: gr.Request):
+                yield from run_video("fit", state, clip, layer_name, s, c, sc, n_steps, iters, every, extra_text,
+                                     request=request)
 
-            def run_edit(*args, request: gr.Request):
-                yield from run_video("edit", *args, request=request)
+            def run_edit(state, clip, layer_name, s, c, sc, n_steps, iters, every, extra_text, request: gr.Request):
+                yield from run_video("edit", state, clip, layer_name, s, c, sc, n_steps, iters, every, extra_text,
+                                     request=request)
 
             video_inputs = [session, video_in, layer, v_src, v_comp, v_screen, v_steps, v_iters, v_snap, v_extra]
             fit_btn.click(run_fit, video_inputs, video_outputs, api_visibility="private", **heavy)
@@ -671,8 +676,9 @@ def build_app(cfg: AppConfig | None = None, defaults: Sequence[str] = ()) -> gr.
                         r_continue = gr.Button("Continue", variant="primary")
                         r_stop = gr.Button("Stop", variant="stop")
                 with gr.Column(scale=2):
-                    r_status = gr.Markdown("Pick a run folder (those the command lines made included).")
-                    r_gallery = gr.Gallery(label="Outputs", columns=3, height=320)
+                    r_status = gr.Markdown("Pick a run folder (those the command lines made included).",
+                                           elem_id="runs-status")
+                    r_gallery = gr.Gallery(label="Outputs", columns=3, height=320, elem_id="runs-gallery")
                     r_video = gr.Video(label="Video", interactive=False)
                     r_plot = gr.LinePlot(x="step", y="loss", color="term", label="Losses", height=200)
                     r_files = gr.File(label="Downloads", file_count="multiple", interactive=False)
