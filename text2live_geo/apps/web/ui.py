@@ -55,7 +55,8 @@ DEVICE = "device"  # the one concurrency group of every job: one job on the devi
 IMAGE_OUTPUTS = ("composite.png", "edit_layer.png", "alpha.png", "edit_on_greenscreen.png", "comparison.png")
 VIDEO_OUTPUTS = ("edited.mp4", "comparison.mp4", "edit_on_greenscreen.mp4", "edited_atlas.png",
                  "edited_atlas_composite.png", "atlas.png", "summary.json")
-ATLAS_PREVIEWS = ("reconstruction.mp4", "alpha.mp4", "atlas_grid.mp4", "fit_summary.json")
+ATLAS_PREVIEWS = ("reconstruction.mp4", "alpha.mp4", "atlas_foreground.png", "atlas_background.png", "atlas_grid.mp4",
+                  "fit_summary.json")
 NONE = "(none)"
 
 
@@ -801,8 +802,9 @@ def _video_view(update: Update) -> tuple:
         return str(folder / name) if folder is not None and (folder / name).is_file() else None
 
     if update.key == "iteration":  # the atlas fit
-        return (update.status, _skip(), plot, None, path("reconstruction.mp4"), path("atlas_grid.png") or _skip(),
-                _files(update)) + _buttons(False, 3)
+        atlas = path("atlas_foreground.png") or path("atlas_background.png")
+        return (update.status, _skip(), plot, None, path("reconstruction.mp4"), atlas, _files(update)) + \
+            _buttons(False, 3)
     return (update.status, snapshot, plot, path("edited.mp4"), path("comparison.mp4"),
             path("edited_atlas_composite.png"), _files(update)) + _buttons(False, 3)
 
