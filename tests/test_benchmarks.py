@@ -313,3 +313,16 @@ def test_gpu_suite_tiny_dry_run_prints_every_figure(tmp_path):
     atlas = figures["atlas"]
     assert atlas["iterations"] > 0 and atlas["iterations_per_s"] > 0 and atlas["frames"] == 6
     assert [point["psnr_db"] for point in atlas["curve"]][-1] > atlas["curve"][0]["psnr_db"]  # the fit fitted
+
+
+def test_step_flops_counts_the_step_and_its_clip_encodings(tiny_clip_dir):
+    step_flops = _benchmark("step_flops")
+    tiny = ["--size", "40", "--clip-folder", str(tiny_clip_dir), "--set", "generator.num_scales=3", "--set",
+            "generator.channels=8"]
+    two, four = (step_flops.count(step_flops.parse_args(tiny + ["--views", str(views)])) for views in (2, 4))
+    # composite + green screen views with gradient in one batch, the input's without: 2 x views, then views
+    assert two["clip_image_encodings"] == [[4, 3, 32, 32], [2, 3, 32, 32]]
+    assert four["clip_image_encodings"] == [[8, 3, 32, 32], [4, 3, 32, 32]]
+    assert four["step_gflop"] > two["step_gflop"] > two["generator_forward_gflop"] > 0
+    assert two["generator_parameters"] == four["generator_parameters"]
+    assert two["generator_forward_gflop"] == four["generator_forward_gflop"]  # the same image, the same generator
