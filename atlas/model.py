@@ -397,6 +397,22 @@ class LayeredAtlas(nn.Module, ABC):
                 out[start:end] = self._reconstruction(xyt[start:end])
         return out.view(-1, self.height, self.width, 3).permute(0, 3, 1, 2).contiguous()
 
+    def frame_maps(self, frame_indices: Sequence[int], chunk_size: int = DEFAULT_CHUNK_SIZE) -> AtlasMaps:
+        """:class:`AtlasMaps` (both layers' uv and alpha) of those frames only, in the order given (no
+        gradient): what ``precompute_maps().frames(frame_indices)`` holds, without the whole clip's."""
+        xyt = self.frame_pixels(frame_indices)
+        count = xyt.shape[0]
+        uv_foreground = torch.empty(count, 2, device=xyt.device, dtype=xyt.dtype)
+        uv_background = torch.empty(count, 2, device=xyt.device, dtype=xyt.dtype)
+        alpha = torch.empty(count, device=xyt.device, dtype=xyt.dtype)
+        with torch.no_grad():
+            for start, end in chunk_ranges(count, chunk_size):
+                uv_foreground[start:end] = self.foreground_uv(xyt[start:end])
+                uv_background[start:end] = self.background_uv(xyt[start:end])
+                alpha[start:end] = self.alpha_values(xyt[start:end])[:, 0]
+        n, h, w = len(frame_indices), self.height, self.width
+        return AtlasMaps(uv_foreground.view(n, h, w, 2), uv_background.view(n, h, w, 2), alpha.view(n, 1, h, w))
+
     def reconstruct_from_maps(self, maps: AtlasMaps, chunk_size: int = DEFAULT_CHUNK_SIZE) -> torch.Tensor:
         """``(B, 3, H, W)`` reconstruction of the frames whose uv maps and alpha ``maps`` holds (both
         layers' uv), in [0, 1] (no gradient): what :meth:`reconstruct` gives for those frames, with

@@ -87,3 +87,11 @@ def test_reconstruct_from_maps_equals_reconstruct(tiny):
     for indices in ([0, 1, 2], [5, 3]):
         torch.testing.assert_close(atlas.reconstruct_from_maps(maps.frames(indices), chunk_size=101),
                                    atlas.reconstruct(indices), atol=1e-6, rtol=0)
+
+
+def test_frame_maps_equal_the_whole_clips(tiny):
+    atlas = tiny.atlas
+    whole = atlas.precompute_maps(device="cpu").frames([5, 0, 2])
+    some = atlas.frame_maps([5, 0, 2], chunk_size=77)
+    for part in ("uv_foreground", "uv_background", "alpha"):
+        torch.testing.assert_close(getattr(some, part), getattr(whole, part), atol=1e-6, rtol=0)

@@ -86,6 +86,9 @@ SUMMARY_NAME = "fit_summary.json"
 CHECKPOINT_KIND = "atlas-fit"
 #: frames rendered at once for fit_summary.json and the previews
 _FRAME_BATCH = 4
+#: the previews' atlas sides are measured on at most this many frames spread over the clip (they
+#: only size the preview images; an edit measures its own on every frame)
+_RESOLUTION_FRAMES = 32
 #: what a fit's metrics line holds besides the loss terms
 _NOT_TERMS = ("iteration", "psnr_db", "lr", "seconds")
 
@@ -313,8 +316,8 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
                checkpoint_every=cfg.checkpoint_every)
     checkpoint()
     seconds = elapsed()
-    # the outputs need the atlas alone: the optimiser's state, the gradients and the flows (5 MB a
-    # frame at 768 x 432) go before the previews add the uv maps of every frame
+    # the outputs need the atlas alone: the optimiser's state, the gradients and the flows (3.3 MB a
+    # frame at 768 x 432) go before the previews
     iterations = fitter.iteration
     fitter = data = None
     atlas.zero_grad(set_to_none=True)
@@ -461,15 +464,21 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
     the fit used; black without), ``atlas_grid.mp4`` (a checkerboard on each atlas layer mapped back
     to the frames through the uv maps and composited with alpha, over a faint copy of the input:
     a texture that sticks to the object keeps its squares on it), ``atlas_foreground.png`` and
-    ``atlas_background.png`` (baked at :func:`atlas.crops.suggested_resolution`).
+    ``atlas_background.png`` (baked at :func:`atlas.crops.suggested_resolution` of up to
+    ``_RESOLUTION_FRAMES`` frames spread over the clip: every frame of a clip that short).
+
+    The uv maps are computed a batch of frames at a time, never for the whole clip at once (20
+    bytes a pixel: 2 GB for 300 frames at 768 x 432).
 
     Returns:
         ``psnr_db``, ``mask_iou`` (alpha > 0.5 against the masks used; None without masks) and
         ``atlas_resolution`` per layer.
     """
     n, _, height, width = frames.shape
-    maps = atlas.precompute_maps(device)
-    resolution = {layer: suggested_resolution(maps, layer) for layer in Layer}
+    spread = sorted(set(torch.linspace(0, n - 1, min(n, _RESOLUTION_FRAMES)).round().long().tolist()))
+    sampled = atlas.frame_maps(spread)
+    resolution = {layer: suggested_resolution(sampled, layer) for layer in Layer}
+    del sampled
     for layer in Layer:
         save_png(atlas.bake(layer, resolution[layer], device=device), run_dir / f"atlas_{layer}.png")
     cell = 2 * max(3, round(min(height, width) / 8))  # ~ 2 atlas pixels per frame pixel: squares of min(H, W) / 8
@@ -484,7 +493,7 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
         for start in range(0, n, _FRAME_BATCH):
             indices = list(range(start, min(n, start + _FRAME_BATCH)))
             target = frames[indices].to(device)
-            batch = maps.frames(indices)
+            batch = atlas.frame_maps(indices)
             reconstruction = atlas.reconstruct_from_maps(batch).clamp(0, 1)  # no second pass of the mappings
             squared_error += float((reconstruction.double() - target.double()).pow(2).sum())
             alpha = batch.alpha.float()
