@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
+from .chunking import lower_median
 from .coordinates import PixelBox, uv_bounding_box
 from .layers import Layer, layer_uv_offset
 from .model import AtlasMaps
@@ -163,36 +163,6 @@ def layer_crop_regions(
             )
     assert box is not None
     return LayerCropRegions(layer=layer, resolution=resolution, frame_boxes=frame_boxes, atlas_box=box)
-
-
-def lower_median(chunks) -> float | None:
-    """The exact lower median (``torch.median``'s) of the non-negative float32 values that
-    ``chunks()`` yields as numpy arrays, without holding them all: None when there are none.
-
-    ``chunks`` is called twice. The bit patterns of non-negative float32 values sort as the values
-    do, so the first pass counts the values per leading 16 bits (65536 bins) and finds the bin and
-    the rank within it that hold the median; the second keeps only that bin's values and selects
-    from them. Memory: the bins and one bin's values, instead of every value (the uv steps of a
-    long clip's frames are gigabytes).
-    """
-    counts = np.zeros(1 << 16, np.int64)
-    for values in chunks():
-        bits = np.ascontiguousarray(values, np.float32).view(np.uint32)
-        counts += np.bincount(bits >> 16, minlength=1 << 16)
-    total = int(counts.sum())
-    if total == 0:
-        return None
-    middle = (total - 1) // 2
-    cumulative = np.cumsum(counts)
-    bin_index = int(np.searchsorted(cumulative, middle, side="right"))
-    rank = middle - (int(cumulative[bin_index - 1]) if bin_index else 0)
-    members = []
-    for values in chunks():
-        values = np.ascontiguousarray(values, np.float32)
-        members.append(values[(values.view(np.uint32) >> 16) == bin_index])
-    members = np.concatenate(members)
-    members.partition(rank)
-    return float(members[rank])
 
 
 def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_pixel: float = 2.0,

@@ -79,3 +79,18 @@ def test_lower_median_is_exact_without_holding_the_values():
         expected = float(torch.from_numpy(values).median())  # torch's median is the lower one
         assert lower_median(lambda chunks=chunks: iter(chunks)) == expected
     assert lower_median(lambda: iter([np.zeros(0, np.float32)])) is None
+
+
+def test_median_of_chunks_equals_numpys():
+    """The motion masks' threshold statistics: np.median (the mean of the two middle values for an
+    even count) of residuals taken a frame at a time, bit for bit."""
+    import numpy as np
+
+    from atlas.chunking import median
+
+    rng = np.random.default_rng(1)
+    for size in (1, 2, 999, 1000):
+        values = rng.gamma(2.0, 0.3, size).astype(np.float32)
+        chunks = np.array_split(values, 7)
+        assert median(lambda chunks=chunks: iter(chunks)) == float(np.median(values))
+    assert median(lambda: iter([np.zeros(0, np.float32)])) is None
