@@ -307,7 +307,7 @@ class VideoEditConfig:
     run_name: str = ""  # folder name under output_dir; empty: <video stem>-<layer>-<timestamp>
     snapshot_every: int = 100  # atlas snapshot PNGs every this many steps (0: never)
     checkpoint_every: int = 100
-    render_batch: int = 8  # frames composited at once in the final render
+    render_batch: int = 8  # frames composited at once in the final render (fewer for frames over 768 x 432)
     crf: int = 18  # H.264 quality of the mp4 outputs (lower: better, larger)
     export: ExportConfig = field(default_factory=ExportConfig)  # the edit layer as files for compositing
 

@@ -37,6 +37,11 @@ OUTPUT_GREENSCREEN = "edit_on_greenscreen.mp4"
 OUTPUT_COMPARISON = "comparison.mp4"
 
 
+#: frame pixels composited at once in the final render: 8 frames of 768 x 432 (render_batch's
+#: default at NLA's size), 1 frame of 1080p
+RENDER_BATCH_PIXELS = 8 * 768 * 432
+
+
 def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Tensor | VideoStream, fps: float,
                         crf: int = 18, batch_size: int = 8, progress: bool = True,
                         layers: Sequence[LayerFormat] = ()) -> dict:
@@ -49,6 +54,8 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
     ``layer/00000.png ...``, ``layer.mov``, ``layer.webm``, ``alpha_matte.mp4``; `LayerExport`).
 
     Args:
+        batch_size: frames composited at once (`render_batch`), fewer where that would exceed
+            ``RENDER_BATCH_PIXELS`` frame pixels.
         original: the input video at its own size: ``(N, 3, H', W')`` frames in [0, 1] (CPU is
             fine), or a :class:`VideoStream` on the input, decoded again here a batch at a time (so
             the whole clip is never held at its own size). When that size differs from the atlas's,
@@ -67,9 +74,14 @@ def write_video_outputs(run_dir: Path, editor: FrameRenderer, original: torch.Te
 
     if torch.is_tensor(original):
         count, _, height, width = original.shape
-        sources = (original[first:first + batch_size] for first in range(0, count, batch_size))
     else:
         count, (height, width) = editor.video.num_frames, original.size
+    # at most RENDER_BATCH_PIXELS frame pixels a batch: a batch's dozen full-size temporaries
+    # (edit, opacity, composite, green screen, layer, comparison) are ~250 MB a 1080p frame
+    batch_size = max(1, min(batch_size, RENDER_BATCH_PIXELS // (height * width)))
+    if torch.is_tensor(original):
+        sources = (original[first:first + batch_size] for first in range(0, count, batch_size))
+    else:
         sources = original.batches(batch_size)
     resize = (height, width) != tuple(editor.video.frames.shape[-2:])
     bar = tqdm(total=count, disable=not progress, desc="render", unit="frame", dynamic_ncols=True)
