@@ -99,7 +99,10 @@ def test_stop_mid_run_leaves_a_checkpoint_and_continue_finishes_it(server, image
     final = job.result()[0]
     assert final.startswith("stopped at step"), final
     stopped_at = int(re.match(r"stopped at step (\d+)/30", final).group(1))
-    assert seen <= stopped_at <= seen + 3 and stopped_at < 30  # within about one step of the stop
+    # stopped after the step seen and before the end. How many steps after: the client sees the progress
+    # late by however long the loaded machine takes to stream it (4 steps once in CI); that the editor
+    # stops within one step of its stop signal is tested without a server (tests/test_editing_base.py)
+    assert seen <= stopped_at < 30
     run_dir = _run_dir(final)
     assert torch.load(run_dir / "checkpoint.pt", weights_only=True)["step"] == stopped_at
 

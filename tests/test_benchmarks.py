@@ -276,6 +276,21 @@ def test_gradient_shares_of_the_update_sum_to_one(tiny_clip_dir, tmp_path):
         assert abs(sum(term["norm_share"] for term in terms.values()) - 1) < 1e-6
 
 
+@pytest.mark.slow
+def test_bench_input_memory_writes_its_table(tmp_path):
+    out = tmp_path / "input_memory.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_input_memory.py"), "--frames", "6", "--width", "64",
+         "--height", "48", "--long-side", "32", "--rows", "imports", "read", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
+                                                          "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["row"], row["max_frames"]) for row in rows] == [("imports", 0), ("read", 6), ("read", 3)]
+    assert rows[1]["size"] == [32, 24] and rows[2]["frames"] == 3 and all(row["peak_rss_mib"] > 0 for row in rows)
+    assert "| read | this | 6 |" in result.stdout
+
+
 def test_gpu_suite_refuses_without_cuda_in_one_line():
     import torch
 
