@@ -197,6 +197,24 @@ def test_a_tiny_video_edit_through_both_stages(server, tiny_procedural_clip):
     assert probe_video(run_dir / "edited.mp4")["frames"] == 8
 
 
+def test_stop_during_the_atlas_fit_ends_it_with_its_checkpoint(server, tiny_procedural_clip):
+    from gradio_client.exceptions import AppError
+
+    url, out = server
+    client = Client(url, verbose=False)
+    clip = handle_file(str(tiny_procedural_clip / "clip.mp4"))
+    fit = "fit.iterations=4000 fit.samples=256 fit.eval_every=0 fit.flow_preset=ultrafast seed=7"
+    job = client.submit(clip, fit, api_name="/fit_atlas")
+    deadline = time.time() + 120
+    while time.time() < deadline and not any(re.search(r"iteration [1-9]", o[0]) for o in job.outputs()):
+        time.sleep(0.1)
+    client.predict(api_name="/stop")
+    with pytest.raises(AppError, match=r"atlas fit stopped at iteration (\d+) of 4000; its checkpoint"):
+        job.result()
+    folder = next(p for p in (out / ".atlas_cache").iterdir() if (p / "config.yaml").read_text().find("4000") >= 0)
+    assert (folder / "checkpoint.pt").is_file() and not (folder / "fit_summary.json").exists()
+
+
 @pytest.mark.slow
 def test_a_batch_of_uploads_runs_as_t2l_batch_with_a_live_report(server, image_path, tmp_path):
     from PIL import Image

@@ -236,3 +236,25 @@ def test_nothing_moving_fits_the_background_only(tmp_path, caplog):
                                                             **{"fit.iterations": 2}), progress=False)
     assert "note: no foreground found: fitting the background only (no foreground" in caplog.text
     assert (result.summary["layers"], result.summary["masks"]) == (1, "none")
+
+
+def test_a_stopped_cached_fit_keeps_its_checkpoint_and_resumes(tiny_procedural_clip, tmp_path):
+    """The app's Stop during an atlas fit: `should_stop` ends it after the iteration it is asked at,
+    with its checkpoint and no outputs (a FitStopped, one line), and the next call resumes it there."""
+    video = VideoInputConfig(frames=str(tiny_procedural_clip / "clip.mp4"))
+    fit = FitConfig(iterations=8, samples=1024, eval_every=4, flow_preset="ultrafast")
+    asked = []
+
+    def stop_after_three() -> bool:
+        asked.append(1)
+        return len(asked) >= 3
+
+    with pytest.raises(fit_run.FitStopped, match="stopped at iteration 3 of 8"):
+        fit_run.cached_fit(video, fit, 0, "cpu", tmp_path, checkpoint_every=0, progress=False,
+                           should_stop=stop_after_three)
+    (folder,) = tmp_path.iterdir()
+    assert torch.load(folder / "checkpoint.pt", weights_only=True)["fitter"]["iteration"] == 3
+    assert not (folder / "fit_summary.json").exists()
+    assert fit_run.cached_fit(video, fit, 0, "cpu", tmp_path, progress=False, should_stop=lambda: False) == folder
+    assert [line["iteration"] for line in metrics(folder)] == list(range(1, 9))
+    assert json.loads((folder / "fit_summary.json").read_text())["iterations"] == 8

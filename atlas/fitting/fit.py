@@ -270,11 +270,12 @@ class AtlasFitter:
 
     def fit(self, progress: bool = True, on_record: Callable[[dict], None] | None = None,
             on_checkpoint: Callable[[], None] | None = None, checkpoint_every: int = 0,
-            time_limit: float | None = None) -> float:
+            time_limit: float | None = None, should_stop: Callable[[], bool] | None = None) -> float:
         """Iterate from ``self.iteration`` to ``cfg.iterations``; every ``eval_every`` iterations
         the record gets ``psnr_db`` (shown on the bar). ``on_record`` receives each iteration's
         record, ``on_checkpoint`` is called every ``checkpoint_every`` iterations. Stops early
-        after ``time_limit`` seconds. Returns the seconds spent."""
+        after ``time_limit`` seconds, or after the iteration at which ``should_stop()`` is true
+        (asked after every iteration). Returns the seconds spent."""
         cfg = self.cfg
         bar = tqdm(total=cfg.iterations, initial=self.iteration, disable=not progress, desc="fit atlas",
                    dynamic_ncols=True)
@@ -295,6 +296,8 @@ class AtlasFitter:
             if on_checkpoint is not None and checkpoint_every and self.iteration % checkpoint_every == 0:
                 on_checkpoint()
             if time_limit is not None and time.perf_counter() - start > time_limit:
+                break
+            if should_stop is not None and should_stop():
                 break
         bar.close()
         return time.perf_counter() - start

@@ -25,7 +25,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,15 +245,23 @@ def load_fit_checkpoint(run_dir: Path, device: torch.device) -> dict | None:
     return state
 
 
+class FitStopped(RunError):
+    """The fit was asked to stop (``should_stop``): its checkpoint is written and it resumes from
+    there, but it has no outputs yet."""
+
+
 def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: torch.device,
-            state: dict | None = None, progress: bool = True) -> AtlasRunResult:
+            state: dict | None = None, progress: bool = True,
+            should_stop: Callable[[], bool] | None = None) -> AtlasRunResult:
     """Fit ``prepared`` with ``cfg`` in the folder ``run_dir`` (writing its ``config.yaml``), then
     write the outputs. ``state``: a checkpoint of the folder (:func:`load_fit_checkpoint`) to
-    continue from; None starts from the first iteration.
+    continue from; None starts from the first iteration. ``should_stop`` is asked after every
+    iteration; when it says so, the fit writes its checkpoint and raises :class:`FitStopped`.
 
     Raises:
         RunError: the checkpoint belongs to another clip, other masks or another model (nothing
             is written then).
+        FitStopped: stopped by ``should_stop`` (the checkpoint is written; no outputs).
     """
     run_dir = Path(run_dir)
     clip = prepared.clip
@@ -313,8 +321,11 @@ def run_fit(cfg: AtlasRunConfig, run_dir: Path, prepared: PreparedClip, device: 
                                   "seconds": elapsed()})
 
     fitter.fit(progress=progress, on_record=on_record, on_checkpoint=checkpoint,
-               checkpoint_every=cfg.checkpoint_every)
+               checkpoint_every=cfg.checkpoint_every, should_stop=should_stop)
     checkpoint()
+    if fitter.iteration < cfg.fit.iterations:  # only a stop ends the loop early
+        raise FitStopped(f"the atlas fit stopped at iteration {fitter.iteration} of {cfg.fit.iterations}; "
+                         f"its checkpoint in {run_dir} resumes it")
     seconds = elapsed()
     # the outputs need the atlas alone: the optimiser's state, the gradients and the flows (3.3 MB a
     # frame at 768 x 432) go before the previews
@@ -356,11 +367,12 @@ def _check_atlas_run(folder: Path) -> None:
 
 def fit_atlas(config_path: str | Path | None = None, overrides: Sequence[str] = (),
               resume: str | Path | None = None, base_config: str | Path | None = None,
-              progress: bool = True) -> AtlasRunResult:
+              progress: bool = True, should_stop: Callable[[], bool] | None = None) -> AtlasRunResult:
     """Fit (or resume fitting) a layered atlas to a clip and write its run folder (module docstring).
 
     ``overrides`` are ``key=value`` dotlist entries (AtlasRunConfig); with ``resume``, the run
     folder's saved config is loaded and ``overrides`` apply on top (e.g. ``fit.iterations=4000``).
+    ``should_stop``: asked after every iteration (:func:`run_fit`).
     """
     if resume is not None:
         _check_atlas_run(Path(resume))
@@ -375,7 +387,7 @@ def fit_atlas(config_path: str | Path | None = None, overrides: Sequence[str] = 
         run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{stem}-atlas"))
     else:
         run_dir = resume
-    return run_fit(cfg, run_dir, prepared, device, state=state, progress=progress)
+    return run_fit(cfg, run_dir, prepared, device, state=state, progress=progress, should_stop=should_stop)
 
 
 def _write_config(run_dir: Path, cfg: AtlasRunConfig) -> None:
@@ -384,7 +396,8 @@ def _write_config(run_dir: Path, cfg: AtlasRunConfig) -> None:
 
 # ------------------------------------------------------------------------- the cache
 def cached_fit(video: VideoInputConfig, fit: FitConfig, seed: int, device: str, cache_dir: str | Path,
-               crf: int = 18, checkpoint_every: int | None = None, progress: bool = True) -> Path:
+               crf: int = 18, checkpoint_every: int | None = None, progress: bool = True,
+               should_stop: Callable[[], bool] | None = None) -> Path:
     """The atlas run folder of a clip fitted with ``fit``: reused from ``cache_dir`` when the same
     clip content (frames after ``video.max_frames`` and ``video.long_side``, masks folder content)
     was fitted with the same settings and seed, resumed when a fit there was cut short, fitted
@@ -414,7 +427,7 @@ def cached_fit(video: VideoInputConfig, fit: FitConfig, seed: int, device: str, 
         else:
             logger.info(f"no atlas given: fitting one to {video.frames} first (fit.*; cached in {folder})")
         prepared = prepare_clip(cfg, clip)
-        run_fit(cfg, folder, prepared, torch_device, state=state, progress=progress)
+        run_fit(cfg, folder, prepared, torch_device, state=state, progress=progress, should_stop=should_stop)
     return folder
 
 

@@ -4,6 +4,7 @@ per-run precompute (uv maps, regions worth editing, the baked atlas crop)."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -36,7 +37,8 @@ ATLAS_CACHE_FOLDER = ".atlas_cache"
 logger = logging.getLogger(__name__)
 
 
-def fitted_atlas_for_video(cfg: VideoEditConfig, progress: bool = True) -> Path:
+def fitted_atlas_for_video(cfg: VideoEditConfig, progress: bool = True,
+                           should_stop: Callable[[], bool] | None = None) -> Path:
     """The atlas of an edit that names none (``atlas.checkpoint`` empty): fitted to the clip with the
     ``fit.*`` keys and ``video.long_side``, by the code of run_atlas.py, and cached in
     ``atlas.cache_dir`` (default ``<output_dir>/.atlas_cache``) by the clip's content and the fit
@@ -44,7 +46,8 @@ def fitted_atlas_for_video(cfg: VideoEditConfig, progress: bool = True) -> Path:
     from atlas.fitting.run import cached_fit  # atlas.fitting.run imports the editing package's run plumbing
 
     cache = Path(cfg.atlas.cache_dir) if cfg.atlas.cache_dir else Path(cfg.output_dir) / ATLAS_CACHE_FOLDER
-    return cached_fit(cfg.video, cfg.fit, cfg.seed, cfg.device, cache, crf=cfg.crf, progress=progress)
+    return cached_fit(cfg.video, cfg.fit, cfg.seed, cfg.device, cache, crf=cfg.crf, progress=progress,
+                      should_stop=should_stop)
 
 
 def _is_nla_folder(path: Path) -> bool:

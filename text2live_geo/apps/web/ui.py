@@ -251,7 +251,8 @@ class WebApp:
                 entries = [p for p in cache.glob("*") if p.is_dir() and p.stat().st_mtime >= started - 1]
                 return max(entries, key=lambda p: p.stat().st_mtime) if entries else None
 
-            worker = Worker(lambda stop: fitted_atlas_for_video(cfg, progress=False), session.stop_event).start()
+            worker = Worker(lambda stop: fitted_atlas_for_video(cfg, progress=False, should_stop=stop),
+                            session.stop_event).start()
             yield Update(f"fitting the atlas of {kept.name} ({cfg.fit.iterations} iterations; reused when cached)")
             yield from self._follow(worker, None, cfg.fit.iterations, "iteration", "iteration", folder=newest)
             if worker.error:
@@ -399,7 +400,8 @@ class WebApp:
                 from atlas.fitting.run import fit_atlas
 
                 entries = [f"fit.iterations={total}"]
-                target = lambda stop: fit_atlas(resume=run_dir, overrides=entries, progress=False)  # noqa: E731
+                target = lambda stop: fit_atlas(resume=run_dir, overrides=entries, progress=False,  # noqa: E731
+                                                should_stop=stop)
                 key_name = "iteration"
             else:
                 from ...editing import edit_image, edit_video
