@@ -10,8 +10,9 @@ alpha-carrying formats are spelled out in :data:`ALPHA_FORMATS`:
   is lossy like its colour, and ffmpeg decodes it only through the ``libvpx-vp9`` decoder (the
   built-in ``vp9`` decoder drops the alpha), see :data:`WEBM_ALPHA_DECODER`.
 
-Files are written under a temporary name and moved into place on a clean close
-(:class:`~.atomic.AtomicTarget`), like the mp4s.
+The writer is a :class:`~.video_io.PipedVideoWriter` like the mp4s' :class:`~.video_io.VideoWriter`:
+files are written under a temporary name and moved into place on a clean close
+(:class:`~.atomic.AtomicTarget`).
 """
 from __future__ import annotations
 
@@ -19,13 +20,9 @@ import functools
 import re
 import subprocess
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
-import torch
-
-from .atomic import AtomicTarget
+from .video_io import PipedVideoWriter
 
 __all__ = ["ALPHA_FORMATS", "AlphaFormat", "AlphaVideoWriter", "WEBM_ALPHA_DECODER", "ffmpeg_encoders",
            "missing_encoder_note"]
@@ -92,13 +89,7 @@ def missing_encoder_note(name: str, path: Path) -> str:
             f"{spec.encoder} encoder")
 
 
-def _rgba_bytes(frame: torch.Tensor) -> bytes:
-    """``(4, H, W)`` float in [0, 1] -> packed rgba bytes."""
-    array = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return np.ascontiguousarray(array).tobytes()
-
-
-class AlphaVideoWriter:
+class AlphaVideoWriter(PipedVideoWriter):
     """Write RGBA frames one batch at a time to a video that keeps the alpha (``ALPHA_FORMATS[name]``).
 
     ``write(frames)`` takes ``(4, H, W)`` or ``(B, 4, H, W)`` floats in [0, 1], colour not
@@ -107,47 +98,13 @@ class AlphaVideoWriter:
     no encoder for the format (check :func:`ffmpeg_encoders` first to skip it instead).
     """
 
-    def __init__(self, path: str | Path, name: str, width: int, height: int, fps: float):
-        import imageio_ffmpeg
+    channels = 4
+    pix_fmt_in = "rgba"
+    mismatch = "frames {shape} are not RGBA frames of the video size {size}"
 
+    def __init__(self, path: str | Path, name: str, width: int, height: int, fps: float):
         self.spec = ALPHA_FORMATS[name]
         if self.spec.encoder not in ffmpeg_encoders():
             raise RuntimeError(missing_encoder_note(name, Path(path)))
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.target = AtomicTarget(self.path)
-        self.size = (width, height)
-        self._writer = imageio_ffmpeg.write_frames(
-            str(self.target.temporary), (width, height), pix_fmt_in="rgba", pix_fmt_out=self.spec.pix_fmt,
-            fps=Fraction(fps).limit_denominator(100000), codec=self.spec.encoder, quality=None,
-            macro_block_size=1, output_params=list(self.spec.options), ffmpeg_log_level="error")
-        self._writer.send(None)  # start ffmpeg
-        self.count = 0
-
-    def write(self, frames: torch.Tensor) -> None:
-        if frames.dim() == 3:
-            frames = frames[None]
-        if tuple(frames.shape[-2:]) != (self.size[1], self.size[0]) or frames.shape[1] != 4:
-            raise ValueError(f"frames {tuple(frames.shape)} are not RGBA frames of the video size {self.size}")
-        for frame in frames:
-            self._writer.send(_rgba_bytes(frame))
-            self.count += 1
-
-    def close(self) -> Path:
-        self._writer.close()
-        return self.target.commit()
-
-    def abort(self) -> None:
-        try:
-            self._writer.close()
-        finally:
-            self.target.discard()
-
-    def __enter__(self) -> AlphaVideoWriter:
-        return self
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
+        super().__init__(path, width, height, fps, codec=self.spec.encoder, pix_fmt_out=self.spec.pix_fmt,
+                         output_params=self.spec.options)

@@ -21,6 +21,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Self
 
 import numpy as np
 import torch
@@ -376,7 +377,7 @@ def read_video(path: str | Path, max_frames: int = 0, *, size: tuple[int, int] |
 
 
 def _frame_bytes(frame: torch.Tensor) -> bytes:
-    """``(3, H, W)`` float in [0, 1] -> packed rgb24 bytes."""
+    """``(C, H, W)`` float in [0, 1] -> packed bytes, the channels interleaved (rgb24 for 3, rgba for 4)."""
     array = (frame.detach().float().clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return np.ascontiguousarray(array).tobytes()
 
@@ -390,15 +391,25 @@ def _h264_encoder() -> str:
     return get_first_available_h264_encoder()
 
 
-class VideoWriter:
-    """Write frames to an mp4 one batch at a time (H.264, exact size, fixed frame rate).
+class PipedVideoWriter:
+    """Write frames one batch at a time through a piped ffmpeg (imageio-ffmpeg), exact size, fixed
+    frame rate; the shared part of :class:`VideoWriter` and :class:`~.alpha_video.AlphaVideoWriter`.
 
-    Use as a context manager; ``write(frames)`` takes ``(3, H, W)`` or ``(B, 3, H, W)`` floats in
-    [0, 1]. The file is written under a temporary name and moved into place on a clean close,
-    so a crash never leaves a truncated mp4 that looks finished.
+    A subclass sets ``channels`` and ``pix_fmt_in`` (how a ``(C, H, W)`` frame is packed into
+    bytes, :func:`_frame_bytes`) and ``mismatch`` (the ValueError's message for frames of another
+    shape, formatted with ``shape`` and ``size``), and passes the encoder, its pixel format and
+    options. ``write(frames)`` takes ``(C, H, W)`` or ``(B, C, H, W)`` floats in [0, 1]. Use as a
+    context manager, or ``close()`` / ``abort()``: the file is written under a temporary name and
+    moved into place only on a clean close, so a crash never leaves a truncated video that looks
+    finished.
     """
 
-    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18):
+    channels = 3
+    pix_fmt_in = "rgb24"
+    mismatch = "frames {shape} do not match the video size {size}"
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, *, codec: str, pix_fmt_out: str,
+                 output_params: Iterable[str] = ()):
         import imageio_ffmpeg
 
         self.path = Path(path)
@@ -406,23 +417,18 @@ class VideoWriter:
         self.target = AtomicTarget(self.path)  # the final name only once the whole video is written
         self.temporary = self.target.temporary
         self.size = (width, height)
-        codec = _h264_encoder()
-        # yuv420p (what every player expects) stores chroma at half resolution, so it needs even
-        # sizes; an odd size gets full-resolution chroma rather than a resize
-        pix_fmt_out = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-        output_params = ["-crf", str(int(crf))] if codec == "libx264" else []
         self._writer = imageio_ffmpeg.write_frames(
-            str(self.temporary), (width, height), fps=Fraction(fps).limit_denominator(100000),
-            codec=codec, pix_fmt_out=pix_fmt_out, quality=None, macro_block_size=1,
-            output_params=output_params, ffmpeg_log_level="error")
+            str(self.temporary), (width, height), pix_fmt_in=self.pix_fmt_in, pix_fmt_out=pix_fmt_out,
+            fps=Fraction(fps).limit_denominator(100000), codec=codec, quality=None, macro_block_size=1,
+            output_params=list(output_params), ffmpeg_log_level="error")
         self._writer.send(None)  # start ffmpeg
         self.count = 0
 
     def write(self, frames: torch.Tensor) -> None:
         if frames.dim() == 3:
             frames = frames[None]
-        if tuple(frames.shape[-2:]) != (self.size[1], self.size[0]) or frames.shape[1] != 3:
-            raise ValueError(f"frames {tuple(frames.shape)} do not match the video size {self.size}")
+        if tuple(frames.shape[-2:]) != (self.size[1], self.size[0]) or frames.shape[1] != self.channels:
+            raise ValueError(self.mismatch.format(shape=tuple(frames.shape), size=self.size))
         for frame in frames:
             self._writer.send(_frame_bytes(frame))
             self.count += 1
@@ -437,7 +443,7 @@ class VideoWriter:
         finally:
             self.target.discard()
 
-    def __enter__(self) -> VideoWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, kind, value, traceback) -> None:
@@ -445,6 +451,23 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+class VideoWriter(PipedVideoWriter):
+    """Write frames to an mp4 one batch at a time (H.264, exact size, fixed frame rate).
+
+    Use as a context manager; ``write(frames)`` takes ``(3, H, W)`` or ``(B, 3, H, W)`` floats in
+    [0, 1]. The file is written under a temporary name and moved into place on a clean close,
+    so a crash never leaves a truncated mp4 that looks finished.
+    """
+
+    def __init__(self, path: str | Path, width: int, height: int, fps: float, crf: int = 18):
+        codec = _h264_encoder()
+        # yuv420p (what every player expects) stores chroma at half resolution, so it needs even
+        # sizes; an odd size gets full-resolution chroma rather than a resize
+        pix_fmt_out = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+        output_params = ["-crf", str(int(crf))] if codec == "libx264" else []
+        super().__init__(path, width, height, fps, codec=codec, pix_fmt_out=pix_fmt_out, output_params=output_params)
 
 
 def write_video(path: str | Path, frames: torch.Tensor | Iterable[torch.Tensor], fps: float, crf: int = 18) -> Path:
