@@ -140,17 +140,19 @@ INERT = {
 }
 
 
+def flatten(node: dict, prefix: str = ""):
+    """(dotted key, value) for every leaf of nested dicts, in their order: {"a": {"b": 1}} -> ("a.b", 1)."""
+    for key, value in node.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 def recipe_ablation() -> list[Setting]:
     """One row per key of the reference recipe (configs/image/text2live_reference.yaml), alone on
     the default; the key loss.guidance is the `directional` row."""
     import yaml
-
-    def flatten(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from flatten(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
 
     rows = []
     for key, value in flatten(yaml.safe_load((ROOT / REFERENCE_CONFIG).read_text())):
@@ -317,13 +319,6 @@ def resolve(setting: Setting, args, **case_keys):
 
 def flat_values(cfg) -> dict:
     from text2live_geo.common.config import config_values
-
-    def flatten(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                yield from flatten(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
 
     return dict(flatten(config_values(cfg)))
 
