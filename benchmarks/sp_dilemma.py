@@ -519,20 +519,25 @@ def _value(row: dict, metric: str) -> float:
     return float(row["hit"] if metric == "plasticity" else row[metric])
 
 
-def compare(rows: list[dict], names: list[str], alpha: float = ALPHA, seed: int = 0) -> dict:
+def compare(rows: list[dict], names: list[str], alpha: float = ALPHA, seed: int = 0, metrics: dict | None = None,
+            value=None) -> dict:
     """Per metric, every non-default row against the default, paired by (case, seed), Holm-corrected
     over the m rows: the mean difference (candidate - default), the raw and Holm-adjusted p (exact
     McNemar for binary metrics, with the discordant counts; a paired sign-flip test otherwise) and the
-    paired-bootstrap interval at the comparison's Holm level 1 - alpha / (m - rank + 1)."""
+    paired-bootstrap interval at the comparison's Holm level 1 - alpha / (m - rank + 1).
+    `metrics` (name -> (binary?, +1 / -1 when higher / lower is better); default METRICS) and
+    `value(row, metric)` (default: this benchmark's row layout) let another benchmark use it."""
+    metrics = METRICS if metrics is None else metrics
+    read = _value if value is None else value
     default = {(r["case"], r["seed"]): r for r in rows if r["setting"] == DEFAULT}
     others = [name for name in names if name != DEFAULT]
     result = {}
-    for metric, (binary, sign) in METRICS.items():
+    for metric, (binary, sign) in metrics.items():
         entries, pvalues = {}, []
         for name in others:
             pairs = [(r, default[(r["case"], r["seed"])]) for r in rows
                      if r["setting"] == name and (r["case"], r["seed"]) in default]
-            diffs = [_value(a, metric) - _value(b, metric) for a, b in pairs]
+            diffs = [read(a, metric) - read(b, metric) for a, b in pairs]
             entry = {"pairs": len(pairs), "difference": sum(diffs) / len(diffs) if diffs else float("nan")}
             if binary:
                 entry["candidate_only"] = sum(d > 0 for d in diffs)
@@ -547,7 +552,7 @@ def compare(rows: list[dict], names: list[str], alpha: float = ALPHA, seed: int 
             entry.update(adjusted)
             pairs = [(r, default[(r["case"], r["seed"])]) for r in rows
                      if r["setting"] == name and (r["case"], r["seed"]) in default]
-            diffs = [_value(a, metric) - _value(b, metric) for a, b in pairs]
+            diffs = [read(a, metric) - read(b, metric) for a, b in pairs]
             entry["interval_level"] = 1 - adjusted["level"]
             entry["interval"] = list(bootstrap_interval(diffs, seed=seed, level=1 - adjusted["level"])[1:]) if diffs \
                 else [float("nan")] * 2
