@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -156,6 +156,19 @@ class WebApp:
             if worker.alive:  # closed early: Gradio closes the generator from its event loop, so wait briefly
                 worker.stop_and_wait(timeout=5.0)
 
+    def _edit_run(self, session: Session, plan: JobPlan, run_dir: Path, edit: Callable[..., Any], kind: str,
+                  label: str, done: Callable[[Worker, Path, int], Update]) -> Iterator[Update]:
+        """One image or video edit (`edit`: edit_image / edit_video) of a loaded `plan` into `run_dir`, as
+        `t2l-<kind>` runs it, in a worker that the session's Stop ends: the "<label>: <command>" line, the
+        progress (`_follow`), then `done(worker, run_dir, steps)`'s report."""
+        steps = plan.cfg.steps
+        worker = Worker(lambda stop: edit(plan.configs or None, plan.overrides, run_dir=run_dir,
+                                          base_config=base_config(kind), progress=False, should_stop=stop),
+                        session.stop_event).start()
+        yield Update(f"{label}: {plan.command(f't2l-{kind}')}", run_dir=run_dir)
+        yield from self._follow(worker, run_dir, steps)
+        yield done(worker, run_dir, steps)
+
     def _plan(self, schema: type, configs: Sequence[Path], entries: Sequence[str]) -> JobPlan:
         plan = JobPlan(schema, list(configs), defaults_for(schema, self.defaults) + list(entries))
         plan.load()
@@ -175,12 +188,7 @@ class WebApp:
             plan = self._plan(ImageEditConfig, configs, [f"image={kept}", *entries])
             cfg = plan.cfg
             run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(kept.stem))
-            worker = Worker(lambda stop: edit_image(plan.configs or None, plan.overrides, run_dir=run_dir,
-                                                    base_config=base_config("image"), progress=False,
-                                                    should_stop=stop), session.stop_event).start()
-            yield Update(f"started: {plan.command('t2l-image')}", run_dir=run_dir)
-            yield from self._follow(worker, run_dir, cfg.steps)
-            yield self._image_done(worker, run_dir, cfg.steps)
+            yield from self._edit_run(session, plan, run_dir, edit_image, "image", "started", self._image_done)
         except UserError as error:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
@@ -293,12 +301,7 @@ class WebApp:
                     yield Update("stopped during the atlas fit", done=True, error="stopped during the atlas fit")
                     return
             run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{video_name(kept)}-{cfg.layer}"))
-            worker = Worker(lambda stop: edit_video(plan.configs or None, plan.overrides, run_dir=run_dir,
-                                                    base_config=base_config("video"), progress=False,
-                                                    should_stop=stop), session.stop_event).start()
-            yield Update(f"editing: {plan.command('t2l-video')}", run_dir=run_dir)
-            yield from self._follow(worker, run_dir, cfg.steps)
-            yield self._video_done(worker, run_dir, cfg.steps)
+            yield from self._edit_run(session, plan, run_dir, edit_video, "video", "editing", self._video_done)
         except UserError as error:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
