@@ -10,6 +10,7 @@ boxes (floor of the min, ceil of the max; see :func:`atlas.coordinates.uv_boundi
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
@@ -24,7 +25,11 @@ __all__ = [
     "NoForegroundError",
     "atlas_region",
     "foreground_frame_boxes",
+    "frame_uv_extents",
+    "largest_generator_input",
     "layer_crop_regions",
+    "resolution_within",
+    "suggested_resolution",
 ]
 
 
@@ -204,3 +209,79 @@ def suggested_resolution(maps: AtlasMaps, layer: Layer, atlas_pixels_per_frame_p
     if step is None or step <= 0:
         return 16
     return int(min(max(round(atlas_pixels_per_frame_pixel / step), 16), limit))
+
+
+# ----------------------------------------------------------------- generator input bound
+def frame_uv_extents(maps: AtlasMaps, layer: Layer, frame_boxes: list[PixelBox | None]) -> torch.Tensor:
+    """Per frame, the extent of the layer's uvs inside its box, in atlas units ``uv - s`` (atlas
+    pixel coordinates divided by R, for every R: see :func:`atlas.coordinates.uv_to_atlas_pixels`).
+
+    Returns:
+        ``(N, 4)`` float64 rows (low u, low v, high u, high v); NaN for a frame without a box.
+    """
+    uv = maps.uv(layer)
+    offset = layer_uv_offset(layer)
+    extents = torch.full((maps.num_frames, 4), float("nan"), dtype=torch.float64)
+    for index, box in enumerate(frame_boxes):
+        if box is None:
+            continue
+        inside = uv[index, box.top:box.bottom, box.left:box.right].reshape(-1, 2).double() - offset
+        extents[index, :2] = inside.min(dim=0).values.cpu()
+        extents[index, 2:] = inside.max(dim=0).values.cpu()
+    return extents
+
+
+def _box_pixels(low: torch.Tensor, high: torch.Tensor, resolution: int) -> int:
+    """Pixels of the atlas box :func:`uv_bounding_box` gives for uvs spanning low..high (atlas units)."""
+    sides = []
+    for axis in range(2):
+        start = min(max(math.floor(float(low[axis]) * resolution), 0), resolution - 1)
+        end = max(min(math.ceil(float(high[axis]) * resolution) + 1, resolution), start + 1)
+        sides.append(end - start)
+    return sides[0] * sides[1]
+
+
+def largest_generator_input(extents: torch.Tensor, resolution: int, frame_gap: int,
+                            whole_downscale: int = 0) -> int:
+    """An upper bound on the atlas pixels the editor's generator sees in one training pass at
+    atlas side ``resolution``: a step's atlas crop covers the uvs of crops of frames t - gap, t,
+    t + gap (bounded here by the uvs of every frame box from t - gap to t + gap); with
+    ``whole_downscale`` > 0 the whole atlas region is a sample too, downscaled that much per side.
+
+    Args:
+        extents: :func:`frame_uv_extents`.
+        resolution: R.
+        frame_gap: the crops' ``frame_gap``.
+        whole_downscale: the whole-atlas sample's downscale factor; 0: no such sample.
+    """
+    seen = ~torch.isnan(extents[:, 0])
+    if not bool(seen.any()):
+        return 0
+    gap = max(0, min(frame_gap, (extents.shape[0] - 1) // 2))
+    largest = 0
+    for centre in range(extents.shape[0]):
+        window = extents[max(0, centre - gap):centre + gap + 1]
+        window = window[~torch.isnan(window[:, 0])]
+        if window.shape[0]:
+            largest = max(largest, _box_pixels(window[:, :2].min(dim=0).values, window[:, 2:].max(dim=0).values,
+                                               resolution))
+    if whole_downscale > 0:
+        every = extents[seen]
+        whole = _box_pixels(every[:, :2].min(dim=0).values, every[:, 2:].max(dim=0).values, resolution)
+        largest = max(largest, math.ceil(whole / whole_downscale**2))
+    return largest
+
+
+def resolution_within(extents: torch.Tensor, resolution: int, frame_gap: int, whole_downscale: int,
+                      max_pixels: int, min_resolution: int) -> int:
+    """The largest atlas side at most ``resolution`` (and at least ``min_resolution``) whose
+    :func:`largest_generator_input` is at most ``max_pixels`` (0: no limit): ``resolution`` when it
+    already is. Pixels grow with R^2, so the search starts from R sqrt(max / pixels)."""
+    pixels = largest_generator_input(extents, resolution, frame_gap, whole_downscale)
+    if max_pixels <= 0 or pixels <= max_pixels:
+        return resolution
+    candidate = max(min_resolution, min(resolution, math.floor(resolution * math.sqrt(max_pixels / pixels))))
+    while candidate > min_resolution and largest_generator_input(extents, candidate, frame_gap,
+                                                                 whole_downscale) > max_pixels:
+        candidate = max(min_resolution, candidate - max(1, candidate // 100))
+    return candidate

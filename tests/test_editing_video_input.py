@@ -33,3 +33,41 @@ def test_frames_smaller_than_the_generator_are_a_run_error(tiny):
     cfg = video_config(tiny, **{"generator.num_scales": 5})  # needs 33 px; frames are 16 px high
     with pytest.raises(RunError, match="num_scales"):
         prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 5, CPU)
+
+
+def sampled_generator_inputs(video, cfg, min_size: int, draws: int = 200) -> list[int]:
+    """Atlas pixels of the generator's inputs over many training samples: each step's atlas crop,
+    and the whole-atlas sample after its downscale."""
+    from text2live_geo.data.atlas_crops import AtlasCropSampler
+
+    torch.manual_seed(0)
+    sampler = AtlasCropSampler(video, cfg.crops, min_size)
+    sizes = [sampler.sample(step).atlas_crop.shape[-2:].numel() for step in range(1, draws + 1)]
+    factor = cfg.crops.background_atlas_downscale if cfg.layer == "background" else 1
+    box = video.atlas_box
+    return sizes + [-(-box.width // factor) * -(-box.height // factor)]
+
+
+@pytest.mark.parametrize("layer", ["foreground", "background"])
+def test_the_atlas_side_is_lowered_until_no_training_pass_sees_more_than_max_crop_pixels(tiny, layer):
+    free = video_config(tiny, layer=layer, **{"atlas.resolution": 0, "atlas.max_crop_pixels": 0})
+    unlimited = prepare_atlas_video(tiny.atlas, tiny.frames, layer, free.atlas, 3, CPU, crops=free.crops)
+    largest = max(sampled_generator_inputs(unlimited, free, 9))
+    limit = largest // 3
+    cfg = video_config(tiny, layer=layer, **{"atlas.resolution": 0, "atlas.max_crop_pixels": limit})
+    bounded = prepare_atlas_video(tiny.atlas, tiny.frames, layer, cfg.atlas, 3, CPU, crops=cfg.crops)
+    assert bounded.resolution < unlimited.resolution
+    # a third of the pixels: about 1 / sqrt(3) of the side (the bound is a little conservative)
+    assert 0.45 * unlimited.resolution < bounded.resolution <= unlimited.resolution / 3**0.5 + 1
+    assert max(sampled_generator_inputs(bounded, cfg, 9)) <= limit
+    # the same frames and maps: only the atlas side changed
+    assert torch.equal(bounded.frames, unlimited.frames) and bounded.frames.dtype == torch.uint8
+
+
+def test_an_explicit_atlas_resolution_over_max_crop_pixels_is_refused_with_what_to_set(tiny):
+    cfg = video_config(tiny, layer="background", **{"atlas.resolution": 200, "atlas.max_crop_pixels": 1000})
+    with pytest.raises(RunError, match=r"atlas.resolution=200 .* atlas.max_crop_pixels=1000 .*atlas.resolution=0"):
+        prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 3, CPU, crops=cfg.crops)
+    fine = video_config(tiny, layer="background", **{"atlas.resolution": 200, "atlas.max_crop_pixels": 0})
+    assert prepare_atlas_video(tiny.atlas, tiny.frames, "background", fine.atlas, 3, CPU,
+                               crops=fine.crops).resolution == 200

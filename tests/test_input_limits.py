@@ -24,6 +24,7 @@ from text2live_geo.common.io import ImageTooLargeError, InputError, probe_image,
 from text2live_geo.common.video_io import (
     FrameLimitError,
     VideoStream,
+    frames_as_uint8,
     read_video,
     resize_frames,
     write_video,
@@ -235,7 +236,8 @@ def test_an_edit_reads_the_clip_at_the_atlas_size_and_renders_over_the_source_si
     _, frames = load_atlas_for_video(cfg, stream, torch.device("cpu"))
     full, _ = read_video(tmp_path / "frames48")
     assert frames.shape == (6, 3, 16, 24)
-    assert torch.equal(frames, resize_frames(full.frames, (16, 24)))  # as resizing the whole clip after
+    # as resizing the whole clip after, held in 8 bits
+    assert frames.dtype == torch.uint8 and torch.equal(frames, frames_as_uint8(resize_frames(full.frames, (16, 24))))
 
     # the final render composites over the input decoded again batch by batch: the same files as
     # compositing over the whole clip held in memory

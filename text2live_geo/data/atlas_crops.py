@@ -6,6 +6,7 @@ with their frame crops that each training step sees (`AtlasCropSampler`).
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -14,6 +15,7 @@ from atlas import AtlasMaps, Layer, PixelBox, sample_atlas, uv_bounding_box
 
 from ..augment import colour_jitter
 from ..common.runs import RunError
+from ..common.video_io import frames_as_float
 from ..config import AtlasCropConfig, DirectFrameInput
 
 __all__ = ["AtlasCropSampler", "AtlasSample", "AtlasVideo", "FrameCrop", "random_uniform"]
@@ -25,7 +27,8 @@ class AtlasVideo:
     """Everything about the input that a video edit precomputes once, on the run's device.
 
     Attributes:
-        frames: ``(N, 3, H, W)`` the input video at the atlas's frame size, in [0, 1].
+        frames: ``(N, 3, H, W)`` the input video at the atlas's frame size, uint8 (0..255): held for
+            the whole run, so a quarter of float32's memory; :meth:`frame_images` gives float.
         maps: per-frame uv maps ``(N, H, W, 2)`` and NLA alpha ``(N, 1, H, W)``.
         layer: the edited layer, "foreground" or "background".
         resolution: side R of the full baked atlas.
@@ -50,6 +53,10 @@ class AtlasVideo:
     @property
     def frames_with_box(self) -> list[int]:
         return [index for index, box in enumerate(self.frame_boxes) if box is not None]
+
+    def frame_images(self, frames: slice | Sequence[int]) -> torch.Tensor:
+        """The frames ``(B, 3, H, W)`` picked by ``frames`` (a slice or indices), float32 in [0, 1]."""
+        return frames_as_float(self.frames[frames if isinstance(frames, slice) else list(frames)])
 
 
 # ------------------------------------------------------------------ what one step sees
@@ -166,7 +173,7 @@ class AtlasCropSampler:
         uv_map, crops = video.maps.uv(video.layer), []
         for frame in frames:
             box = _random_sub_box(video.frame_boxes[frame], cfg.crop_min, self.min_size)
-            crops.append(FrameCrop(frame=frame, box=box, image=box.crop(video.frames[frame:frame + 1]),
+            crops.append(FrameCrop(frame=frame, box=box, image=frames_as_float(box.crop(video.frames[frame:frame + 1])),
                                    uv=uv_map[frame:frame + 1, box.top:box.bottom, box.left:box.right],
                                    nla_alpha=box.crop(video.maps.alpha[frame:frame + 1])))
         reached = uv_bounding_box(torch.cat([crop.uv.reshape(-1, 2) for crop in crops]), video.layer,

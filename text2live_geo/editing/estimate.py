@@ -164,7 +164,7 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
             start = _clock(device)
             atlas_video = prepare_atlas_video(atlas, frames, cfg.layer,
                                               dataclasses.replace(cfg.atlas, alpha_threshold=threshold),
-                                              cfg.generator.num_scales, device)
+                                              cfg.generator.num_scales, device, crops=cfg.crops)
             prepare = _clock(device) - start
             break
         except RunError:

@@ -254,7 +254,7 @@ class VideoEditor(GeneratorTraining):
         """Edited frames ``(B, 3, H, W)`` at the atlas's frame size (all frames by default)."""
         frames = range(self.video.num_frames) if frames is None else frames
         edit, visible = self.frame_edit(self.render_atlas(), frames)
-        original = self.video.frames[list(frames)]
+        original = self.video.frame_images(frames)
         return (1 - visible) * original + visible * edit
 
     # ---------------------------------------------------------------- checkpoints
@@ -318,7 +318,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         torch.manual_seed(cfg.seed)
         prepare_start = time.perf_counter()
         atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
-                                          progress=progress)
+                                          progress=progress, crops=cfg.crops)
         facts.update(video=video, atlas_path=atlas_path, psnr=psnr,
                      prepare_seconds=time.perf_counter() - prepare_start)
         del atlas  # the maps and the baked atlas crop are all the edit needs

@@ -13,8 +13,11 @@ from atlas import (
     Layer,
     LayeredAtlas,
     NoForegroundError,
+    frame_uv_extents,
+    largest_generator_input,
     layer_crop_regions,
     reconstruction_psnr,
+    resolution_within,
     suggested_resolution,
 )
 from atlas.format import RUN_ATLAS_FOLDER, load_atlas
@@ -22,8 +25,8 @@ from atlas.nla_format import CHECKPOINT_FILENAME, CONFIG_FILENAME
 
 from ..common.io import InputError
 from ..common.runs import RunError
-from ..common.video_io import Video, VideoStream, resize_frames
-from ..config import AtlasInputConfig, VideoEditConfig
+from ..common.video_io import Video, VideoStream, frames_as_float, frames_as_uint8, resize_frames
+from ..config import AtlasCropConfig, AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
 from ..generator import min_input_size
 
@@ -67,8 +70,10 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video | VideoStream, devic
         path: the atlas; None: ``cfg.atlas.checkpoint``.
 
     Returns:
-        The atlas (on ``device``) and the frames ``(N, 3, H, W)`` float32 at the atlas's size
-        (resized when the video's size differs, with a note).
+        The atlas (on ``device``) and the frames ``(N, 3, H, W)`` uint8 (0..255) at the atlas's size
+        (resized when the video's size differs, with a note): 8 bits like the decoded clip, a quarter
+        of float32's memory (0.28 GiB instead of 1.1 GiB for 300 frames of 768 x 432), which the
+        edit holds for its whole run.
 
     Raises:
         atlas.AtlasCheckpointError: missing or mismatched checkpoint (a user error).
@@ -78,7 +83,7 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video | VideoStream, devic
     path = Path(path if path is not None else cfg.atlas.checkpoint)
     atlas = load_atlas(path, device=device, num_frames=cfg.atlas.num_frames or None)
     if isinstance(video, VideoStream):
-        video = video.read((atlas.height, atlas.width))
+        video = video.read((atlas.height, atlas.width), eight_bit=True)
     count, expected = video.num_frames, atlas.num_frames
     if _is_nla_folder(path):
         config_path = path / CONFIG_FILENAME
@@ -102,12 +107,13 @@ def load_atlas_for_video(cfg: VideoEditConfig, video: Video | VideoStream, devic
         logger.info(f"note: the frames are {source_width}x{source_height} but the atlas was fitted at "
             f"{atlas.width}x{atlas.height}: the edit is trained on frames resized to {atlas.width}x{atlas.height} "
             f"and composited back at {source_width}x{source_height}")
-    return atlas, resize_frames(video.frames, (atlas.height, atlas.width))
+    return atlas, frames_as_uint8(resize_frames(video.frames, (atlas.height, atlas.width)))
 
 
 def sampled_reconstruction_psnr(atlas: LayeredAtlas, frames: torch.Tensor, count: int = 20000,
                                 seed: int = 0) -> float:
-    """PSNR (dB) of the atlas's reconstruction against ``frames`` ``(N, 3, H, W)`` on ``count`` random
+    """PSNR (dB) of the atlas's reconstruction against ``frames`` ``(N, 3, H, W)`` (uint8, or float in
+    [0, 1]) on ``count`` random
     pixels: a cheap check that the atlas belongs to the video (a full pass costs minutes)."""
     n, _, height, width = frames.shape
     generator = torch.Generator().manual_seed(seed)
@@ -116,27 +122,41 @@ def sampled_reconstruction_psnr(atlas: LayeredAtlas, frames: torch.Tensor, count
     y, x = within // width, within % width
     with torch.no_grad():
         predicted = atlas.query(x.float(), y.float(), t.float()).reconstruction.float().cpu()
-    target = frames.cpu()[t, :, y, x].float()
+    target = frames_as_float(frames.cpu()[t, :, y, x])
     return reconstruction_psnr(predicted, target)
 
 
 def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg: AtlasInputConfig,
-                        num_scales: int, device: torch.device, progress: bool = False) -> AtlasVideo:
+                        num_scales: int, device: torch.device, progress: bool = False,
+                        crops: AtlasCropConfig | None = None) -> AtlasVideo:
     """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
+
+    The atlas side R (``atlas.resolution``; 0: 2 atlas pixels per frame pixel) sets how many atlas
+    pixels the generator sees in a training pass, and its memory with them (the default generator
+    needs about 3 GiB per megapixel in a training pass on the CPU); that number depends on how far
+    the camera and the object move, not only on the frame size. When a pass could see more than
+    ``atlas.max_crop_pixels``, R follows the clip lowered until it fits (with a note), or, with an
+    explicit ``atlas.resolution``, the edit stops with one line saying what to set.
 
     Args:
         atlas: the layered atlas, on ``device``.
-        frames: ``(N, 3, H, W)`` input frames at the atlas's size (N, W, H of the atlas).
+        frames: ``(N, 3, H, W)`` input frames at the atlas's size (N, W, H of the atlas), uint8
+            (0..255) or float in [0, 1]; held as uint8.
         layer: "foreground" or "background".
-        atlas_cfg: an AtlasInputConfig (resolution, alpha_threshold, box_border, chunk_size).
+        atlas_cfg: an AtlasInputConfig (resolution, max_crop_pixels, alpha_threshold, box_border,
+            chunk_size).
         num_scales: generator scales; crops must be at least ``2^num_scales + 1`` pixels.
         device: the run's device.
         progress: tqdm bars for the (long, at full size) precomputes.
+        crops: the edit's AtlasCropConfig (frame_gap and the whole-atlas sample bound a pass's
+            atlas pixels); None: its defaults.
 
     Raises:
-        RunError: frames or atlas too small for the generator, or a foreground with no pixel
-            above the alpha threshold in any frame.
+        RunError: frames or atlas too small for the generator, a foreground with no pixel
+            above the alpha threshold in any frame, or an explicit resolution whose passes would
+            exceed ``atlas.max_crop_pixels``.
     """
+    crops = crops if crops is not None else AtlasCropConfig()
     min_size = min_input_size(num_scales)
     height, width = frames.shape[-2:]
     if min(height, width) < min_size:
@@ -153,9 +173,31 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
                                      atlas_cfg.box_border)
     except NoForegroundError as error:
         raise RunError(f"{error} (lower atlas.alpha_threshold, or edit layer=background)") from None
+    if atlas_cfg.max_crop_pixels < 0:
+        raise RunError(f"atlas.max_crop_pixels must be at least 0 (0: no limit), got {atlas_cfg.max_crop_pixels}")
+    if atlas_cfg.max_crop_pixels:
+        # the frame boxes are in frame pixels: the same at every R, so the uv extents are measured once
+        extents = frame_uv_extents(maps, layer, regions.frame_boxes)
+        whole_downscale = 0 if crops.full_atlas_every <= 0 else (
+            max(1, crops.background_atlas_downscale) if layer == Layer.background else 1)
+        largest = largest_generator_input(extents, resolution, crops.frame_gap, whole_downscale)
+        if largest > atlas_cfg.max_crop_pixels:
+            if atlas_cfg.resolution:
+                raise RunError(f"atlas.resolution={resolution} gives training passes over up to {largest} atlas "
+                               f"pixels, more than atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (the generator's "
+                               f"memory grows with them): set atlas.resolution=0 (follows the clip, within the "
+                               f"limit), a lower atlas.resolution, or a higher atlas.max_crop_pixels (0: no limit)")
+            lowered = resolution_within(extents, resolution, crops.frame_gap, whole_downscale,
+                                        atlas_cfg.max_crop_pixels, min_size)
+            logger.info(f"note: atlas side {resolution} -> {lowered}: at {resolution} a training pass would see up to "
+                        f"{largest} atlas pixels, over atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (raise it, "
+                        f"or set atlas.resolution={resolution}, if memory allows)")
+            resolution = lowered
+            regions = layer_crop_regions(maps, layer, resolution, min_size, atlas_cfg.alpha_threshold,
+                                         atlas_cfg.box_border)
     # a thin region (a nearly static layer) is padded so the generator can run on it
     atlas_box = regions.atlas_box.padded_to(min_size, resolution, resolution)
     atlas_image = atlas.bake(layer, resolution, device=device, chunk_size=atlas_cfg.chunk_size,
                              box=atlas_box, progress=progress)[None]
-    return AtlasVideo(frames=frames.to(device), maps=maps, layer=layer, resolution=resolution,
+    return AtlasVideo(frames=frames_as_uint8(frames).to(device), maps=maps, layer=layer, resolution=resolution,
                       frame_boxes=regions.frame_boxes, atlas_box=atlas_box, atlas_image=atlas_image)
