@@ -23,7 +23,7 @@ _EXPORTS = {
     "uv_to_atlas_pixels": "coordinates", "uv_to_grid": "coordinates",
     "LayerCropRegions": "crops", "NoForegroundError": "crops", "atlas_region": "crops",
     "foreground_frame_boxes": "crops", "layer_crop_regions": "crops", "suggested_resolution": "crops",
-    "frame_uv_extents": "crops", "largest_generator_input": "crops", "resolution_within": "crops",
+    "frame_uv_extents": "crops", "region_pixels": "crops", "resolution_within": "crops",
     "Layer": "layers", "layer_uv_offset": "layers",
     "AtlasMaps": "model", "AtlasQuery": "model", "LayeredAtlas": "model", "NeuralAtlas": "model",
     "IMLP": "networks", "encoding_frequencies": "networks", "positional_encoding": "networks",

@@ -26,8 +26,8 @@ __all__ = [
     "atlas_region",
     "foreground_frame_boxes",
     "frame_uv_extents",
-    "largest_generator_input",
     "layer_crop_regions",
+    "region_pixels",
     "resolution_within",
     "suggested_resolution",
 ]
@@ -241,47 +241,25 @@ def _box_pixels(low: torch.Tensor, high: torch.Tensor, resolution: int) -> int:
     return sides[0] * sides[1]
 
 
-def largest_generator_input(extents: torch.Tensor, resolution: int, frame_gap: int,
-                            whole_downscale: int = 0) -> int:
-    """An upper bound on the atlas pixels the editor's generator sees in one training pass at
-    atlas side ``resolution``: a step's atlas crop covers the uvs of crops of frames t - gap, t,
-    t + gap (bounded here by the uvs of every frame box from t - gap to t + gap); with
-    ``whole_downscale`` > 0 the whole atlas region is a sample too, downscaled that much per side.
-
-    Args:
-        extents: :func:`frame_uv_extents`.
-        resolution: R.
-        frame_gap: the crops' ``frame_gap``.
-        whole_downscale: the whole-atlas sample's downscale factor; 0: no such sample.
-    """
-    seen = ~torch.isnan(extents[:, 0])
-    if not bool(seen.any()):
+def region_pixels(extents: torch.Tensor, resolution: int) -> int:
+    """Pixels of the atlas region (:func:`atlas_region`) at atlas side ``resolution``: the box of the
+    uvs of every frame box, from the per-frame ``extents`` of :func:`frame_uv_extents` (0 when no
+    frame has a box). Every training crop of the edit lies inside it, and the final render runs the
+    generator on all of it, so it bounds every generator pass of an edit."""
+    seen = extents[~torch.isnan(extents[:, 0])]
+    if not seen.shape[0]:
         return 0
-    gap = max(0, min(frame_gap, (extents.shape[0] - 1) // 2))
-    largest = 0
-    for centre in range(extents.shape[0]):
-        window = extents[max(0, centre - gap):centre + gap + 1]
-        window = window[~torch.isnan(window[:, 0])]
-        if window.shape[0]:
-            largest = max(largest, _box_pixels(window[:, :2].min(dim=0).values, window[:, 2:].max(dim=0).values,
-                                               resolution))
-    if whole_downscale > 0:
-        every = extents[seen]
-        whole = _box_pixels(every[:, :2].min(dim=0).values, every[:, 2:].max(dim=0).values, resolution)
-        largest = max(largest, math.ceil(whole / whole_downscale**2))
-    return largest
+    return _box_pixels(seen[:, :2].min(dim=0).values, seen[:, 2:].max(dim=0).values, resolution)
 
 
-def resolution_within(extents: torch.Tensor, resolution: int, frame_gap: int, whole_downscale: int,
-                      max_pixels: int, min_resolution: int) -> int:
+def resolution_within(extents: torch.Tensor, resolution: int, max_pixels: int, min_resolution: int) -> int:
     """The largest atlas side at most ``resolution`` (and at least ``min_resolution``) whose
-    :func:`largest_generator_input` is at most ``max_pixels`` (0: no limit): ``resolution`` when it
-    already is. Pixels grow with R^2, so the search starts from R sqrt(max / pixels)."""
-    pixels = largest_generator_input(extents, resolution, frame_gap, whole_downscale)
+    :func:`region_pixels` is at most ``max_pixels`` (0: no limit): ``resolution`` when it already
+    is. Pixels grow with R^2, so the search starts from R sqrt(max / pixels)."""
+    pixels = region_pixels(extents, resolution)
     if max_pixels <= 0 or pixels <= max_pixels:
         return resolution
     candidate = max(min_resolution, min(resolution, math.floor(resolution * math.sqrt(max_pixels / pixels))))
-    while candidate > min_resolution and largest_generator_input(extents, candidate, frame_gap,
-                                                                 whole_downscale) > max_pixels:
+    while candidate > min_resolution and region_pixels(extents, candidate) > max_pixels:
         candidate = max(min_resolution, candidate - max(1, candidate // 100))
     return candidate

@@ -123,8 +123,7 @@ def main(argv=None) -> dict:
 
     atlas.precompute_maps = timed_precompute
     start = clock()
-    video = prepare_atlas_video(atlas, frames, args.layer, cfg.atlas, cfg.generator.num_scales, device,
-                                crops=cfg.crops)
+    video = prepare_atlas_video(atlas, frames, args.layer, cfg.atlas, cfg.generator.num_scales, device)
     prepare = clock() - start
     box = video.atlas_box
     figures["atlas_region_px"] = f"{box.width} x {box.height}"

@@ -170,7 +170,7 @@ def masked_source(clip) -> list[dict]:
                 "crops.direct_frame=false", "crops.full_atlas_every=0", "clip.n_aug=8"])
             torch.manual_seed(0)
             video = prepare_atlas_video(tiny.atlas, tiny.frames, cfg.layer, cfg.atlas, cfg.generator.num_scales,
-                                        torch.device("cpu"), progress=False, crops=cfg.crops)
+                                        torch.device("cpu"), progress=False)
             editor = VideoEditor(cfg, video, clip, torch.device("cpu"))
             with torch.no_grad():  # a fully transparent edit layer: the unedited video
                 editor.generator.head.weight[3].zero_()

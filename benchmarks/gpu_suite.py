@@ -126,8 +126,7 @@ def video_worker(args, device) -> dict:
     shift = torch.arange(count, device=device).view(-1, 1, 1, 1) / count
     frames = torch.cat([(0.2 + 0.6 * xs + 0.2 * shift).expand(-1, 1, height, -1), ys.expand(count, 1, -1, width),
                         0.5 + 0.4 * torch.sin(8 * xs + 3 * ys + 6 * shift)], dim=1).clamp(0, 1)
-    video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
-                                crops=cfg.crops)
+    video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device)
     del atlas
     torch.manual_seed(0)
     editor = VideoEditor(cfg, video, clip, device)

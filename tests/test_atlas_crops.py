@@ -11,8 +11,9 @@ from atlas import (
     atlas_region,
     foreground_frame_boxes,
     frame_uv_extents,
-    largest_generator_input,
     layer_crop_regions,
+    region_pixels,
+    resolution_within,
     uv_bounding_box,
 )
 from atlas.testing import make_tiny_atlas
@@ -107,24 +108,19 @@ def test_median_of_chunks_equals_numpys():
     assert median(lambda: iter([np.zeros(0, np.float32)])) is None
 
 
-def test_largest_generator_input_bounds_every_window_of_frames_exactly_like_uv_bounding_box(tiny):
+def test_region_pixels_from_the_frame_extents_equal_the_atlas_region_at_every_side(tiny):
     maps = tiny.atlas.precompute_maps(torch.device("cpu"))
     boxes = foreground_frame_boxes(maps.alpha, 0.95, 2, 1)
     extents = frame_uv_extents(maps, Layer.foreground, boxes)
     assert torch.isnan(extents[[i for i, box in enumerate(boxes) if box is None], 0]).all()
-    for resolution in (40, 97, 300):
-        # independently: the box of the uvs inside the boxes of frames t-1..t+1, for every t
-        expected = 0
-        for centre in range(maps.num_frames):
-            mask = torch.zeros(maps.uv(Layer.foreground).shape[:3], dtype=torch.bool)
-            for frame in range(max(0, centre - 1), min(maps.num_frames, centre + 2)):
-                if boxes[frame] is not None:
-                    box = boxes[frame]
-                    mask[frame, box.top:box.bottom, box.left:box.right] = True
-            found = uv_bounding_box(maps.uv(Layer.foreground), Layer.foreground, resolution, mask)
-            if found is not None:
-                expected = max(expected, found.width * found.height)
-        assert largest_generator_input(extents, resolution, frame_gap=1) == expected
-        whole = atlas_region(maps, Layer.foreground, resolution, boxes)
-        assert largest_generator_input(extents, resolution, 1, whole_downscale=1) == \
-            max(expected, whole.width * whole.height)
+    for resolution in (40, 97, 300, 1001):
+        whole = atlas_region(maps, Layer.foreground, resolution, boxes)  # from every uv, independently
+        assert region_pixels(extents, resolution) == whole.width * whole.height
+    background = frame_uv_extents(maps, Layer.background, [PixelBox(0, 0, maps.width, maps.height)] * maps.num_frames)
+    whole = atlas_region(maps, Layer.background, 300)
+    assert region_pixels(background, 300) == whole.width * whole.height
+    # the largest side within a limit: within it, and one more pixel of side is not
+    limit = region_pixels(extents, 300) // 4
+    side = resolution_within(extents, 300, limit, 9)
+    assert region_pixels(extents, side) <= limit < region_pixels(extents, side + 1)
+    assert resolution_within(extents, 300, 0, 9) == 300  # 0: no limit

@@ -35,31 +35,30 @@ def test_frames_smaller_than_the_generator_are_a_run_error(tiny):
         prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 5, CPU)
 
 
-def sampled_generator_inputs(video, cfg, min_size: int, draws: int = 200) -> list[int]:
-    """Atlas pixels of the generator's inputs over many training samples: each step's atlas crop,
-    and the whole-atlas sample after its downscale."""
+def sampled_atlas_crops(video, cfg, min_size: int, draws: int = 200) -> list[int]:
+    """Atlas pixels of the generator's input over many training samples (each step's atlas crop)."""
     from text2live_geo.data.atlas_crops import AtlasCropSampler
 
     torch.manual_seed(0)
     sampler = AtlasCropSampler(video, cfg.crops, min_size)
-    sizes = [sampler.sample(step).atlas_crop.shape[-2:].numel() for step in range(1, draws + 1)]
-    factor = cfg.crops.background_atlas_downscale if cfg.layer == "background" else 1
-    box = video.atlas_box
-    return sizes + [-(-box.width // factor) * -(-box.height // factor)]
+    return [sampler.sample(step).atlas_crop.shape[-2:].numel() for step in range(1, draws + 1)]
 
 
 @pytest.mark.parametrize("layer", ["foreground", "background"])
-def test_the_atlas_side_is_lowered_until_no_training_pass_sees_more_than_max_crop_pixels(tiny, layer):
+def test_the_atlas_side_is_lowered_until_the_region_to_edit_has_at_most_max_crop_pixels(tiny, layer, caplog):
     free = video_config(tiny, layer=layer, **{"atlas.resolution": 0, "atlas.max_crop_pixels": 0})
-    unlimited = prepare_atlas_video(tiny.atlas, tiny.frames, layer, free.atlas, 3, CPU, crops=free.crops)
-    largest = max(sampled_generator_inputs(unlimited, free, 9))
-    limit = largest // 3
+    unlimited = prepare_atlas_video(tiny.atlas, tiny.frames, layer, free.atlas, 3, CPU)
+    region = unlimited.atlas_box.width * unlimited.atlas_box.height
+    limit = region // 3
     cfg = video_config(tiny, layer=layer, **{"atlas.resolution": 0, "atlas.max_crop_pixels": limit})
-    bounded = prepare_atlas_video(tiny.atlas, tiny.frames, layer, cfg.atlas, 3, CPU, crops=cfg.crops)
-    assert bounded.resolution < unlimited.resolution
-    # a third of the pixels: about 1 / sqrt(3) of the side (the bound is a little conservative)
-    assert 0.45 * unlimited.resolution < bounded.resolution <= unlimited.resolution / 3**0.5 + 1
-    assert max(sampled_generator_inputs(bounded, cfg, 9)) <= limit
+    with caplog.at_level("INFO"):
+        bounded = prepare_atlas_video(tiny.atlas, tiny.frames, layer, cfg.atlas, 3, CPU)
+    assert f"atlas side {unlimited.resolution} -> {bounded.resolution}" in caplog.text
+    # a third of the pixels: about 1 / sqrt(3) of the side
+    assert 0.5 * unlimited.resolution < bounded.resolution <= unlimited.resolution / 3**0.5 + 1
+    assert bounded.atlas_box.width * bounded.atlas_box.height <= limit  # what the final render runs on
+    # every training crop within it, where unbounded crops went over it
+    assert max(sampled_atlas_crops(bounded, cfg, 9)) <= limit < max(sampled_atlas_crops(unlimited, free, 9))
     # the same frames and maps: only the atlas side changed
     assert torch.equal(bounded.frames, unlimited.frames) and bounded.frames.dtype == torch.uint8
 
@@ -67,7 +66,6 @@ def test_the_atlas_side_is_lowered_until_no_training_pass_sees_more_than_max_cro
 def test_an_explicit_atlas_resolution_over_max_crop_pixels_is_refused_with_what_to_set(tiny):
     cfg = video_config(tiny, layer="background", **{"atlas.resolution": 200, "atlas.max_crop_pixels": 1000})
     with pytest.raises(RunError, match=r"atlas.resolution=200 .* atlas.max_crop_pixels=1000 .*atlas.resolution=0"):
-        prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 3, CPU, crops=cfg.crops)
+        prepare_atlas_video(tiny.atlas, tiny.frames, "background", cfg.atlas, 3, CPU)
     fine = video_config(tiny, layer="background", **{"atlas.resolution": 200, "atlas.max_crop_pixels": 0})
-    assert prepare_atlas_video(tiny.atlas, tiny.frames, "background", fine.atlas, 3, CPU,
-                               crops=fine.crops).resolution == 200
+    assert prepare_atlas_video(tiny.atlas, tiny.frames, "background", fine.atlas, 3, CPU).resolution == 200

@@ -236,10 +236,10 @@ class AtlasInputConfig:
     alpha_threshold: float = 0.95  # foreground pixels: NLA alpha above this
     box_border: int = 30  # foreground frame boxes grow by this many pixels per side
     chunk_size: int = 65536  # pixels per atlas-network evaluation (lower it if memory is short)
-    # the generator's memory grows with its input (default generator: ~3 GiB per megapixel, measured): with
-    # resolution 0 the atlas side is lowered until a training pass sees at most this many atlas pixels (a step's
-    # atlas crop, the whole-atlas sample); an explicit resolution over it is refused (0: no limit)
-    max_crop_pixels: int = 1_000_000  # most atlas pixels a training pass's generator sees (0: no limit)
+    # the generator runs on the atlas region to edit (crops of it in training, all of it in the final render) and its
+    # memory grows with its pixels (default generator: ~3 GiB per megapixel, measured): with resolution 0 the side is
+    # lowered until the region has at most this many pixels; an explicit resolution over it is refused
+    max_crop_pixels: int = 1_000_000  # most pixels of the atlas region the generator edits (0: no limit)
 
 
 class DirectFrameInput(Choice):

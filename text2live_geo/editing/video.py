@@ -318,7 +318,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         torch.manual_seed(cfg.seed)
         prepare_start = time.perf_counter()
         atlas_video = prepare_atlas_video(atlas, frames, cfg.layer, cfg.atlas, cfg.generator.num_scales, device,
-                                          progress=progress, crops=cfg.crops)
+                                          progress=progress)
         facts.update(video=video, atlas_path=atlas_path, psnr=psnr,
                      prepare_seconds=time.perf_counter() - prepare_start)
         del atlas  # the maps and the baked atlas crop are all the edit needs

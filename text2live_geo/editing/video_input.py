@@ -14,9 +14,9 @@ from atlas import (
     LayeredAtlas,
     NoForegroundError,
     frame_uv_extents,
-    largest_generator_input,
     layer_crop_regions,
     reconstruction_psnr,
+    region_pixels,
     resolution_within,
     suggested_resolution,
 )
@@ -26,7 +26,7 @@ from atlas.nla_format import CHECKPOINT_FILENAME, CONFIG_FILENAME
 from ..common.io import InputError
 from ..common.runs import RunError
 from ..common.video_io import Video, VideoStream, frames_as_float, frames_as_uint8, resize_frames
-from ..config import AtlasCropConfig, AtlasInputConfig, VideoEditConfig
+from ..config import AtlasInputConfig, VideoEditConfig
 from ..data.atlas_crops import AtlasVideo
 from ..generator import min_input_size
 
@@ -127,16 +127,16 @@ def sampled_reconstruction_psnr(atlas: LayeredAtlas, frames: torch.Tensor, count
 
 
 def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer, atlas_cfg: AtlasInputConfig,
-                        num_scales: int, device: torch.device, progress: bool = False,
-                        crops: AtlasCropConfig | None = None) -> AtlasVideo:
+                        num_scales: int, device: torch.device, progress: bool = False) -> AtlasVideo:
     """Precompute uv maps and alpha, the regions worth editing, and bake the layer's atlas crop.
 
-    The atlas side R (``atlas.resolution``; 0: 2 atlas pixels per frame pixel) sets how many atlas
-    pixels the generator sees in a training pass, and its memory with them (the default generator
-    needs about 3 GiB per megapixel in a training pass on the CPU); that number depends on how far
-    the camera and the object move, not only on the frame size. When a pass could see more than
-    ``atlas.max_crop_pixels``, R follows the clip lowered until it fits (with a note), or, with an
-    explicit ``atlas.resolution``, the edit stops with one line saying what to set.
+    The atlas side R (``atlas.resolution``; 0: 2 atlas pixels per frame pixel) sets the pixels of the
+    atlas region the edit covers, which the generator runs on (its crops in training, all of it in the
+    final render), and so its memory (the default generator: about 3 GiB per megapixel on the CPU,
+    measured); how large the region is depends on how far the camera and the object move, not only
+    on the frame size. Over ``atlas.max_crop_pixels``, R follows the clip lowered until the region
+    fits (with a note), or, with an explicit ``atlas.resolution``, the edit stops with one line
+    saying what to set.
 
     Args:
         atlas: the layered atlas, on ``device``.
@@ -148,15 +148,12 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
         num_scales: generator scales; crops must be at least ``2^num_scales + 1`` pixels.
         device: the run's device.
         progress: tqdm bars for the (long, at full size) precomputes.
-        crops: the edit's AtlasCropConfig (frame_gap and the whole-atlas sample bound a pass's
-            atlas pixels); None: its defaults.
 
     Raises:
         RunError: frames or atlas too small for the generator, a foreground with no pixel
-            above the alpha threshold in any frame, or an explicit resolution whose passes would
-            exceed ``atlas.max_crop_pixels``.
+            above the alpha threshold in any frame, or an explicit resolution whose atlas region
+            would exceed ``atlas.max_crop_pixels``.
     """
-    crops = crops if crops is not None else AtlasCropConfig()
     min_size = min_input_size(num_scales)
     height, width = frames.shape[-2:]
     if min(height, width) < min_size:
@@ -178,19 +175,16 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
     if atlas_cfg.max_crop_pixels:
         # the frame boxes are in frame pixels: the same at every R, so the uv extents are measured once
         extents = frame_uv_extents(maps, layer, regions.frame_boxes)
-        whole_downscale = 0 if crops.full_atlas_every <= 0 else (
-            max(1, crops.background_atlas_downscale) if layer == Layer.background else 1)
-        largest = largest_generator_input(extents, resolution, crops.frame_gap, whole_downscale)
-        if largest > atlas_cfg.max_crop_pixels:
+        pixels = region_pixels(extents, resolution)
+        if pixels > atlas_cfg.max_crop_pixels:
             if atlas_cfg.resolution:
-                raise RunError(f"atlas.resolution={resolution} gives training passes over up to {largest} atlas "
-                               f"pixels, more than atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (the generator's "
-                               f"memory grows with them): set atlas.resolution=0 (follows the clip, within the "
+                raise RunError(f"atlas.resolution={resolution} gives an atlas region of {pixels} pixels to edit, more "
+                               f"than atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (the generator runs on it, and "
+                               f"its memory grows with it): set atlas.resolution=0 (follows the clip, within the "
                                f"limit), a lower atlas.resolution, or a higher atlas.max_crop_pixels (0: no limit)")
-            lowered = resolution_within(extents, resolution, crops.frame_gap, whole_downscale,
-                                        atlas_cfg.max_crop_pixels, min_size)
-            logger.info(f"note: atlas side {resolution} -> {lowered}: at {resolution} a training pass would see up to "
-                        f"{largest} atlas pixels, over atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (raise it, "
+            lowered = resolution_within(extents, resolution, atlas_cfg.max_crop_pixels, min_size)
+            logger.info(f"note: atlas side {resolution} -> {lowered}: at {resolution} the atlas region to edit would "
+                        f"have {pixels} pixels, over atlas.max_crop_pixels={atlas_cfg.max_crop_pixels} (raise it, "
                         f"or set atlas.resolution={resolution}, if memory allows)")
             resolution = lowered
             regions = layer_crop_regions(maps, layer, resolution, min_size, atlas_cfg.alpha_threshold,
