@@ -19,7 +19,9 @@ child of a large driver would start from the driver's size.
 - ``edit``: ``text2live_geo.edit_video`` with the shipped toy CLIP (``data/toy_clip``), 2 steps, a
   small generator, the background layer, the atlas the fit row fitted to the same frames
   (``atlas.checkpoint``; without a fit row it fits its own first, in the same process) and the
-  final render at the clip's own size.
+  final render at the clip's own size;
+- ``edit-default``: the same edit with the shipped generator and CLIP views (the generator's own
+  memory follows the atlas region it edits, bounded by ``atlas.max_crop_pixels``).
 
 each with every frame of the clip kept and with only the first half kept (``video.max_frames``):
 the difference is what the frames kept cost; the source size and length cost nothing beyond
@@ -50,7 +52,7 @@ ROOT = HERE.parent
 #: the checkout the project is imported from: this one, or --compare-tree's in its children
 sys.path.insert(0, os.environ.get("BENCH_INPUT_MEMORY_TREE", str(ROOT)))
 
-KINDS = ("ffmpeg", "imports", "read", "fit", "edit")
+KINDS = ("ffmpeg", "imports", "read", "fit", "edit", "edit-default")
 CHILDREN = (*KINDS, "make-clip")
 
 
@@ -150,19 +152,21 @@ def child(args) -> dict:
                                                    work / f"fit-{args.max_frames}"), progress=False)
         facts.update(frames=result.summary["frames"], size=[result.summary["width"], result.summary["height"]],
                      psnr_db=result.summary["psnr_db"], atlas=str(result.atlas_dir))
-    elif args.child == "edit":
+    elif args.child in ("edit", "edit-default"):
         from text2live_geo import edit_video
 
         overrides = fit_overrides(args.clip, args.max_frames, args.long_side, args.iterations,
-                                  work / f"edit-{args.max_frames}")
-        overrides += [f"clip.model={ROOT / 'data' / 'toy_clip'}", "steps=2", "generator.num_scales=3",
-                      "generator.channels=8", "clip.n_aug=2", "layer=background", "snapshot_every=0",
+                                  work / f"{args.child}-{args.max_frames}")
+        overrides += [f"clip.model={ROOT / 'data' / 'toy_clip'}", "steps=2", "layer=background", "snapshot_every=0",
                       "text.src=striped background", "text.comp=blue background", "text.screen=blue background"]
+        if args.child == "edit":  # what the input costs, with a generator that costs little itself
+            overrides += ["generator.num_scales=3", "generator.channels=8", "clip.n_aug=2"]
         if args.atlas:
             overrides.append(f"atlas.checkpoint={args.atlas}")
         result = edit_video(None, overrides, progress=False)
         facts.update(frames=result.summary["frames"], size=[result.summary["width"], result.summary["height"]],
-                     atlas_size=[result.summary["atlas_width"], result.summary["atlas_height"]])
+                     atlas_size=[result.summary["atlas_width"], result.summary["atlas_height"]],
+                     atlas_box=result.summary["atlas_box"], atlas_resolution=result.summary.get("atlas_resolution"))
     facts["seconds"] = round(time.perf_counter() - start, 1)
     facts["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return facts
@@ -213,7 +217,7 @@ def main(argv=None) -> int:
         fitted: dict[int, str] = {}  # frames kept -> the fit row's atlas, for the edit row
         for kind in args.rows:
             for count in ([0] if kind in ("imports", "ffmpeg") else kept):
-                atlas = fitted.get(count, args.edit_atlas) if kind == "edit" else ""
+                atlas = fitted.get(count, args.edit_atlas) if kind.startswith("edit") else ""
                 facts = measure(kind, clip, count, args, atlas=atlas)
                 if kind == "fit" and "atlas" in facts:
                     fitted[count] = facts["atlas"]

@@ -347,6 +347,7 @@ def edit_video(config_path: str | Path | None = None, overrides: Sequence[str] =
         "frames": atlas_video.num_frames, "width": video.width, "height": video.height, "fps": fps,
         "atlas_width": atlas_video.frames.shape[-1], "atlas_height": atlas_video.frames.shape[-2],
         "layer": cfg.layer, "steps": editor.step,
+        "atlas_resolution": atlas_video.resolution,  # R of the baked atlas (atlas.resolution, or followed the clip)
         "atlas_box": list(map(int, (box.left, box.top, box.right, box.bottom))),
         "frames_without_foreground": atlas_video.num_frames - len(atlas_video.frames_with_box),
         "atlas": str(facts["atlas_path"]),
