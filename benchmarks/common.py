@@ -6,10 +6,11 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
+
+from text2live_geo.common.timing import synchronize, time_calls  # noqa: F401 (synchronize re-exported)
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_B32_CONFIG = ROOT / "configs" / "clip" / "vit-b-32.json"
@@ -43,20 +44,6 @@ def peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 30
 
 
-def synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def timed(function, device: torch.device, repeats: int, warmup: int = 1) -> float:
     """Median seconds of `function()` over `repeats` runs after `warmup` runs."""
-    for _ in range(warmup):
-        function()
-    times = []
-    for _ in range(repeats):
-        synchronize(device)
-        start = time.perf_counter()
-        function()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return statistics.median(time_calls(function, device, repeats, warmup))

@@ -22,7 +22,6 @@ import dataclasses
 import logging
 import resource
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,6 +31,7 @@ from ..clip import ClipGuide
 from ..common.config import load_config
 from ..common.eta import duration_text
 from ..common.runs import RunError, select_device
+from ..common.timing import device_clock, time_calls
 from ..common.video_io import VideoStream, video_name
 from ..config import VideoEditConfig
 from .run import check_texts
@@ -51,12 +51,6 @@ def _peak_gib(device: torch.device) -> float:
         return torch.cuda.max_memory_allocated(device) / 2 ** 30
     scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 30
-
-
-def _clock(device: torch.device) -> float:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter()
 
 
 def _cached_atlas(cfg: VideoEditConfig) -> Path | None:
@@ -87,22 +81,22 @@ def _fit_estimate(cfg: VideoEditConfig, device: torch.device, iterations: int) -
     count = min(frames, PREFIX_FRAMES)
     prefix = dataclasses.replace(clip, frames=clip.frames[:count], names=clip.names[:count],
                                  masks=None if clip.masks is None else clip.masks[:count])
-    start = _clock(device)
+    start = device_clock(device)
     prepared = prepare_clip(atlas_cfg, prefix)
-    flow_seconds = _clock(device) - start
+    flow_seconds = device_clock(device) - start
     masks = None if prepared.masks is None else prepared.masks.float()
     torch.manual_seed(cfg.seed)
-    start = _clock(device)
+    start = device_clock(device)
     atlas = build_atlas(cfg.fit, ClipData(prefix.frames, masks, prepared.flows)).to(device)
     data = ClipData(prefix.frames.to(device), None if masks is None else masks.to(device), prepared.flows)
     fitter = AtlasFitter(atlas, data, cfg.fit, seed=cfg.seed)
-    init_seconds = _clock(device) - start
+    init_seconds = device_clock(device) - start
     fit_cfg = fitter.cfg
     times: list[float] = []
-    last = [_clock(device)]
+    last = [device_clock(device)]
 
     def on_record(record: dict) -> None:
-        now = _clock(device)
+        now = device_clock(device)
         times.append(now - last[0])
         last[0] = now
         if len(times) >= iterations + 1:
@@ -161,11 +155,11 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
                                                                         reverse=True)
     for threshold in thresholds:
         try:
-            start = _clock(device)
+            start = device_clock(device)
             atlas_video = prepare_atlas_video(atlas, frames, cfg.layer,
                                               dataclasses.replace(cfg.atlas, alpha_threshold=threshold),
                                               cfg.generator.num_scales, device, crops=cfg.crops)
-            prepare = _clock(device) - start
+            prepare = device_clock(device) - start
             break
         except RunError:
             if threshold == thresholds[-1]:
@@ -175,12 +169,8 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
     del atlas
     editor = VideoEditor(cfg, atlas_video, guide, device)
     editor.step = 1  # step 0 also trains on the whole atlas (as every crops.full_atlas_every-th step)
-    editor.training_step()  # warm-up: lazy set-up, allocator growth
-    times = []
-    for _ in range(timed_steps):
-        start = _clock(device)
-        editor.training_step()
-        times.append(_clock(device) - start)
+    # one untimed step first (warm-up: lazy set-up, allocator growth)
+    times = time_calls(editor.training_step, device, timed_steps, warmup=1)
     figures["step_seconds"] = times
     figures["seconds_per_step"] = sorted(times)[len(times) // 2]
     figures["expected_seconds"] = figures["fit_seconds"] + figures["prepare_seconds"] + cfg.steps * \
