@@ -291,9 +291,10 @@ def _uint8(images: np.ndarray) -> np.ndarray:
 
 
 def write_case(case: Case, folder: Path) -> Path:
-    """Write the clip's frames (`frames/00000.png ...`, what the edit reads) and its ground truth
-    (`truth.npz`: masks, bare background as 8-bit like the frames, flow, flow_visible); returns
-    the folder. Skipped when the folder already holds them."""
+    """Write the clip's frames (`frames/00000.png ...`, what the edit reads), its exact masks
+    (`masks/00000.png ...`, for `--fit-masks exact`) and its ground truth (`truth.npz`: masks,
+    bare background as 8-bit like the frames, flow, flow_visible); returns the folder. Skipped when
+    the folder already holds them."""
     from PIL import Image
 
     folder.mkdir(parents=True, exist_ok=True)
@@ -301,8 +302,10 @@ def write_case(case: Case, folder: Path) -> Path:
         return folder
     clip = render_clip(case.clip)
     (folder / "frames").mkdir(exist_ok=True)
-    for t, image in enumerate(_uint8(clip.frames).transpose(0, 2, 3, 1)):
+    (folder / "masks").mkdir(exist_ok=True)
+    for t, (image, mask) in enumerate(zip(_uint8(clip.frames).transpose(0, 2, 3, 1), clip.masks)):
         Image.fromarray(image).save(folder / "frames" / f"{t:05d}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255, mode="L").save(folder / "masks" / f"{t:05d}.png")
     temporary = folder / "truth.tmp.npz"
     np.savez_compressed(temporary, masks=clip.masks, background=_uint8(clip.background), flow=clip.flow,
                         flow_visible=clip.flow_visible)
@@ -547,10 +550,16 @@ def check_default(values: dict, args) -> dict:
             "shipped": "load_config(VideoEditConfig): the dataclass defaults (= configs/video/base.yaml)"}
 
 
-def curve_points(budget: int, args) -> tuple[list[int], bool]:
-    """The step counts a row is judged at: --curve up to its budget, and the budget; all capped at
+def step_cap(name: str, args) -> int:
+    """The row's --max-steps (NAME=N for the row, else N for every row; 0: none)."""
+    caps = dict(item.split("=", 1) if "=" in item else ("", item) for item in args.max_steps)
+    return int(caps.get(name, caps.get("", 0)))
+
+
+def curve_points(name: str, budget: int, args) -> tuple[list[int], bool]:
+    """The step counts a row is judged at: --curve up to its budget, and the budget; capped at its
     --max-steps (then the second value is True: the row is truncated)."""
-    cap = min(budget, args.max_steps) if args.max_steps else budget
+    cap = min(budget, step_cap(name, args)) if step_cap(name, args) else budget
     points = sorted({s for s in args.curve if 0 < s < cap} | {cap})
     return points, cap < budget
 
@@ -641,7 +650,8 @@ class Progress:
             self.step_seconds.setdefault(setting, []).append(train / steps)
         self.overhead.append(overhead)
 
-    def eta(self, left: list[tuple], fits_left: int) -> str:
+    def eta(self, left: list[tuple], points_left: int, fits_left: int) -> str:
+        """`left`: (setting, steps still to train) per unfinished curve; `points_left`: calls left."""
         if not self.overhead:
             return "ETA after the first curve point"
         known = [v for values in self.step_seconds.values() for v in values]
@@ -650,7 +660,7 @@ class Progress:
         for setting, steps in left:
             per_step = self.step_seconds.get(setting)
             seconds += steps * (sum(per_step) / len(per_step) if per_step else fallback)
-            seconds += sum(self.overhead) / len(self.overhead)
+        seconds += points_left * sum(self.overhead) / len(self.overhead)
         return f"ETA {_format_seconds(seconds)}"
 
 
@@ -661,8 +671,7 @@ def read_rows(path: Path) -> list[dict]:
 def run(args) -> dict:
     import torch
 
-    from text2live_geo.common.config import load_config
-    from text2live_geo.config import VideoEditConfig
+    from text2live_geo.common.runs import RunError
 
     torch.set_num_threads(args.threads)
     settings = [SETTINGS[DEFAULT]]
@@ -681,7 +690,7 @@ def run(args) -> dict:
     hashes = {name: row_hash(values) for name, values in resolved.items()}
     groups = {name: fit_group(values) for name, values in resolved.items()}
     budgets = {name: int(values["steps"]) for name, values in resolved.items()}
-    curves = {name: curve_points(budgets[name], args) for name in names}
+    curves = {name: curve_points(name, budgets[name], args) for name in names}
 
     work = Path(args.work).resolve()
     results = Path(args.results)
@@ -719,52 +728,72 @@ def run(args) -> dict:
                     continue
                 setting = by_name[name]
                 cfg = resolve(setting, args, **keys)
-                if groups[name] not in fits:
-                    fits[groups[name]] = fit_case(cfg, fits_path, (case.index, case.seed, groups[name]))
-                    progress.fit_seconds.append(fits[groups[name]]["fit_seconds"])
-                fit = fits[groups[name]]
-                overrides = list(setting.diff) + benchmark_overrides(args, **keys)
+                common = {**case.describe(), "setting": name, "seed": int(cfg.seed), "budget": budgets[name],
+                          "truncated": curves[name][1], "config_hash": hashes[name], "width": args.width,
+                          "height": args.height, "frames": args.frames, "fit_group": groups[name]}
                 run_dir = work / "runs" / f"{name}-case{case.index:03d}"
                 for step in steps_left:
-                    call = edit_to(run_dir, step, overrides)
-                    if call["from_step"] == 0:  # what ran is what was resolved (the saved config, less steps)
-                        saved = flat_values(load_config(VideoEditConfig, run_dir / "config.yaml", warn_legacy=False))
-                        if row_hash(saved) != row_hash(flat_values(cfg)):
-                            raise BenchmarkError(f"run {run_dir} saved a config other than the one resolved for it")
-                    trained = _trained_seconds(run_dir)
-                    summary = json.loads((run_dir / "summary.json").read_text())
-                    wall, cpu = call["wall"], call["cpu"]
-                    overhead = max(0.0, wall - (trained - call["trained_before"]))
-                    progress.add(name, step - call["from_step"], trained - call["trained_before"], overhead)
-                    judged = judge_clip(read_frames(run_dir / "frames"), truth, case)
-                    row = {**case.describe(), "setting": name, "seed": int(cfg.seed), "step": step,
-                           "budget": budgets[name], "truncated": curves[name][1], "config_hash": hashes[name],
-                           "width": args.width, "height": args.height, "frames": args.frames,
-                           "fit_group": groups[name], "fit_seconds": fit["fit_seconds"],
-                           "fit_cpu_seconds": fit["fit_cpu_seconds"], "fit_psnr_db": fit["fit_psnr_db"],
-                           "fit_timing": fit["fit_timing"], "train_seconds": trained,
-                           "seconds_per_step": summary.get("seconds_per_step"),
-                           "call_wall_seconds": wall, "call_cpu_seconds": cpu, "call_overhead_seconds": overhead,
-                           # what a user waits for this edit at this many steps: the fit, the training to
-                           # this step and one preparation and final render
-                           "seconds_to_result": fit["fit_seconds"] + trained + overhead,
-                           **judged, **reference, "run_dir": str(run_dir)}
+                    try:
+                        if groups[name] not in fits:
+                            fits[groups[name]] = fit_case(cfg, fits_path, (case.index, case.seed, groups[name]))
+                            progress.fit_seconds.append(fits[groups[name]]["fit_seconds"])
+                        fit = fits[groups[name]]
+                        row = edit_point(run_dir, step, list(setting.diff) + benchmark_overrides(args, **keys), cfg,
+                                         fit, progress, name)
+                        judged = judge_clip(read_frames(run_dir / "frames"), truth, case)
+                    except RunError as error:  # the project refused this edit (or its fit): no edit delivered
+                        fit = fits.get(groups[name], {"fit_seconds": None, "fit_cpu_seconds": None,
+                                                      "fit_psnr_db": None, "fit_timing": None})
+                        row = {"failed": str(error).splitlines()[0], "train_seconds": None,
+                               "seconds_to_result": None, **{k: fit[k] for k in
+                                                             ("fit_seconds", "fit_cpu_seconds", "fit_psnr_db",
+                                                              "fit_timing")}}
+                        judged = judge_clip(truth.frames, truth, case)  # what the user has: the input
+                        print(f"case {case.index} {name} step {step}: the edit failed ({row['failed']}); "
+                              "judged as no edit", flush=True)
+                    row = {**common, "step": step, **row, **judged, **reference}
                     rows.append(row)
                     finished.write(json.dumps(row) + "\n")
                     finished.flush()
                     todo.remove((case.index, name, step))
                     left = [(n, s - (_last_step(rows, c, n) or 0)) for c, n, s in _last_points(todo)]
                     fits_left = len({(c, groups[n]) for c, n, _ in todo} - {(case.index, g) for g in fits})
-                    print(f"[{len(plan) - len(todo)}/{len(plan)}] case {case.index} {name} step {step}: plasticity "
-                          f"{judged['plasticity_frames']:.2f} of frames, PSNR outside {judged['psnr_outside']:.1f} dB, "
-                          f"shape IoU {judged['shape_iou']:.3f}, warp {judged['warp_error']:.4f} (input "
-                          f"{reference['warp_error_input']:.4f}); fit {fit['fit_seconds']:.0f} s, trained "
-                          f"{trained:.0f} s, call {wall:.0f} s; elapsed "
+                    timing = "" if row.get("failed") else (
+                        f"; fit {row['fit_seconds']:.0f} s, trained {row['train_seconds']:.0f} s, call "
+                        f"{row['call_wall_seconds']:.0f} s")
+                    print(f"[{len(plan) - len(todo)}/{len(plan)}] case {case.index} {name} step {step}: on target in "
+                          f"{100 * judged['plasticity_frames']:.0f} % of frames, PSNR outside "
+                          f"{judged['psnr_outside']:.1f} dB, shape IoU {judged['shape_iou']:.3f}, warp error "
+                          f"{judged['warp_error']:.4f} (input {reference['warp_error_input']:.4f}){timing}; elapsed "
                           f"{_format_seconds(time.perf_counter() - progress.start)}, "
-                          f"{progress.eta(left, fits_left)}", flush=True)
+                          f"{progress.eta(left, len(todo), fits_left)}", flush=True)
     data = write_results(rows, settings, resolved, checked, curves, args, results)
     print((results / f"{args.name}.md").read_text())
     return data
+
+
+def edit_point(run_dir: Path, step: int, overrides: list[str], cfg, fit: dict, progress: Progress, name: str
+               ) -> dict:
+    """Bring the row's edit to `step` (`edit_to`), check what ran, and return the row's timing."""
+    from text2live_geo.common.config import load_config
+    from text2live_geo.config import VideoEditConfig
+
+    call = edit_to(run_dir, step, overrides)
+    if call["from_step"] == 0:  # what ran is what was resolved (the saved config, less steps)
+        saved = flat_values(load_config(VideoEditConfig, run_dir / "config.yaml", warn_legacy=False))
+        if row_hash(saved) != row_hash(flat_values(cfg)):
+            raise BenchmarkError(f"run {run_dir} saved a config other than the one resolved for it")
+    trained = _trained_seconds(run_dir)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    overhead = max(0.0, call["wall"] - (trained - call["trained_before"]))
+    progress.add(name, step - call["from_step"], trained - call["trained_before"], overhead)
+    return {"fit_seconds": fit["fit_seconds"], "fit_cpu_seconds": fit["fit_cpu_seconds"],
+            "fit_psnr_db": fit["fit_psnr_db"], "fit_timing": fit["fit_timing"], "train_seconds": trained,
+            "seconds_per_step": summary.get("seconds_per_step"), "call_wall_seconds": call["wall"],
+            "call_cpu_seconds": call["cpu"], "call_overhead_seconds": overhead,
+            # what a user waits for this edit at this many steps: the fit, the training to this step
+            # and one preparation and final render
+            "seconds_to_result": fit["fit_seconds"] + trained + overhead, "run_dir": str(run_dir)}
 
 
 def _last_points(todo: list[tuple]) -> list[tuple]:
@@ -805,6 +834,7 @@ def summarise(rows: list[dict]) -> dict:
     for kind in ("recolour", "retexture"):
         hits = [r["plasticity"] for r in rows if r["kind"] == kind]
         entry[f"plasticity_{kind}"] = sum(hits) / len(hits) if hits else float("nan")
+    entry["failed"] = sum(bool(r.get("failed")) for r in rows)
     return entry
 
 
@@ -820,6 +850,12 @@ def write_results(rows: list[dict], settings: list[Setting], resolved: dict, che
         curve_summary[name] = [{"step": step, **summarise(judged)} for step, judged in at.items() if judged]
     comparisons = compare(final, names, metrics=VIDEO_METRICS, value=_read) if len(summary) > 1 and DEFAULT in summary \
         else {}
+    # the same at the last step every row was judged at, when that is not every row's last step
+    shared = set.intersection(*(set(curves[name][0]) for name in names))
+    common_step = max(shared) if shared else None
+    at_common = [r for r in rows if r["step"] == common_step]
+    comparisons_common = compare(at_common, names, metrics=VIDEO_METRICS, value=_read) \
+        if common_step and len(summary) > 1 and any(curves[name][0][-1] != common_step for name in names) else {}
     inputs = {}
     for metric in ("shape_iou_input", "colour_spread_input", "warp_error_input"):
         values = [r[metric] for r in final if r["setting"] == DEFAULT]
@@ -835,7 +871,8 @@ def write_results(rows: list[dict], settings: list[Setting], resolved: dict, che
         "settings": {s.name: {"diff": list(s.diff), "note": s.note, "budget": int(resolved[s.name]["steps"]),
                               "judged_steps": curves[s.name][0], "truncated": curves[s.name][1]} for s in settings},
         "resolved_configs": resolved, "default_check": checked, "summary": summary, "curves": curve_summary,
-        "comparisons": comparisons, "input_reference": inputs, "fits": fits,
+        "comparisons": comparisons, "common_step": common_step, "comparisons_at_common_step": comparisons_common,
+        "input_reference": inputs, "fits": fits,
         "cases": sorted({json.dumps({k: r[k] for k in ("case", "world_seed", "kind", "camera", "shape", "src",
                                                        "target_text")}) for r in rows}),
         "rows_file": f"{args.name}_rows.jsonl",
@@ -844,6 +881,10 @@ def write_results(rows: list[dict], settings: list[Setting], resolved: dict, che
     (results / f"{args.name}.json").write_text(json.dumps(data, indent=1, default=str))
     (results / f"{args.name}.md").write_text(report(data, args, final))
     return data
+
+
+def _num(value, scale: float = 1.0, digits: int = 0) -> str:
+    return "-" if value is None or math.isnan(value) else f"{scale * value:.{digits}f}"
 
 
 def _ci(triple, scale: float = 1.0, digits: int = 0) -> str:
@@ -870,7 +911,8 @@ def report(data: dict, args, final: list[dict]) -> str:
         shown = [f"`{name}` judged up to step {data['settings'][name]['judged_steps'][-1]} of its "
                  f"{data['settings'][name]['budget']}" for name in truncated]
         lines += ["**Truncated**: " + ", ".join(shown)
-                  + f" (`--max-steps {args.max_steps}`): its last column is that step, not the recipe's result.", ""]
+                  + f" (`--max-steps {' '.join(args.max_steps)}`): its figures there are that step's, not the "
+                  "recipe's result.", ""]
     cases = len({r["case"] for r in final})
     lines += [f"Command: `{data['command']}`.", "",
               f"{cases} case(s) (world seeds from {CASE_SEED:,}), {args.width}x{args.height}, {args.frames} frames, "
@@ -891,35 +933,27 @@ def report(data: dict, args, final: list[dict]) -> str:
         setting = data["settings"][name]
         step = f"{setting['judged_steps'][-1]}" + (f" of {setting['budget']}" if setting["truncated"] else "")
         lines.append(f"| {name} | `{' '.join(setting['diff']) or '(the shipped config)'}` | {step} | "
-                     f"{_ci(s['plasticity'], 100)} | {100 * s['plasticity_recolour']:.0f} | "
-                     f"{100 * s['plasticity_retexture']:.0f} | {_ci(s['attribute_kept'], 100)} | "
+                     f"{_ci(s['plasticity'], 100)} | {_num(s['plasticity_recolour'], 100)} | "
+                     f"{_num(s['plasticity_retexture'], 100)} | {_ci(s['attribute_kept'], 100)} | "
                      f"{_ci(s['psnr_outside'], 1, 1)} | {_ci(s['shape_iou'], 1, 3)} | "
-                     f"{_ci(s['colour_spread'], 1, 4)} | {_ci(s['warp_error'], 1, 4)} | {s['fit_seconds'][0]:.0f} | "
-                     f"{s['train_seconds'][0]:.0f} | "
-                     f"{s['seconds_to_result'][0]:.0f} |")
+                     f"{_ci(s['colour_spread'], 1, 4)} | {_ci(s['warp_error'], 1, 4)} | {_num(s['fit_seconds'][0])} | "
+                     f"{_num(s['train_seconds'][0])} | {_num(s['seconds_to_result'][0])} |")
     inputs = data["input_reference"]
     if inputs.get("warp_error_input"):
         lines += ["", f"The input clips themselves: shape IoU {inputs['shape_iou_input'][0]:.3f}, colour spread "
                   f"{inputs['colour_spread_input'][0]:.4f}, warp error {inputs['warp_error_input'][0]:.4f} (bilinear "
                   "resampling of the object's hard texture edges; an edit that keeps the object's pattern and motion "
                   "scores about this)."]
-    if comparisons:
-        m = len(summary) - 1
-        lines += ["", "## Differences to the default", "",
-                  f"Candidate - default at each row's last judged step, paired by case; Holm over the {m} "
-                  "comparison(s) within each metric; brackets: paired-bootstrap interval at the comparison's Holm "
-                  "level; p: Holm-adjusted, exact McNemar for plasticity and attribute kept (discordant: "
-                  "candidate-only / default-only), a paired sign-flip test otherwise; bold: rejected at 0.05.", "",
-                  "| setting | plasticity (points) | discordant | attribute kept (points) | PSNR outside (dB) "
-                  "| shape IoU | colour spread | warp error |", "|---|---|---|---|---|---|---|---|"]
-        for name in summary:
-            if name == DEFAULT:
-                continue
-            c = {metric: comparisons[metric][name] for metric in VIDEO_METRICS}
-            lines.append(f"| {name} | {_d(c['plasticity'], 100, 0)} | {c['plasticity']['candidate_only']}/"
-                         f"{c['plasticity']['default_only']} | {_d(c['attribute_kept'], 100, 0)} | "
-                         f"{_d(c['psnr_outside'], 1, 1)} | {_d(c['shape_iou'], 1, 3)} | "
-                         f"{_d(c['colour_spread'], 1, 4)} | {_d(c['warp_error'], 1, 4)} |")
+    for title, table in (("at each row's last judged step", comparisons),
+                         (f"at step {data['common_step']}, the last step every row was judged at",
+                          data["comparisons_at_common_step"])):
+        if table:
+            lines += ["", f"## Differences to the default, {title}", ""] + _difference_table(table, list(summary))
+    failed = {name: s["failed"] for name, s in summary.items() if s["failed"]}
+    if failed:
+        lines += ["", "Edits the project refused (e.g. no foreground pixel above atlas.alpha_threshold in the fitted "
+                  "atlas), judged as no edit, i.e. the input: " + ", ".join(f"{n} {c}" for n, c in failed.items())
+                  + " (reasons in the rows file)."]
     lines += ["", "## Along the optimisation", "",
               "Means over the cases judged at each step (plasticity: % of cases; frames: % of frames on target; "
               "s to result: fit + training to this step + one preparation and final render, wall seconds).", "",
@@ -930,7 +964,7 @@ def report(data: dict, args, final: list[dict]) -> str:
             lines.append(f"| {name} | {p['step']} | {p['cases']} | {100 * p['plasticity'][0]:.0f} | "
                          f"{100 * p['plasticity_frames'][0]:.0f} | {p['psnr_outside'][0]:.1f} | "
                          f"{p['shape_iou'][0]:.3f} | {p['colour_spread'][0]:.4f} | {p['warp_error'][0]:.4f} | "
-                         f"{p['seconds_to_result'][0]:.0f} |")
+                         f"{_num(p['seconds_to_result'][0])} |")
     if cases <= 16:
         lines += ["", "## Per case (last judged step)", "",
                   "| case | edit | camera | atlas fit | setting | frames on target % | attribute kept % | PSNR outside "
@@ -938,12 +972,32 @@ def report(data: dict, args, final: list[dict]) -> str:
                   "|---" * 13 + "|"]
         for r in sorted(final, key=lambda r: (r["case"], list(summary).index(r["setting"]))):
             lines.append(f"| {r['case']} | {r['src']} -> {r['target_text']} | {r['camera']} | "
-                         f"{r['fit_psnr_db']:.1f} dB | {r['setting']} | {100 * r['plasticity_frames']:.0f} | "
+                         f"{_num(r['fit_psnr_db'], 1, 1)} dB | {r['setting']} | {100 * r['plasticity_frames']:.0f} | "
                          f"{100 * r['attribute_kept_frames']:.0f} | {r['psnr_outside']:.1f} | "
                          f"{r['shape_iou']:.3f} ({r['shape_iou_input']:.3f}) | "
                          f"{r['colour_spread']:.4f} ({r['colour_spread_input']:.4f}) | {r['warp_error']:.4f} "
-                         f"({r['warp_error_input']:.4f}) | {r['fit_seconds']:.0f} | {r['train_seconds']:.0f} |")
+                         f"({r['warp_error_input']:.4f}) | {_num(r['fit_seconds'])} | {_num(r['train_seconds'])} |"
+                         + (" refused" if r.get("failed") else ""))
     return "\n".join(lines) + "\n"
+
+
+def _difference_table(comparisons: dict, names: list[str]) -> list[str]:
+    m = len(names) - 1
+    lines = [f"Candidate - default, paired by case; Holm over the {m} comparison(s) within each metric; brackets: "
+             "paired-bootstrap interval at the comparison's Holm level; p: Holm-adjusted, exact McNemar for "
+             "plasticity and attribute kept (discordant: candidate-only / default-only), a paired sign-flip test "
+             "otherwise; bold: rejected at 0.05.", "",
+             "| setting | plasticity (points) | discordant | attribute kept (points) | PSNR outside (dB) "
+             "| shape IoU | colour spread | warp error |", "|---|---|---|---|---|---|---|---|"]
+    for name in names:
+        if name == DEFAULT:
+            continue
+        c = {metric: comparisons[metric][name] for metric in VIDEO_METRICS}
+        lines.append(f"| {name} | {_d(c['plasticity'], 100, 0)} | {c['plasticity']['candidate_only']}/"
+                     f"{c['plasticity']['default_only']} | {_d(c['attribute_kept'], 100, 0)} | "
+                     f"{_d(c['psnr_outside'], 1, 1)} | {_d(c['shape_iou'], 1, 3)} | "
+                     f"{_d(c['colour_spread'], 1, 4)} | {_d(c['warp_error'], 1, 4)} |")
+    return lines
 
 
 # ---------------------------------------------------------------------------------- main
@@ -957,7 +1011,7 @@ def _steps_list(text: str) -> tuple[int, ...]:
     return values
 
 
-def main(argv=None) -> None:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=48, help="cases 0..N-1 of the held-out set")
     parser.add_argument("--width", type=int, default=256)
@@ -969,8 +1023,9 @@ def main(argv=None) -> None:
                         help="one more row: a name and its diff on the shipped config (repeatable)")
     parser.add_argument("--curve", type=_steps_list, default=DEFAULT_CURVE,
                         help="step counts to judge each row at, up to its own steps (default %(default)s)")
-    parser.add_argument("--max-steps", type=int, default=0, help="judge no row beyond this step (0: each row's own "
-                                                                  "steps); a truncated row is reported as such")
+    parser.add_argument("--max-steps", action="append", default=[], metavar="[NAME=]N",
+                        help="judge no row (or the row NAME) beyond step N (default: each row's own steps); a "
+                             "truncated row is reported as such (repeatable)")
     parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
     parser.add_argument("--fit-masks", choices=("motion", "exact"), default="motion",
                         help="the atlas fit's masks: from motion (the shipped fit) or the clip's exact masks")
@@ -981,10 +1036,18 @@ def main(argv=None) -> None:
                         help="clips, atlas cache, run folders (resumable)")
     parser.add_argument("--results", default=str(HERE / "results"))
     parser.add_argument("--name", default="video_sp", help="results: <name>.md, <name>.json, <name>_rows.jsonl")
+    return parser
+
+
+def main(argv=None) -> None:
+    parser = build_parser()
     args = parser.parse_args(argv)
     for item in args.set:
         if "=" not in item:
             parser.error(f"--set takes KEY=VALUE, got {item!r}")
+    for item in args.max_steps:
+        if not item.rpartition("=")[2].isdigit():
+            parser.error(f"--max-steps takes N or NAME=N, got {item!r}")
     try:
         run(args)
     except BenchmarkError as error:
