@@ -158,7 +158,7 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
             start = device_clock(device)
             atlas_video = prepare_atlas_video(atlas, frames, cfg.layer,
                                               dataclasses.replace(cfg.atlas, alpha_threshold=threshold),
-                                              cfg.generator.num_scales, device, crops=cfg.crops)
+                                              cfg.generator.num_scales, device)
             prepare = device_clock(device) - start
             break
         except RunError:
