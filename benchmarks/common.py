@@ -2,15 +2,17 @@
 from __future__ import annotations
 
 import json
-import resource
 import statistics
-import sys
 import tempfile
 from pathlib import Path
 
 import torch
 
-from text2live_geo.common.timing import synchronize, time_calls  # noqa: F401 (synchronize re-exported)
+from text2live_geo.common.timing import (  # noqa: F401 (peak_memory_gib and synchronize re-exported)
+    peak_memory_gib,
+    synchronize,
+    time_calls,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 VIT_B32_CONFIG = ROOT / "configs" / "clip" / "vit-b-32.json"
@@ -34,14 +36,6 @@ def vit_b32_clip(device: torch.device, words=("horse", "golden", "photo", "of", 
     torch.manual_seed(0)
     model = CLIPModel(CLIPConfig(**spec))
     return ClipGuide(model, tokenizer).to(device)
-
-
-def peak_memory_gib(device: torch.device) -> float:
-    """CUDA max allocated, or this process's peak RSS on CPU."""
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 30
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 30
 
 
 def timed(function, device: torch.device, repeats: int, warmup: int = 1) -> float:

@@ -20,8 +20,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import resource
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from ..clip import ClipGuide
 from ..common.config import load_config
 from ..common.eta import duration_text
 from ..common.runs import RunError, select_device
-from ..common.timing import device_clock, time_calls
+from ..common.timing import device_clock, peak_memory_gib, time_calls
 from ..common.video_io import VideoStream, video_name
 from ..config import VideoEditConfig
 from .run import check_texts
@@ -44,13 +42,6 @@ __all__ = ["estimate_video_edit", "format_estimate"]
 
 #: frames of the clip a fit estimate fits (when there is no atlas yet)
 PREFIX_FRAMES = 6
-
-
-def _peak_gib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2 ** 30
-    scale = 1 if sys.platform == "darwin" else 1024  # ru_maxrss is KiB on Linux
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale / 2 ** 30
 
 
 def _cached_atlas(cfg: VideoEditConfig) -> Path | None:
@@ -175,7 +166,7 @@ def estimate_video_edit(config_path: str | Path | Sequence[str | Path] | None = 
     figures["seconds_per_step"] = sorted(times)[len(times) // 2]
     figures["expected_seconds"] = figures["fit_seconds"] + figures["prepare_seconds"] + cfg.steps * \
         figures["seconds_per_step"]
-    figures["peak_gib"] = _peak_gib(device)
+    figures["peak_gib"] = peak_memory_gib(device)
     return figures
 
 
