@@ -106,8 +106,8 @@ def video_worker(args, device) -> dict:
     import torch
 
     from bench_video import reference_atlas
-    from common import peak_memory_gib, synchronize
     from text2live_geo.common.config import load_config
+    from text2live_geo.common.timing import peak_memory_gib, time_calls
     from text2live_geo.config import VideoEditConfig
     from text2live_geo.editing.video import VideoEditor
     from text2live_geo.editing.video_input import prepare_atlas_video
@@ -131,17 +131,10 @@ def video_worker(args, device) -> dict:
     torch.manual_seed(0)
     editor = VideoEditor(cfg, video, clip, device)
     editor.step = 1  # step 0 adds the whole atlas, as every crops.full_atlas_every-th step: time regular steps
-    editor.training_step()  # warm-up
+    editor.training_step()  # warm-up, before the peak memory is reset: the peak is that of the timed steps
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
-    times = []
-    for _ in range(s["video_steps"]):
-        synchronize(device)
-        start = time.perf_counter()
-        editor.training_step()
-        synchronize(device)
-        times.append(time.perf_counter() - start)
-    times.sort()
+    times = sorted(time_calls(editor.training_step, device, s["video_steps"], warmup=0))
     return {"step_s": times[len(times) // 2], "steps_s": times, "peak_gib": peak_memory_gib(device),
             "width": width, "height": height, "views": s["video_views"], "atlas_resolution": resolution}
 
