@@ -47,17 +47,9 @@ def demo_dotlist(clip_folder: str | None, sets: list[str], steps: int, snapshot_
     """The demo config as key=value entries (paths made absolute), with the run's own settings on top."""
     from omegaconf import OmegaConf
 
-    raw = OmegaConf.to_container(OmegaConf.load(DEMO))
-    entries = {}
+    from text2live_geo.common.config import flatten_mapping
 
-    def flatten(node, prefix=""):
-        for key, value in node.items():
-            if isinstance(value, dict):
-                flatten(value, f"{prefix}{key}.")
-            else:
-                entries[f"{prefix}{key}"] = value
-
-    flatten(raw)
+    entries = flatten_mapping(OmegaConf.to_container(OmegaConf.load(DEMO)))
     image = ROOT / entries.pop("image")
     entries.pop("run_name", None)
     entries["clip.model"] = clip_folder or str(ROOT / entries["clip.model"])

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from text2live_geo.apps.base_configs import BASE_CONFIGS
-from text2live_geo.common.config import ConfigError, default_yaml, load_config
+from text2live_geo.common.config import ConfigError, default_yaml, flatten_mapping, load_config
 from text2live_geo.config import Guidance, ImageEditConfig, VideoEditConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -153,3 +153,11 @@ def test_loss_directional_weighs_imc_only_in_a_config_written_before_loss_imc(tm
     assert (cfg.loss.directional, cfg.loss.imc) == (3, 1) and not caplog.records
     # a later source's loss.imc overrides the copy from an earlier one
     assert load_config(ImageEditConfig, old, ["loss.imc=0.25"]).loss.imc == 0.25
+
+
+def test_flatten_mapping_gives_each_leaf_its_dotted_key_in_order():
+    nested = {"steps": 3, "text": {"src": "cat", "comp": ["a", "b"]}, "loss": {}, "clip": {"aug": {"n": 2}}}
+    flat = flatten_mapping(nested)
+    assert flat == {"steps": 3, "text.src": "cat", "text.comp": ["a", "b"], "clip.aug.n": 2}  # lists are leaves
+    assert list(flat) == ["steps", "text.src", "text.comp", "clip.aug.n"]
+    assert flatten_mapping({"b": 1}, "a.") == {"a.b": 1}

@@ -201,6 +201,18 @@ def config_values(value: Any) -> Any:
     return value
 
 
+def flatten_mapping(mapping: dict, prefix: str = "") -> dict[str, Any]:
+    """Every leaf of nested dicts under its dotted key, in their order: ``{"a": {"b": 1}, "c": [2]}``
+    -> ``{"a.b": 1, "c": [2]}``. Lists are leaves; an empty dict has no leaves, so it leaves no key."""
+    flat: dict[str, Any] = {}
+    for key, value in mapping.items():
+        if isinstance(value, dict):
+            flat.update(flatten_mapping(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
 def escape_interpolations(value: Any) -> Any:
     """`value` (a string, or lists and mappings of them) with every ``${`` escaped as ``\\${``:
     omegaconf then reads the text literally (a manifest's values, a saved config's texts)."""
