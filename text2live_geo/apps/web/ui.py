@@ -156,18 +156,45 @@ class WebApp:
             if worker.alive:  # closed early: Gradio closes the generator from its event loop, so wait briefly
                 worker.stop_and_wait(timeout=5.0)
 
+    def _run(self, session: Session, kind: str, target: Callable[[Callable[[], bool]], Any], run_dir: Path,
+             total: int, line: str) -> Iterator[Update]:
+        """`target(should_stop)` (an image or video edit, or an atlas fit, `kind`, writing `run_dir`) in a
+        worker that the session's Stop ends: the `line`, the progress up to `total` steps or iterations
+        (`_follow`), then `_done`'s report."""
+        key = "iteration" if kind == "atlas" else "step"
+        worker = Worker(target, session.stop_event).start()
+        yield Update(line, run_dir=run_dir)
+        yield from self._follow(worker, run_dir, total, key, key)
+        yield self._done(kind, worker, run_dir, total)
+
+    def _done(self, kind: str, worker: Worker, run_dir: Path, total: int) -> Update:
+        """The report of a finished (or stopped, or failed) job of `_run`: its status line, loss records
+        and files (an edit's outputs, its config and the run folder's zip; a fit's previews)."""
+        if kind == "atlas":
+            return Update(worker.error or f"atlas fitted ({run_dir})", done=True, error=worker.error, run_dir=run_dir,
+                          files=[run_dir / n for n in ATLAS_PREVIEWS if (run_dir / n).is_file()])
+        records = read_jsonl(run_dir / "metrics.jsonl")
+        if worker.error:
+            return Update(worker.error, done=True, error=worker.error, run_dir=run_dir, records=records)
+        steps = worker.result.steps
+        state = (f"done: {steps} steps" if steps >= total else
+                 f"stopped at step {steps}/{total}: checkpoint written; continue it from the Runs tab")
+        if kind == "video":
+            state += f"; atlas reconstruction {worker.result.summary.get('reconstruction_psnr_db')} dB"
+        outputs = VIDEO_OUTPUTS if kind == "video" else IMAGE_OUTPUTS
+        files = [run_dir / name for name in outputs if (run_dir / name).is_file()]
+        files += [run_dir / "config.yaml", zip_folder(run_dir, self.downloads)]
+        return Update(f"{state} ({run_dir})", latest_snapshot(run_dir), records, run_dir, done=True, files=files,
+                      result=worker.result)
+
     def _edit_run(self, session: Session, plan: JobPlan, run_dir: Path, edit: Callable[..., Any], kind: str,
-                  label: str, done: Callable[[Worker, Path, int], Update]) -> Iterator[Update]:
+                  label: str) -> Iterator[Update]:
         """One image or video edit (`edit`: edit_image / edit_video) of a loaded `plan` into `run_dir`, as
-        `t2l-<kind>` runs it, in a worker that the session's Stop ends: the "<label>: <command>" line, the
-        progress (`_follow`), then `done(worker, run_dir, steps)`'s report."""
-        steps = plan.cfg.steps
-        worker = Worker(lambda stop: edit(plan.configs or None, plan.overrides, run_dir=run_dir,
-                                          base_config=base_config(kind), progress=False, should_stop=stop),
-                        session.stop_event).start()
-        yield Update(f"{label}: {plan.command(f't2l-{kind}')}", run_dir=run_dir)
-        yield from self._follow(worker, run_dir, steps)
-        yield done(worker, run_dir, steps)
+        `t2l-<kind>` runs it (`_run`), its first line "<label>: <command>"."""
+        target = lambda stop: edit(plan.configs or None, plan.overrides, run_dir=run_dir,  # noqa: E731
+                                   base_config=base_config(kind), progress=False, should_stop=stop)
+        yield from self._run(session, kind, target, run_dir, plan.cfg.steps,
+                             f"{label}: {plan.command(f't2l-{kind}')}")
 
     def _plan(self, schema: type, configs: Sequence[Path], entries: Sequence[str]) -> JobPlan:
         plan = JobPlan(schema, list(configs), defaults_for(schema, self.defaults) + list(entries))
@@ -188,23 +215,11 @@ class WebApp:
             plan = self._plan(ImageEditConfig, configs, [f"image={kept}", *entries])
             cfg = plan.cfg
             run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(kept.stem))
-            yield from self._edit_run(session, plan, run_dir, edit_image, "image", "started", self._image_done)
+            yield from self._edit_run(session, plan, run_dir, edit_image, "image", "started")
         except UserError as error:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
             self._unregister(key)
-
-    def _image_done(self, worker: Worker, run_dir: Path, total: int) -> Update:
-        records = read_jsonl(run_dir / "metrics.jsonl")
-        if worker.error:
-            return Update(worker.error, done=True, error=worker.error, run_dir=run_dir, records=records)
-        steps = worker.result.steps
-        state = (f"done: {steps} steps" if steps >= total else
-                 f"stopped at step {steps}/{total}: checkpoint written; continue it from the Runs tab")
-        files = [run_dir / name for name in IMAGE_OUTPUTS if (run_dir / name).is_file()]
-        files += [run_dir / "config.yaml", zip_folder(run_dir, self.downloads)]
-        return Update(f"{state} ({run_dir})", latest_snapshot(run_dir), records, run_dir, done=True, files=files,
-                      result=worker.result)
 
     def _store(self, upload: Any, extensions: Sequence[str], what: str) -> Path:
         from .jobs import store_upload
@@ -301,24 +316,11 @@ class WebApp:
                     yield Update("stopped during the atlas fit", done=True, error="stopped during the atlas fit")
                     return
             run_dir = make_run_dir(cfg.output_dir, cfg.run_name or timestamped(f"{video_name(kept)}-{cfg.layer}"))
-            yield from self._edit_run(session, plan, run_dir, edit_video, "video", "editing", self._video_done)
+            yield from self._edit_run(session, plan, run_dir, edit_video, "video", "editing")
         except UserError as error:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
             self._unregister(key)
-
-    def _video_done(self, worker: Worker, run_dir: Path, total: int) -> Update:
-        records = read_jsonl(run_dir / "metrics.jsonl")
-        if worker.error:
-            return Update(worker.error, done=True, error=worker.error, run_dir=run_dir, records=records)
-        steps = worker.result.steps
-        summary = worker.result.summary
-        state = (f"done: {steps} steps" if steps >= total else
-                 f"stopped at step {steps}/{total}: checkpoint written; continue it from the Runs tab")
-        files = [run_dir / name for name in VIDEO_OUTPUTS if (run_dir / name).is_file()]
-        files += [run_dir / "config.yaml", zip_folder(run_dir, self.downloads)]
-        return Update(f"{state}; atlas reconstruction {summary.get('reconstruction_psnr_db')} dB ({run_dir})",
-                      latest_snapshot(run_dir), records, run_dir, done=True, files=files, result=worker.result)
 
     # ------------------------------------------------------------------ batch
     def batch_job(self, session: Session, files: Sequence[Any] | None, folder: str | None, entries: Sequence[str],
@@ -414,17 +416,8 @@ class WebApp:
                 target = lambda stop: edit(resume=run_dir, overrides=entries, progress=False,  # noqa: E731
                                            should_stop=stop)
                 key_name = "step"
-            worker = Worker(target, session.stop_event).start()
-            yield Update(f"continuing {run_dir} from {key_name} {info.steps_done} to {total}", run_dir=run_dir)
-            yield from self._follow(worker, run_dir, total, key_name, key_name)
-            if info.kind == "video":
-                yield self._video_done(worker, run_dir, total)
-            elif info.kind == "image":
-                yield self._image_done(worker, run_dir, total)
-            else:
-                error = worker.error
-                yield Update(error or f"atlas fitted ({run_dir})", done=True, error=error, run_dir=run_dir,
-                             files=[run_dir / n for n in ATLAS_PREVIEWS if (run_dir / n).is_file()])
+            yield from self._run(session, info.kind, target, run_dir, total,
+                                 f"continuing {run_dir} from {key_name} {info.steps_done} to {total}")
         except UserError as error:
             yield Update(f"error: {error}", done=True, error=f"error: {error}")
         finally:
