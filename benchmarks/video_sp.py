@@ -491,7 +491,7 @@ def benchmark_overrides(args, frames=PLACEHOLDER["frames"], src=PLACEHOLDER["src
     """The keys every row gets (the same for every setting), besides `steps` (each curve point)."""
     work = Path(args.work).resolve()
     wide = [f"video.frames={frames}", f"text.src={src}", f"text.comp={target}", f"text.screen={target}",
-            f"clip.model={args.clip}", "device=cpu", f"output_dir={work / 'runs'}",
+            f"clip.model={args.clip}", f"device={args.device}", f"output_dir={work / 'runs'}",
             f"atlas.cache_dir={work / 'atlas_cache'}"]
     wide += [f"{key}={value}" for key, (value, _) in BOOKKEEPING.items()]
     if args.fit_masks == "exact":
@@ -784,12 +784,14 @@ def edit_point(run_dir: Path, step: int, overrides: list[str], cfg, fit: dict, p
         if row_hash(saved) != row_hash(flat_values(cfg)):
             raise BenchmarkError(f"run {run_dir} saved a config other than the one resolved for it")
     trained = _trained_seconds(run_dir)
-    summary = json.loads((run_dir / "summary.json").read_text())
     overhead = max(0.0, call["wall"] - (trained - call["trained_before"]))
     progress.add(name, step - call["from_step"], trained - call["trained_before"], overhead)
     return {"fit_seconds": fit["fit_seconds"], "fit_cpu_seconds": fit["fit_cpu_seconds"],
             "fit_psnr_db": fit["fit_psnr_db"], "fit_timing": fit["fit_timing"], "train_seconds": trained,
-            "seconds_per_step": summary.get("seconds_per_step"), "call_wall_seconds": call["wall"],
+            # this call's steps (summary.json's seconds_per_step divides a resumed call's seconds by every
+            # step since 0)
+            "seconds_per_step": (trained - call["trained_before"]) / max(1, step - call["from_step"]),
+            "call_wall_seconds": call["wall"],
             "call_cpu_seconds": call["cpu"], "call_overhead_seconds": overhead,
             # what a user waits for this edit at this many steps: the fit, the training to this step
             # and one preparation and final render
@@ -813,7 +815,8 @@ def _last_step(rows: list[dict], case: int, name: str) -> int | None:
 #: metric -> (binary?, +1 when higher is better / -1 when lower is); compared with sp_dilemma.compare
 VIDEO_METRICS = {"plasticity": (True, 1), "attribute_kept": (True, 1), "psnr_outside": (False, 1),
                  "shape_iou": (False, 1), "colour_spread": (False, -1), "warp_error": (False, -1)}
-SUMMARY_METRICS = (*VIDEO_METRICS, "plasticity_frames", "seconds_to_result", "train_seconds", "fit_seconds")
+SUMMARY_METRICS = (*VIDEO_METRICS, "plasticity_frames", "seconds_to_result", "train_seconds", "fit_seconds",
+                   "fit_cpu_seconds")
 
 
 def _read(row: dict, metric: str) -> float:
@@ -918,8 +921,9 @@ def report(data: dict, args, final: list[dict]) -> str:
               f"{cases} case(s) (world seeds from {CASE_SEED:,}), {args.width}x{args.height}, {args.frames} frames, "
               f"toy CLIP `{Path(args.clip).name}`, atlas masks "
               + ("from motion (the shipped fit)" if args.fit_masks == "motion" else "the exact masks (fit.masks)")
-              + f", {args.threads} torch thread(s). Plasticity and attribute kept: the judge's verdict in at least "
-              f"{100 * FRAME_SHARE:.0f} % of the frames. Brackets: 95 % bootstrap intervals over cases.", "",
+              + f", device {args.device}, {args.threads} torch thread(s). Plasticity and attribute kept: the "
+              f"judge's verdict in at least {100 * FRAME_SHARE:.0f} % of the frames. Brackets: 95 % bootstrap "
+              "intervals over cases.", "",
               "Benchmark-wide keys, the same in every row: " + ", ".join(f"`{k}`" for k in data["benchmark_wide_keys"])
               + "; of these, " + "; ".join(f"`{k}` ({why})" for k, why in data["bookkeeping_keys"].items())
               + f". The default row's resolved config, less these keys, equals the shipped `VideoEditConfig` at all "
@@ -941,9 +945,19 @@ def report(data: dict, args, final: list[dict]) -> str:
     inputs = data["input_reference"]
     if inputs.get("warp_error_input"):
         lines += ["", f"The input clips themselves: shape IoU {inputs['shape_iou_input'][0]:.3f}, colour spread "
-                  f"{inputs['colour_spread_input'][0]:.4f}, warp error {inputs['warp_error_input'][0]:.4f} (bilinear "
-                  "resampling of the object's hard texture edges; an edit that keeps the object's pattern and motion "
-                  "scores about this)."]
+                  f"{inputs['colour_spread_input'][0]:.4f}, warp error {inputs['warp_error_input'][0]:.4f} (0 for a "
+                  "plain object; for a textured one, the bilinear resampling of its pattern's hard edges)."]
+    timing = []
+    for name, s in summary.items():
+        setting = data["settings"][name]
+        per_step = s["train_seconds"][0] / setting["judged_steps"][-1]
+        fit_cpu = s["fit_cpu_seconds"][0]
+        timing.append(f"`{name}` fit {_num(s['fit_seconds'][0])} s (CPU {_num(fit_cpu)} s), training "
+                      f"{per_step:.2f} s/step, so {setting['budget']} steps with the fit "
+                      f"~{_format_seconds(s['fit_seconds'][0] + setting['budget'] * per_step)}"
+                      + (" (extrapolated from the steps run)" if setting["truncated"] else ""))
+    lines += ["", "Time per case (wall seconds, means over the cases, on the machine the rows were made on): "
+              + "; ".join(timing) + "."]
     for title, table in (("at each row's last judged step", comparisons),
                          (f"at step {data['common_step']}, the last step every row was judged at",
                           data["comparisons_at_common_step"])):
@@ -1032,6 +1046,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="applied to every row and reported in bold as reduced scale (smoke runs, tests)")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--device", default="cpu", help="every row's device (a benchmark-wide key)")
     parser.add_argument("--work", default=str(ROOT / "runs" / "video_sp"),
                         help="clips, atlas cache, run folders (resumable)")
     parser.add_argument("--results", default=str(HERE / "results"))
