@@ -2,8 +2,9 @@
 """The stability-plasticity (SP) benchmark: pre-registered, judged from pixels, Holm-corrected.
 
 Held-out toy-world scenes (one object on a flat, gradient, noise or striped background) are
-edited with the shipped toy CLIP (data/toy_clip) under several settings, each at the same cases
-and seeds, and judged from pixels by the world's own means (benchmarks/sp_judge.py), never by CLIP.
+edited with a shipped toy CLIP (data/toy_clip_512: real CLIP's 512-d embedding) under several
+settings, each at the same cases and seeds, and judged from pixels by the world's own means
+(benchmarks/sp_judge.py), never by CLIP.
 The protocol (docs/sp_benchmark.md):
 
 Settings. The `default` row is the shipped `ImageEditConfig`, nothing added; every other row is
@@ -744,7 +745,8 @@ def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
     # 12: 9 decision rows x 96 cases at ~11.7 CPU-s per edit on 2 free cores is ~84 min (MEASURED_*)
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--size", type=int, default=96)
-    parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip"))
+    parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip_512"),
+                        help="toy CLIP folder (default: the 512-d projection, real CLIP's embedding size)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="reduced scale for smoke runs, applied to every row and reported: "
                              + ", ".join(SCALE_KEYS))

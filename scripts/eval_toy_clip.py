@@ -35,8 +35,8 @@ Load it like a hub checkpoint (float32 weights, {size_mb:.1f} MB folder):
 
 ```python
 from transformers import CLIPModel, CLIPTokenizer
-model = CLIPModel.from_pretrained("data/toy_clip", dtype=torch.float32)
-tokenizer = CLIPTokenizer.from_pretrained("data/toy_clip")
+model = CLIPModel.from_pretrained("{model_dir}", dtype=torch.float32)
+tokenizer = CLIPTokenizer.from_pretrained("{model_dir}")
 ```
 
 Images: RGB in [0, 1] resized to {image_size}x{image_size}, normalised with the OpenAI CLIP
@@ -174,8 +174,8 @@ the numbers are here). "Shape" is held-out zero-shot shape accuracy; "semantic t
 ## Regenerate
 
 ```
-python scripts/train_toy_clip.py --seed {seed}   # writes data/toy_clip (about {total_min:.0f} min on 2 CPU cores)
-python scripts/eval_toy_clip.py --n {n} --update-card
+python scripts/train_toy_clip.py --seed {seed}{train_extra}   # writes {model_dir} (about {total_min:.0f} min on 2 CPU cores)
+python scripts/eval_toy_clip.py --n {n} --update-card{eval_extra}
 ```
 """
 
@@ -216,7 +216,7 @@ def recipe_options(cfg: dict, training: dict) -> dict:
             "vision_part": f"vision stage {vision_min:.1f} min, " if cfg.get("vision_steps", 0) > 0 else ""}
 
 
-def write_card(folder: Path, result: dict, command: str, seconds: float) -> None:
+def write_card(folder: Path, result: dict, command: str, seconds: float, model_dir: str = "data/toy_clip") -> None:
     from transformers import CLIPModel
 
     from toyworld.world import (
@@ -233,7 +233,15 @@ def write_card(folder: Path, result: dict, command: str, seconds: float) -> None
     model = CLIPModel.from_pretrained(str(folder))
     size_mb = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
     vocab = len(json.loads((folder / "vocab.json").read_text()))
+    # a model other than the shipped 64-d one is regenerated with its own folder and projection
+    train_extra = "" if model_dir == "data/toy_clip" else f" --out {model_dir}"
+    if cfg.get("projection_dim", 64) != 64:
+        train_extra += f" --projection-dim {cfg['projection_dim']}"
+    if cfg.get("steps"):
+        train_extra += f" --steps {cfg['steps']} --minutes {cfg['minutes']:g}" if model_dir != "data/toy_clip" else ""
+    eval_extra = "" if model_dir == "data/toy_clip" else f" --model {model_dir}"
     card = CARD.format(
+        model_dir=model_dir, train_extra=train_extra, eval_extra=eval_extra,
         n_colours=len(COLOURS), colours=", ".join(COLOURS), n_shapes=len(SHAPES), shapes=", ".join(SHAPES),
         n_textures=len(TEXTURES), textures=", ".join(TEXTURES), backgrounds=", ".join(BACKGROUND_COLOURS),
         size_mb=size_mb, tokens=(cfg["image_size"] // cfg["patch_size"]) ** 2, vocab=vocab,
@@ -286,7 +294,7 @@ def main(argv=None) -> int:
     if args.update_card:
         command = "python scripts/eval_toy_clip.py" + (f" --n {args.n}" if args.n != 500 else "") + \
             (f" --model {args.model}" if args.model != "data/toy_clip" else "")
-        write_card(folder, result, command, seconds)
+        write_card(folder, result, command, seconds, model_dir=args.model)
         print(f"wrote {folder / 'MODEL_CARD.md'}")
     return 0
 

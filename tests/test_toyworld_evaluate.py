@@ -1,4 +1,5 @@
-"""The shipped toy CLIP (data/toy_clip), loaded and measured with toyworld/evaluate.py, and the
+"""The shipped toy CLIPs (data/toy_clip with a 64-d projection, data/toy_clip_512 with real
+CLIP's 512), loaded and measured with toyworld/evaluate.py, and the
 files that ship with it."""
 from __future__ import annotations
 
@@ -12,22 +13,28 @@ import torch
 from toyworld.text import attribute_variants
 
 ROOT = Path(__file__).resolve().parents[1]
-TOY_CLIP = ROOT / "data" / "toy_clip"
+# projection size of each shipped toy CLIP: the 512-d one gives the geodesic loss real CLIP's
+# subspace and complement sizes (the SP benchmark's default)
+TOY_CLIPS = {"toy_clip": 64, "toy_clip_512": 512}
 TOY_IMAGES = ROOT / "data" / "toy_images"
 
 
-@pytest.fixture(scope="module")
-def toy_clip():
-    if not (TOY_CLIP / "config.json").exists():
-        pytest.skip(f"no trained toy CLIP at {TOY_CLIP}; run `python scripts/train_toy_clip.py`")
+@pytest.fixture(scope="module", params=sorted(TOY_CLIPS))
+def toy_clip(request):
+    folder = ROOT / "data" / request.param
+    if not (folder / "config.json").exists():
+        pytest.skip(f"no trained toy CLIP at {folder}; run `python scripts/train_toy_clip.py`")
     from toyworld.evaluate import load
 
-    return load(str(TOY_CLIP))
+    model, tokenizer = load(str(folder))
+    assert model.config.projection_dim == TOY_CLIPS[request.param]
+    return model, tokenizer
 
 
 def test_toy_clip_loads_in_float32(toy_clip):
     model, tokenizer = toy_clip
     assert model.dtype == torch.float32
+    assert model.text_projection.weight.shape[0] == model.config.projection_dim
     assert model.config.vision_config.image_size == 64
     assert len(tokenizer.tokenize("a photo of a red striped circle.")) == 8  # one token per word + "."
 
@@ -85,10 +92,12 @@ def test_toy_clip_knows_shape_on_held_out_scenes(toy_clip):
     assert result["colour"] >= 0.9, f"colour {result['colour']:.0%}"
 
 
-def test_shipped_known_words_match_the_world():
+@pytest.mark.parametrize("name", sorted(TOY_CLIPS))
+def test_shipped_known_words_match_the_world(name):
     from toyworld.world import known_words
 
-    if not (TOY_CLIP / "config.json").exists():
-        pytest.skip(f"no trained toy CLIP at {TOY_CLIP}")
+    folder = ROOT / "data" / name
+    if not (folder / "config.json").exists():
+        pytest.skip(f"no trained toy CLIP at {folder}")
     # written by training (toyworld.training.model.write_known_words); the editor warns about other words
-    assert json.loads((TOY_CLIP / "known_words.json").read_text()) == {"model": "toy CLIP", **known_words()}
+    assert json.loads((folder / "known_words.json").read_text()) == {"model": "toy CLIP", **known_words()}
