@@ -67,13 +67,15 @@ class FlowField:
 
 
 def to_gray_uint8(frames: torch.Tensor | np.ndarray) -> np.ndarray:
-    """``(N, 3, H, W)`` RGB or ``(N, 1, H, W)`` gray, float in [0, 1] -> ``(N, H, W)`` uint8 gray."""
-    array = frames.detach().cpu().float().numpy() if torch.is_tensor(frames) else np.asarray(frames, np.float32)
+    """``(N, 3, H, W)`` RGB or ``(N, 1, H, W)`` gray, float in [0, 1] or uint8 -> ``(N, H, W)`` uint8 gray."""
+    # converted a few frames at a time below: no float copy of a uint8 clip
+    array = frames.detach().cpu().numpy() if torch.is_tensor(frames) else np.asarray(frames)
+    scale = 1.0 / 255.0 if array.dtype == np.uint8 else 1.0
     if array.ndim != 4 or array.shape[1] not in (1, 3):
         raise ValueError(f"frames must be (N, 3, H, W) or (N, 1, H, W), got {tuple(array.shape)}")
     gray = np.empty((array.shape[0], *array.shape[2:]), np.uint8)
     for start in range(0, array.shape[0], 8):  # a few frames at a time: no float copies of the whole clip
-        part = array[start:start + 8]
+        part = array[start:start + 8].astype(np.float32) * np.float32(scale)
         # ITU-R BT.601 luma, as cv2.COLOR_RGB2GRAY
         part = 0.299 * part[:, 0] + 0.587 * part[:, 1] + 0.114 * part[:, 2] if part.shape[1] == 3 else part[:, 0]
         gray[start:start + 8] = np.clip(np.rint(part * 255.0), 0, 255)

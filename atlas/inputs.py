@@ -39,7 +39,8 @@ class ClipInput(FrameShape):
     """A clip ready for fitting.
 
     Attributes:
-        frames: ``(N, 3, H, W)`` float32 in [0, 1] at the fitting size.
+        frames: ``(N, 3, H, W)`` uint8 (0..255) at the fitting size (a clip built in memory may hold
+            float32 in [0, 1]; every reader accepts both).
         names: per frame, its file name (frames folder) or ``frame_00000``-style (video file).
         fps: the video file's frame rate; None for a frames folder.
         source: the path the frames came from.
@@ -101,7 +102,9 @@ def load_clip(
     stream = VideoStream(path, max_frames, frame_limit, max_frame_pixels)
     height, width = stream.size
     size = fitting_size(height, width, long_side, upscale)
-    video = stream.read(size)  # resized frame by frame as decoded: never held at the source size
+    # resized frame by frame as decoded (never held at the source size) and kept in 8 bits: a quarter
+    # of float32's memory (0.28 instead of 1.1 GiB for 300 frames of 768 x 432), the values decoded
+    video = stream.read(size, eight_bit=True)
     notes = stream.notes
     if video.truncated:
         of = f" of {stream.source_frames}" if stream.files is not None else ""

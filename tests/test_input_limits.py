@@ -24,6 +24,7 @@ from text2live_geo.common.io import ImageTooLargeError, InputError, probe_image,
 from text2live_geo.common.video_io import (
     FrameLimitError,
     VideoStream,
+    frames_as_float,
     frames_as_uint8,
     read_video,
     resize_frames,
@@ -186,7 +187,9 @@ def test_streaming_decode_resizes_while_decoding_with_the_values_of_resizing_aft
     assert torch.equal(streamed.frames, resize_frames(full.frames, (45, 60)))
     clip = load_clip(clip_mp4, long_side=64)
     assert clip.frames.shape == (12, 3, 48, 64) and clip.source_size == (120, 160)
-    assert torch.equal(clip.frames, resize_frames(full.frames, fitting_size(120, 160, 64)))
+    # a fit holds its frames in 8 bits: the resized values rounded to the nearest level
+    assert clip.frames.dtype == torch.uint8
+    assert torch.equal(clip.frames, frames_as_uint8(resize_frames(full.frames, fitting_size(120, 160, 64))))
 
 
 def test_streamed_frames_are_8_bit_at_the_source_size(clip_mp4):
@@ -293,7 +296,7 @@ def test_the_fit_initialisation_maps_the_clip_a_bounded_number_of_pixels_at_a_ti
                                       for m in masks]))
     with torch.no_grad():
         pixels = atlas.frame_pixels(range(clip.num_frames))[~near.reshape(-1)]
-        colours = clip.frames.permute(0, 2, 3, 1).reshape(-1, 3)[~near.reshape(-1)]
+        colours = frames_as_float(clip.frames).permute(0, 2, 3, 1).reshape(-1, 3)[~near.reshape(-1)]
         whole = initialise.splat_texture(atlas.background_uv(pixels) + 1.0, colours, atlas.config.background_texture)
     splatted = torch.sigmoid(atlas.background_texture[0])
     assert (splatted - whole.clamp(0.002, 0.998)).abs().max() < 1e-5

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from text2live_geo.common.video_io import FrameShape
+from text2live_geo.common.video_io import FrameShape, frames_as_float
 
 from ..chunking import DEFAULT_CHUNK_SIZE, chunk_ranges
 from ..config import AtlasConfig
@@ -43,8 +43,9 @@ __all__ = ["AtlasFitter", "ClipData", "PixelBatch", "PixelSampler", "build_atlas
 
 @dataclass
 class ClipData(FrameShape):
-    """What fitting reads: ``frames`` ``(N, 3, H, W)`` in [0, 1], ``masks`` ``(N, 1, H, W)`` in
-    [0, 1] (bool or float) or None (background only), and the optical flow both ways."""
+    """What fitting reads: ``frames`` ``(N, 3, H, W)``, uint8 (0..255, as read) or float in [0, 1];
+    ``masks`` ``(N, 1, H, W)`` in [0, 1] (bool or float) or None (background only); and the optical
+    flow both ways."""
 
     frames: torch.Tensor
     masks: torch.Tensor | None
@@ -81,7 +82,8 @@ class PixelSampler:
         self.samples = samples
         self.seed = seed
         n, h, w = clip.num_frames, clip.height, clip.width
-        # (N, H, W, 3) a view of the frames, indexed per pixel: no channels-last copy of the clip
+        # (N, H, W, 3) a view of the frames, indexed per pixel: no channels-last copy of the clip; the
+        # drawn pixels become float per batch (frames_as_float), the clip stays in 8 bits
         self.colours = clip.frames.permute(0, 2, 3, 1)
         self.masks = None if clip.masks is None else clip.masks.reshape(n, h * w, 1)  # as given; floats per draw
         flows = clip.flows
@@ -116,9 +118,10 @@ class PixelSampler:
         flow_index = valid.nonzero()[:, 0]
         t_to = torch.where(use_forward, t + 1, t - 1)
         return PixelBatch(
-            x=x.float(), y=y.float(), t=t.float(), colour=self.colours[t, y, x],
+            x=x.float(), y=y.float(), t=t.float(), colour=frames_as_float(self.colours[t, y, x]),
             mask=None if self.masks is None else self.masks[t, pixel].float(),
-            colour_right=self.colours[t, y, right - y * w], colour_down=self.colours[t, down // w, x],
+            colour_right=frames_as_float(self.colours[t, y, right - y * w]),
+            colour_down=frames_as_float(self.colours[t, down // w, x]),
             flow_index=flow_index, x_to=x_to[flow_index], y_to=y_to[flow_index], t_to=t_to[flow_index].float())
 
 
@@ -176,7 +179,8 @@ class AtlasFitter:
         self.eval_y = ((index // clip.width) % clip.height).float()
         self.eval_x = (index % clip.width).float()
         # gathered from a view of the frames (reshaping the permuted frames would copy the whole clip)
-        self.eval_colour = clip.frames.permute(0, 2, 3, 1)[self.eval_t.long(), self.eval_y.long(), self.eval_x.long()]
+        self.eval_colour = frames_as_float(
+            clip.frames.permute(0, 2, 3, 1)[self.eval_t.long(), self.eval_y.long(), self.eval_x.long()])
 
     def learning_rate_scale(self, iteration: int) -> float:
         """Cosine from 1 to ``lr_decay`` over the iterations."""

@@ -21,6 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from text2live_geo.common.video_io import frames_as_float
+
 from ..grid_model import GridAtlas, GridAtlasConfig
 
 __all__ = ["initial_grid_atlas", "chain_to_reference", "pairwise_motion", "splat_texture"]
@@ -172,15 +174,17 @@ def _splat_frames(atlas: GridAtlas, to_uv, frames: torch.Tensor, selected: torch
     take memory growing with N^2 H W (~30 GB for 150 frames of 768 x 432). The same sums, in the same
     order."""
     n = frames.shape[0]
-    total = torch.zeros(side * side, 3, dtype=frames.dtype)
-    weight = torch.zeros(side * side, dtype=frames.dtype)
+    dtype = torch.float32 if frames.dtype == torch.uint8 else frames.dtype
+    total = torch.zeros(side * side, 3, dtype=dtype)
+    weight = torch.zeros(side * side, dtype=dtype)
     step = max(1024, _SPLAT_BLEND_ENTRIES // n)
     for t in range(n):
         keep = selected[t].reshape(-1)
         if not bool(keep.any()):
             continue
         pixels = atlas.frame_pixels([t])[keep]
-        colours = frames[t].permute(1, 2, 0).reshape(-1, 3)[keep]
+        frame = frames_as_float(frames[t]) if frames.dtype == torch.uint8 else frames[t]
+        colours = frame.permute(1, 2, 0).reshape(-1, 3)[keep]
         for start in range(0, pixels.shape[0], step):
             _accumulate_splat(to_uv(pixels[start:start + step]), colours[start:start + step], side, total, weight)
     return _splatted_texture(total, weight, side)
@@ -210,7 +214,7 @@ def initial_grid_atlas(frames: torch.Tensor, masks: torch.Tensor | None, forward
     """A :class:`GridAtlas` initialised from the clip (see the module docstring).
 
     Args:
-        frames: ``(N, 3, H, W)`` in [0, 1].
+        frames: ``(N, 3, H, W)``, uint8 or float in [0, 1].
         masks: ``(N, 1, H, W)`` foreground masks in [0, 1], or None (background only).
         forward: ``(N - 1, H, W, 2)`` forward flow in pixels.
         forward_valid: ``(N - 1, H, W)`` bool, forward-backward consistent vectors.

@@ -47,7 +47,7 @@ from text2live_geo.common.runs import (
     select_device,
     timestamped,
 )
-from text2live_geo.common.video_io import FOLDER_FPS, VideoWriter, video_name
+from text2live_geo.common.video_io import FOLDER_FPS, VideoWriter, frames_as_float, video_name
 
 from ..config import AtlasConfig
 from ..crops import suggested_resolution
@@ -505,7 +505,7 @@ def write_previews(run_dir: Path, atlas: LayeredAtlas, frames: torch.Tensor, mas
     try:
         for start in range(0, n, _FRAME_BATCH):
             indices = list(range(start, min(n, start + _FRAME_BATCH)))
-            target = frames[indices].to(device)
+            target = frames_as_float(frames[indices]).to(device)
             batch = atlas.frame_maps(indices)
             reconstruction = atlas.reconstruct_from_maps(batch).clamp(0, 1)  # no second pass of the mappings
             squared_error += float((reconstruction.double() - target.double()).pow(2).sum())
