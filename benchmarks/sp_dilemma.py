@@ -73,10 +73,10 @@ ALPHA = 0.05
 #: CPU cost of one edit at the shipped config, 96 px, one thread (process time of `edit_image`, so a
 #: loaded machine does not inflate it; docs/sp_benchmark.md): setup seconds + seconds per step. Used
 #: for the estimate printed before a run when --work holds no finished edits yet, else their mean.
-#: (warm process, 96 px: default 0.70 s/step, reference recipe 0.97, crops.full_image_extra 1.06;
-#: 1.3-1.5 s besides the steps)
+#: (the decision run of 2026-12-07, 36 steps: 18.7-23.9 CPU-s per edit by row, mean 21.6, i.e.
+#: about 0.55 s/step besides 1.5 s; an earlier 20-step measurement on a busier machine gave 0.70-1.06)
 MEASURED_SETUP_SECONDS = 1.5
-MEASURED_SECONDS_PER_STEP = 0.85
+MEASURED_SECONDS_PER_STEP = 0.55
 
 SCHEDULE_KEYS = ("loss.bootstrap_steps", "optim.lr_decay")
 SCHEDULE_RULE = ("the shipped schedules are written for the shipped step count S; at the benchmark's step count s "
@@ -165,7 +165,20 @@ def recipe_ablation() -> list[Setting]:
 
 
 def decision_settings() -> list[Setting]:
-    return [DEFAULT_SETTING, *CANDIDATES, *recipe_ablation()]
+    """The decision phase's rows: the default and the candidates (Holm's family is the candidates)."""
+    return [DEFAULT_SETTING, *CANDIDATES]
+
+
+def ablation_settings() -> list[Setting]:
+    """The ablation phase's rows: the default and each reference-recipe key alone. On the decision set,
+    its own Holm family, reported and never used for choosing (split from the decision phase so
+    that each part fits the 90-minute budget at a step count where edits happen)."""
+    return [DEFAULT_SETTING, *recipe_ablation()]
+
+
+#: phase -> (its rows, its work subfolder). The ablation runs on the decision set and shares the
+#: decision phase's folder: its default row is the same edits, run once for both
+PHASES = {"decision": (decision_settings, "decision"), "ablation": (ablation_settings, "decision")}
 
 
 # ------------------------------------------------------------------------------ cases
@@ -685,6 +698,11 @@ def report(data: dict, args) -> str:
     if phase == "decision":
         lines += ["", f"Decision rule (stated before the run): {DECISION_RULE}.", "",
                   "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+    elif phase == "ablation":
+        lines += ["", "The recipe ablation on the decision set: each key of the reference recipe alone on the "
+                  "default, its own Holm family, reported and not used for choosing (the decision rule applied "
+                  "here would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none")
+                  + ")."]
     else:
         lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the decision phase "
                   f"selected ({data['selected_from']}) and directional guidance; the decision rule applied here "
@@ -742,8 +760,10 @@ def _plot(summary, path: Path, phase: str) -> None:
 # ---------------------------------------------------------------------------------- main
 def add_edit_arguments(parser: argparse.ArgumentParser) -> None:
     """The edit's arguments, shared with gradient_shares.py (what `edit_inputs` reads)."""
-    # 12: 9 decision rows x 96 cases at ~11.7 CPU-s per edit on 2 free cores is ~84 min (MEASURED_*)
-    parser.add_argument("--steps", type=int, default=12)
+    # 36: edits happen by then (a 48-step pilot hit no case at step 12 and most of its hits by step
+    # 36, docs/sp_benchmark.md), and 5 decision rows x 96 cases at ~21 CPU-s per edit fit 90 min on
+    # 2 free cores; the 4 ablation rows reuse the default's edits
+    parser.add_argument("--steps", type=int, default=36)
     parser.add_argument("--size", type=int, default=96)
     parser.add_argument("--clip", default=str(ROOT / "data" / "toy_clip_512"),
                         help="toy CLIP folder (default: the 512-d projection, real CLIP's embedding size)")
@@ -797,7 +817,7 @@ def estimate_seconds(todo: list, rows: list[dict], args) -> tuple[float, str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", choices=("decision", "confirmation"), required=True)
+    parser.add_argument("--phase", choices=("decision", "ablation", "confirmation"), required=True)
     parser.add_argument("--cases", type=int, default=96)
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds; case i under seed i mod count")
     add_edit_arguments(parser)
@@ -806,8 +826,9 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default=None, help="folder for inputs, runs and finished rows (resumable; one "
                                                      "subfolder per phase); default: a new temporary folder")
     parser.add_argument("--settings", default=None,
-                        help="decision phase: comma-separated subset of the candidate rows (the default row always "
-                             "runs); default: all")
+                        help="decision or ablation phase: comma-separated subset of its rows (the default row "
+                             "always runs; Holm's m is then the subset's size: a smoke run, not the registered "
+                             "phase); default: all")
     parser.add_argument("--decision", default=None,
                         help="confirmation phase: the decision results to read (default: --results/sp_decision.json)")
     parser.add_argument("--calibration-scenes", type=int, default=440)
@@ -824,8 +845,8 @@ def run(args) -> dict:
     import sp_judge
 
     results = Path(args.results)
-    if args.phase == "decision":
-        settings = decision_settings()
+    if args.phase in PHASES:
+        settings = PHASES[args.phase][0]()
         if args.settings:
             wanted = args.settings.split(",")
             unknown = [name for name in wanted if name not in {s.name for s in settings}]
@@ -842,7 +863,7 @@ def run(args) -> dict:
     settings, resolved, skipped, checked = resolve_rows(settings, args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sp_dilemma_"))
-    phase_work = work / args.phase
+    phase_work = work / (PHASES[args.phase][1] if args.phase in PHASES else args.phase)
     phase_work.mkdir(parents=True, exist_ok=True)
     cases = build_cases(args.cases, args.size, phase_work / "inputs", args.case_seed_base)
     def seed_of(case: EditCase) -> int:

@@ -216,14 +216,13 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
               "--set", "generator.channels=8", "--set", "clip.n_aug=2", "--calibration-scenes", "22",
               "--work", str(tmp_path / "work"), "--results", str(tmp_path / "results")]
     env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
-    decision = [sys.executable, script, "--phase", "decision", "--settings", "directional,recipe:clip.paired_views"]
+    decision = [sys.executable, script, "--phase", "decision", "--settings", "directional"]
     result = subprocess.run(decision + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "estimate:" in result.stdout and "not run: recipe:loss.raw_directions" not in result.stdout
     data = json.loads((tmp_path / "results" / "sp_decision.json").read_text())
     assert [(r["case"], r["seed"], r["setting"]) for r in data["cases"]] == [
-        (0, 0, "default"), (0, 0, "directional"), (0, 0, "recipe:clip.paired_views"),
-        (1, 1, "default"), (1, 1, "directional"), (1, 1, "recipe:clip.paired_views")]
+        (0, 0, "default"), (0, 0, "directional"), (1, 1, "default"), (1, 1, "directional")]
     assert all({"hit", "psnr_outside", "alpha_outside_share", "shape_iou", "attribute_kept", "curve"} <= set(r)
                for r in data["cases"])
     assert data["reduced_scale"] and data["case_seed_base"] == 7_000_000 and data["default_check"]["equal"]
@@ -232,21 +231,34 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
         data["comparisons"]["plasticity"]["directional"]["interval_level"] == pytest.approx(1 - 0.05)
     assert 0 <= data["judge"]["colour_accuracy"] <= 1 and "colour_confusion" in data["judge"]
     for name in ("sp_decision.md", "sp_decision.png", "sp_decision_configs/default.yaml",
-                 "sp_decision_configs/recipe_clip.paired_views.yaml"):
+                 "sp_decision_configs/directional.yaml"):
         assert (tmp_path / "results" / name).stat().st_size > 0
     table = (tmp_path / "results" / "sp_decision.md").read_text()
     assert "Decision rule (stated before the run)" in table and "| directional | `loss.guidance=directional` |" in table
     again = subprocess.run(decision + common, capture_output=True, text=True, timeout=300, env=env)
-    assert again.returncode == 0 and "(6 already done)" in again.stdout
+    assert again.returncode == 0 and "(4 already done)" in again.stdout
+    # the recipe ablation runs on the decision set and reuses its default edits
+    ablation = [sys.executable, script, "--phase", "ablation", "--settings", "recipe:clip.paired_views"]
+    result = subprocess.run(ablation + common, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(2 already done)" in result.stdout
+    ablated = json.loads((tmp_path / "results" / "sp_ablation.json").read_text())
+    assert list(ablated["summary"]) == ["default", "recipe:clip.paired_views"]
+    assert [r for r in ablated["cases"] if r["setting"] == "default"] == \
+        [r for r in data["cases"] if r["setting"] == "default"]
+    assert ablated["resolved_configs"]["recipe:clip.paired_views"]["clip.paired_views"] is False
+    assert "not used for choosing" in (tmp_path / "results" / "sp_ablation.md").read_text()
     # the confirmation set runs the default, what the decision selected, and directional guidance
-    data["selected_by_rule"] = [{"setting": "recipe:clip.paired_views"}]
+    data["selected_by_rule"] = [{"setting": "bootstrap-source"}]
+    data["settings"]["bootstrap-source"] = {"config": None, "diff": ["text.bootstrap_fallback=src"], "note": ""}
     chosen = tmp_path / "decision_with_a_selection.json"
     chosen.write_text(json.dumps(data))
     confirmation = [sys.executable, script, "--phase", "confirmation", "--decision", str(chosen)]
     result = subprocess.run(confirmation + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     confirmed = json.loads((tmp_path / "results" / "sp_confirmation.json").read_text())
-    assert list(confirmed["summary"]) == ["default", "recipe:clip.paired_views", "directional"]
+    assert list(confirmed["summary"]) == ["default", "bootstrap-source", "directional"]
+    assert confirmed["resolved_configs"]["bootstrap-source"]["text.bootstrap_fallback"] == "src"
     assert confirmed["case_seed_base"] == 8_000_000
     assert not {r["world_seed"] for r in confirmed["cases"]} & {r["world_seed"] for r in data["cases"]}
     assert "as it came out" in (tmp_path / "results" / "sp_confirmation.md").read_text()
