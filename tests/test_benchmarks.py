@@ -125,8 +125,12 @@ def test_sp_refuses_a_mislabelled_default_and_resolves_the_shipped_one(tmp_path)
     assert checked["equal"] and checked["keys_compared"] > 50 and "text.src" in checked["keys_excluded"]
     names = [row.name for row in rows]
     assert names[:5] == ["default", "directional", "reference", "bootstrap-source", "reference-bootstrap-source"]
-    assert len(names) == 9  # the 90-minute budget is sized for these (MEASURED_*, --steps)
-    assert "recipe:crops.full_image_extra" in names and "recipe:loss.raw_directions" not in names
+    assert len(names) == 5  # the 90-minute budget is sized for these (MEASURED_*, --steps)
+    # the recipe ablation is its own phase: each reference key alone, inert or shipped ones listed, not run
+    ablation, _, skipped, _ = sp.resolve_rows(sp.ablation_settings(), args)
+    ablated = [row.name for row in ablation]
+    assert ablated[0] == "default" and all(name.startswith("recipe:") for name in ablated[1:])
+    assert "recipe:crops.full_image_extra" in ablated and "recipe:loss.raw_directions" not in ablated
     assert {item["setting"] for item in skipped} >= {"recipe:loss.text_reduction", "recipe:loss.raw_directions"}
     shipped = ImageEditConfig()
     default = resolved["default"]
