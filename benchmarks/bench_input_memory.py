@@ -73,6 +73,8 @@ def parse_args(argv=None):
                         help="video.max_frames values for --compare-tree (default: half the frames)")
     parser.add_argument("--edit-atlas", default="",
                         help="an atlas fitted to the kept frames for the edit rows (default: the fit row's)")
+    parser.add_argument("--edit-set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra overrides of the edit rows, recorded in them (e.g. atlas.max_crop_pixels=400000)")
     parser.add_argument("--workdir", type=Path, default=None, help="keep the clip and runs here (default: a temp dir)")
     parser.add_argument("--out", type=Path, default=HERE / "results" / "input_memory.json")
     parser.add_argument("--child", choices=CHILDREN, help=argparse.SUPPRESS)
@@ -163,6 +165,9 @@ def child(args) -> dict:
             overrides += ["generator.num_scales=3", "generator.channels=8", "clip.n_aug=2"]
         if args.atlas:
             overrides.append(f"atlas.checkpoint={args.atlas}")
+        overrides += args.edit_set
+        if args.edit_set:
+            facts["edit_set"] = list(args.edit_set)
         result = edit_video(None, overrides, progress=False)
         facts.update(frames=result.summary["frames"], size=[result.summary["width"], result.summary["height"]],
                      atlas_size=[result.summary["atlas_width"], result.summary["atlas_height"]],
@@ -182,6 +187,7 @@ def measure(kind: str, clip: Path, max_frames: int, args, tree: Path | None = No
                "--max-frames", str(max_frames), "--long-side", str(args.long_side),
                "--iterations", str(args.iterations), "--workdir", str(args.workdir), "--frames", str(args.frames),
                "--width", str(args.width), "--height", str(args.height), "--fps", str(args.fps), "--atlas", atlas]
+    command += [f"--edit-set={item}" for item in args.edit_set]
     load = os.getloadavg()[0]
     result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=tree or ROOT)
     if result.returncode != 0:
