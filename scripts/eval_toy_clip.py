@@ -22,6 +22,9 @@ import torch  # noqa: E402
 
 from toyworld.evaluate import HELD_OUT_SEED, evaluate, load  # noqa: E402
 
+#: the toy CLIP the project ships and the editor's default; its card omits --out / --model
+SHIPPED_MODEL = "data/toy_clip"
+
 CARD = """# Toy CLIP (text2live_geo)
 
 A small `transformers.CLIPModel` + word-level `CLIPTokenizer` trained from scratch on the
@@ -216,7 +219,7 @@ def recipe_options(cfg: dict, training: dict) -> dict:
             "vision_part": f"vision stage {vision_min:.1f} min, " if cfg.get("vision_steps", 0) > 0 else ""}
 
 
-def write_card(folder: Path, result: dict, command: str, seconds: float, model_dir: str = "data/toy_clip") -> None:
+def write_card(folder: Path, result: dict, command: str, seconds: float, model_dir: str = SHIPPED_MODEL) -> None:
     from transformers import CLIPModel
 
     from toyworld.world import (
@@ -233,13 +236,15 @@ def write_card(folder: Path, result: dict, command: str, seconds: float, model_d
     model = CLIPModel.from_pretrained(str(folder))
     size_mb = sum(p.stat().st_size for p in folder.iterdir() if p.is_file()) / 2**20
     vocab = len(json.loads((folder / "vocab.json").read_text()))
-    # a model other than the shipped 64-d one is regenerated with its own folder and projection
-    train_extra = "" if model_dir == "data/toy_clip" else f" --out {model_dir}"
-    if cfg.get("projection_dim", 64) != 64:
-        train_extra += f" --projection-dim {cfg['projection_dim']}"
-    if cfg.get("steps"):
-        train_extra += f" --steps {cfg['steps']} --minutes {cfg['minutes']:g}" if model_dir != "data/toy_clip" else ""
-    eval_extra = "" if model_dir == "data/toy_clip" else f" --model {model_dir}"
+    # a model other than the shipped one is regenerated with its own folder, projection and steps
+    train_extra = eval_extra = ""
+    if model_dir != SHIPPED_MODEL:
+        train_extra = f" --out {model_dir}"
+        if cfg.get("projection_dim", 64) != 64:
+            train_extra += f" --projection-dim {cfg['projection_dim']}"
+        if cfg.get("steps"):
+            train_extra += f" --steps {cfg['steps']} --minutes {cfg['minutes']:g}"
+        eval_extra = f" --model {model_dir}"
     card = CARD.format(
         model_dir=model_dir, train_extra=train_extra, eval_extra=eval_extra,
         n_colours=len(COLOURS), colours=", ".join(COLOURS), n_shapes=len(SHAPES), shapes=", ".join(SHAPES),
@@ -270,7 +275,7 @@ def write_card(folder: Path, result: dict, command: str, seconds: float, model_d
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="data/toy_clip")
+    parser.add_argument("--model", default=SHIPPED_MODEL)
     parser.add_argument("--n", type=int, default=500)
     parser.add_argument("--seed", type=int, default=HELD_OUT_SEED)
     parser.add_argument("--threads", type=int, default=1)
@@ -293,7 +298,7 @@ def main(argv=None) -> int:
     (folder / "eval.json").write_text(json.dumps(result, indent=2))
     if args.update_card:
         command = "python scripts/eval_toy_clip.py" + (f" --n {args.n}" if args.n != 500 else "") + \
-            (f" --model {args.model}" if args.model != "data/toy_clip" else "")
+            (f" --model {args.model}" if args.model != SHIPPED_MODEL else "")
         write_card(folder, result, command, seconds, model_dir=args.model)
         print(f"wrote {folder / 'MODEL_CARD.md'}")
     return 0
