@@ -8,6 +8,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .banded import banded_merge
 from .config import GeneratorConfig
 from .fused import batch_norm_act, fused_ok, reflect_pad_conv, upsample_norm_conv
 
@@ -104,6 +105,15 @@ class _Scale(nn.Module):
 
     checkpointed = False  # recompute this level's full-resolution blocks in the backward
     memory_efficient = False  # fused merge (`fused.upsample_norm_conv`): keeps no full-size tensor of its own
+    #: without gradients, merges of at least this many pixels run in row bands (`banded.banded_merge`):
+    #: the same values with one full-size tensor instead of about four (renders of whole atlases)
+    banded_min_pixels = 2 ** 18
+
+    def _banded(self, features: torch.Tensor) -> bool:
+        height, width = features.shape[-2:]
+        return (not torch.is_grad_enabled() and height * width >= self.banded_min_pixels
+                and features.dtype in (torch.float32, torch.float64)
+                and not torch.is_autocast_enabled(features.device.type))
 
     def _merge(self, features: torch.Tensor, deep: torch.Tensor) -> torch.Tensor:
         skip = self.skip(features) if self.skip is not None else None
@@ -123,6 +133,9 @@ class _Scale(nn.Module):
         deep = self.down(features)
         if self.deeper is not None:
             deep = self.deeper(deep)
+        if self._banded(features):
+            skip = self.skip(features) if self.skip is not None else None
+            return banded_merge(self, skip, deep, features.shape[-2:])
         if self.checkpointed and torch.is_grad_enabled() and features.requires_grad | deep.requires_grad:
             # the merge at full resolution holds most of the generator's activation memory;
             # recomputing it costs one extra forward of these few convolutions
