@@ -95,3 +95,33 @@ def test_frame_maps_equal_the_whole_clips(tiny):
     some = atlas.frame_maps([5, 0, 2], chunk_size=77)
     for part in ("uv_foreground", "uv_background", "alpha"):
         torch.testing.assert_close(getattr(some, part), getattr(whole, part), atol=1e-6, rtol=0)
+
+
+def test_compact_maps_decode_within_their_stated_error_in_half_the_memory(tiny):
+    from atlas import CompactAtlasMaps
+    from atlas.layers import Layer
+
+    atlas = tiny.atlas
+    both = atlas.precompute_maps(device="cpu")
+    compact = CompactAtlasMaps.from_maps(both, chunk_frames=4)  # chunks that do not divide N = 6
+    assert (compact.num_frames, compact.height, compact.width) == (6, 16, 24)
+    for indices in ([4, 1], range(6), slice(2, 3)):
+        decoded = compact.frames(indices)
+        for layer in Layer:
+            error = (decoded.uv(layer) - both.frames(indices).uv(layer)).abs().max()
+            assert error <= 0.5 / 65535 + 1e-7  # half a 16-bit step of the layer's unit square
+        assert decoded.alpha.dtype == torch.float32
+        assert (decoded.alpha - both.frames(indices).alpha).abs().max() <= 2.5e-4
+    # both layers' uv (2 x 2 x 2 bytes) and alpha (2 bytes) a pixel, against 20 bytes in float32
+    pixels = 6 * 16 * 24
+    assert compact.nbytes == 10 * pixels
+    # one layer, as an edit holds it: 6 bytes a pixel instead of 12
+    one = CompactAtlasMaps.from_maps(atlas.precompute_maps(device="cpu", layers=(Layer.background,)))
+    assert one.nbytes == 6 * pixels
+    with pytest.raises(ValueError, match="no foreground uv"):
+        one.frames([0]).uv(Layer.foreground)
+    # the codes cover each layer's whole square: its corners decode exactly
+    corners = torch.tensor([0.0, 1.0]).view(1, 1, 2, 1).expand(1, 1, 2, 2)
+    edge = CompactAtlasMaps.from_maps(type(both)(corners, corners - 1, torch.ones(1, 1, 1, 2)))
+    assert torch.equal(edge.frames([0]).uv(Layer.foreground), corners)
+    assert torch.equal(edge.frames([0]).uv(Layer.background), corners - 1)

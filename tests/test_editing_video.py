@@ -75,7 +75,7 @@ def test_zero_alpha_edit_renders_the_reconstruction_unchanged(tiny, tiny_clip, l
     # an opaque edit is visible exactly where the layer is: NLA alpha (fg) or 1 - NLA alpha (bg)
     set_constant_alpha(editor, 1e4)
     _, visible = editor.frame_edit(editor.render_atlas(), range(6))
-    nla_alpha = editor.video.maps.alpha
+    nla_alpha = editor.video.maps.frames(range(6)).alpha
     assert torch.allclose(visible, nla_alpha if layer == "foreground" else 1 - nla_alpha, atol=1e-6)
 
 

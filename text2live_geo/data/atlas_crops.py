@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from atlas import AtlasMaps, Layer, PixelBox, sample_atlas, uv_bounding_box
+from atlas import AtlasMaps, CompactAtlasMaps, Layer, PixelBox, sample_atlas, uv_bounding_box
 
 from ..augment import colour_jitter
 from ..common.runs import RunError
@@ -29,7 +29,9 @@ class AtlasVideo:
     Attributes:
         frames: ``(N, 3, H, W)`` the input video at the atlas's frame size, uint8 (0..255): held for
             the whole run, so a quarter of float32's memory; :meth:`frame_images` gives float.
-        maps: per-frame uv maps ``(N, H, W, 2)`` and NLA alpha ``(N, 1, H, W)``.
+        maps: per-frame uv maps ``(N, H, W, 2)`` and NLA alpha ``(N, 1, H, W)`` of the edited layer,
+            compact (:class:`atlas.CompactAtlasMaps`, what an edit holds: half of float32's memory)
+            or float; ``maps.frames(indices)`` gives float32 maps of some frames.
         layer: the edited layer, "foreground" or "background".
         resolution: side R of the full baked atlas.
         frame_boxes: per frame, the region (frame pixels) training crops come from; None for a
@@ -39,7 +41,7 @@ class AtlasVideo:
     """
 
     frames: torch.Tensor
-    maps: AtlasMaps
+    maps: AtlasMaps | CompactAtlasMaps
     layer: Layer
     resolution: int
     frame_boxes: list[PixelBox | None]
@@ -170,12 +172,13 @@ class AtlasCropSampler:
         frames = self._usable_frames(centre, self.gap)
 
         # a random crop of each frame's box, and the atlas pixels their uvs reach
-        uv_map, crops = video.maps.uv(video.layer), []
+        crops = []
         for frame in frames:
             box = _random_sub_box(video.frame_boxes[frame], cfg.crop_min, self.min_size)
+            maps = video.maps.frames(slice(frame, frame + 1))
             crops.append(FrameCrop(frame=frame, box=box, image=frames_as_float(box.crop(video.frames[frame:frame + 1])),
-                                   uv=uv_map[frame:frame + 1, box.top:box.bottom, box.left:box.right],
-                                   nla_alpha=box.crop(video.maps.alpha[frame:frame + 1])))
+                                   uv=maps.uv(video.layer)[:, box.top:box.bottom, box.left:box.right],
+                                   nla_alpha=box.crop(maps.alpha)))
         reached = uv_bounding_box(torch.cat([crop.uv.reshape(-1, 2) for crop in crops]), video.layer,
                                   video.resolution)
         # in coordinates of the baked atlas crop: padded to the generator's minimum inside it

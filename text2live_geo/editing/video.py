@@ -242,10 +242,11 @@ class VideoEditor(GeneratorTraining):
         video = self.video
         frames = list(frames)
         rgba = torch.cat([atlas_layers.edit, atlas_layers.alpha], dim=1)[0]
-        sampled = sample_atlas(rgba, video.maps.uv(self.layer)[frames], self.layer, video.resolution,
+        maps = video.maps.frames(frames)
+        sampled = sample_atlas(rgba, maps.uv(self.layer), self.layer, video.resolution,
                                video.atlas_box).clamp(0, 1)
         edit, alpha = sampled[:, :3], sampled[:, 3:4]
-        nla_alpha = video.maps.alpha[frames].to(alpha.dtype)
+        nla_alpha = maps.alpha.to(alpha.dtype)
         visible = nla_alpha * alpha if self.layer == Layer.foreground else (1 - nla_alpha) * alpha
         return edit, visible
 

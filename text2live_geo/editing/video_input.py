@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 
 from atlas import (
+    CompactAtlasMaps,
     Layer,
     LayeredAtlas,
     NoForegroundError,
@@ -193,5 +194,7 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
     atlas_box = regions.atlas_box.padded_to(min_size, resolution, resolution)
     atlas_image = atlas.bake(layer, resolution, device=device, chunk_size=atlas_cfg.chunk_size,
                              box=atlas_box, progress=progress)[None]
+    # held for the whole run but read a few frames at a time: 16-bit uv and alpha, half the memory
+    maps = CompactAtlasMaps.from_maps(maps)
     return AtlasVideo(frames=frames_as_uint8(frames).to(device), maps=maps, layer=layer, resolution=resolution,
                       frame_boxes=regions.frame_boxes, atlas_box=atlas_box, atlas_image=atlas_image)
