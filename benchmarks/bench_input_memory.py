@@ -23,6 +23,9 @@ child of a large driver would start from the driver's size.
 - ``edit-default``: the same edit with the shipped generator and CLIP views (the generator's own
   memory follows the atlas region it edits, bounded by ``atlas.max_crop_pixels``).
 
+Each row also says where its peak was: a thread samples the resident memory every 50 ms and keeps,
+at the highest sample, the innermost project functions the main thread was in (``peak_in``).
+
 each with every frame of the clip kept and with only the first half kept (``video.max_frames``):
 the difference is what the frames kept cost; the source size and length cost nothing beyond
 them. ``--compare-tree`` also runs the read row with another checkout of the project (e.g. the
@@ -117,6 +120,46 @@ def fit_overrides(clip: Path, max_frames: int, long_side: int, iterations: int, 
             "seed=0", f"output_dir={out}", "checkpoint_every=0"]
 
 
+class PeakWhere:
+    """Samples this process's resident memory every ``interval`` seconds in a thread and remembers,
+    at the highest sample, where the main thread was: its innermost frames in the project
+    (``module.function``), so a row says which part of the work its peak belongs to."""
+
+    def __init__(self, interval: float = 0.05):
+        import threading
+
+        self.interval, self.peak_mib, self.where = interval, 0.0, []
+        self._main = threading.main_thread().ident
+        self._stop = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _rss_mib(self) -> float:
+        with open("/proc/self/statm") as statm:
+            return int(statm.read().split()[1]) * self._page / 2 ** 20
+
+    def _stack(self) -> list[str]:
+        frame, names = sys._current_frames().get(self._main), []
+        while frame is not None and len(names) < 4:
+            module = frame.f_globals.get("__name__", "")
+            if module.split(".")[0] in ("atlas", "text2live_geo"):
+                names.append(f"{module}.{frame.f_code.co_name}")
+            frame = frame.f_back
+        return names
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            rss = self._rss_mib()
+            if rss > self.peak_mib:
+                self.peak_mib, self.where = rss, self._stack()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join()
+        return {"sampled_peak_mib": round(self.peak_mib, 1), "peak_in": self.where}
+
+
 def child(args) -> dict:
     """One measurement in this (fresh) process; returns its figures."""
     if args.child == "make-clip":
@@ -141,6 +184,7 @@ def child(args) -> dict:
 
     facts: dict = {"imported_from": str(Path(atlas.fitting.run.__file__).resolve().parents[2]),
                    "torch": torch.__version__}
+    sampler = PeakWhere() if os.path.exists("/proc/self/statm") else None
     start = time.perf_counter()
     work = Path(args.workdir)
     if args.child == "read":
@@ -173,6 +217,8 @@ def child(args) -> dict:
                      atlas_size=[result.summary["atlas_width"], result.summary["atlas_height"]],
                      atlas_box=result.summary["atlas_box"], atlas_resolution=result.summary.get("atlas_resolution"))
     facts["seconds"] = round(time.perf_counter() - start, 1)
+    if sampler is not None:
+        facts.update(sampler.stop())
     facts["peak_rss_mib"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     return facts
 

@@ -305,6 +305,24 @@ def test_bench_input_memory_writes_its_table(tmp_path):
     assert [(row["row"], row["max_frames"]) for row in rows] == [("imports", 0), ("read", 6), ("read", 3)]
     assert rows[1]["size"] == [32, 24] and rows[2]["frames"] == 3 and all(row["peak_rss_mib"] > 0 for row in rows)
     assert "| read | this | 6 |" in result.stdout
+    # where the peak was: sampled while the read ran, inside the project's read
+    read = rows[1]
+    assert "atlas.inputs.load_clip" in read["peak_in"]
+    assert 0 < read["sampled_peak_mib"] <= read["peak_rss_mib"] + 1
+
+
+def test_bench_generator_memory_measures_both_renders(tmp_path):
+    out = tmp_path / "generator_memory.json"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "bench_generator_memory.py"), "--sides", "160", "--out", str(out)],
+        capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = json.loads(out.read_text())["rows"]
+    assert [(row["side"], row["mode"]) for row in rows] == [(160, "plain"), (160, "banded")]
+    # the same function: the outputs' sums agree to float rounding
+    assert abs(rows[0]["checksum"] - rows[1]["checksum"]) <= 1e-5 * abs(rows[0]["checksum"])
+    assert all(row["growth_mib"] >= 0 and row["seconds"] > 0 for row in rows)
+    assert "banded" in result.stdout and "differ by" in result.stdout
 
 
 def test_gpu_suite_refuses_without_cuda_in_one_line():
