@@ -134,10 +134,10 @@ def prepare_atlas_video(atlas: LayeredAtlas, frames: torch.Tensor, layer: Layer,
     The atlas side R (``atlas.resolution``; 0: 2 atlas pixels per frame pixel) sets the pixels of the
     atlas region the edit covers, which the generator runs on (its crops in training, all of it in the
     final render), and so its memory (the default generator: about 3 GiB per megapixel of crop in
-    training on the CPU, measured; the renders run in row bands, 0.9 GiB per megapixel); how large the region is depends on how far the camera and the object move, not only
-    on the frame size. Over ``atlas.max_crop_pixels``, R follows the clip lowered until the region
-    fits (with a note), or, with an explicit ``atlas.resolution``, the edit stops with one line
-    saying what to set.
+    training on the CPU, measured; the renders run in row bands, 0.9 GiB per megapixel); how large
+    the region is depends on how far the camera and the object move, not only on the frame size.
+    Over ``atlas.max_crop_pixels``, R follows the clip lowered until the region fits (with a note),
+    or, with an explicit ``atlas.resolution``, the edit stops with one line saying what to set.
 
     Args:
         atlas: the layered atlas, on ``device``.
