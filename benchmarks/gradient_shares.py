@@ -134,7 +134,7 @@ def main(argv=None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     sp_dilemma.add_edit_arguments(parser)
     parser.add_argument("--results", default=str(HERE / "results"))
-    parser.add_argument("--settings", default="default,directional",
+    parser.add_argument("--settings", default="default,geodesic",
                         help="comma-separated rows of the SP benchmark's decision phase")
     parser.add_argument("override", nargs="*", help="extra config overrides for every run (key=value)")
     args = parser.parse_args(argv)

@@ -24,8 +24,9 @@ Cases. Two disjoint, pre-registered sets: the decision set (seeds from 7_000_000
 confirmation set (seeds from 8_000_000), 96 cases each by default; the judges' calibration
 scenes come from 9_000_000 on. `--phase decision` runs the candidate settings on the decision
 set and applies `DECISION_RULE`; `--phase confirmation` runs only the default, the settings the
-decision phase selected (read from its results) and directional guidance on the confirmation
-set, and reports what comes out.
+decision phase selected (read from its results) and the guidance the default does not use
+(directional or geodesic; both are always rows, and the one the default uses resolves to it) on
+the confirmation set, and reports what comes out.
 
 Judged from pixels, with the exact mask the world drew:
 - plasticity: the object's colour (recolour cases: more than half of its pixels the target
@@ -119,8 +120,13 @@ class Setting:
 DEFAULT_SETTING = Setting(DEFAULT, note="the shipped ImageEditConfig")
 DIRECTIONAL = Setting("directional", None, ("loss.guidance=directional",),
                       "Text2LIVE's directional loss; also the reference recipe's loss.guidance alone")
+GEODESIC = Setting("geodesic", None, ("loss.guidance=geodesic",),
+                   "the geodesic loss (IMC + IMR, Oh et al.); the image default until the 2026-12-07 confirmation")
+#: both guidances are always rows; the one that is the shipped default resolves to the default row and is
+#: listed as not run, so the other guidance is always compared with the default
+GUIDANCE_ROWS = (DIRECTIONAL, GEODESIC)
 CANDIDATES = (
-    DIRECTIONAL,
+    *GUIDANCE_ROWS,
     Setting("reference", REFERENCE_CONFIG, (), "the Text2LIVE reference recipe, whole"),
     Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
             "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
@@ -152,7 +158,7 @@ def flatten(node: dict, prefix: str = ""):
 
 def recipe_ablation() -> list[Setting]:
     """One row per key of the reference recipe (configs/image/text2live_reference.yaml), alone on
-    the default; the key loss.guidance is the `directional` row."""
+    the default; the key loss.guidance is the guidance rows' (`directional`, `geodesic`)."""
     import yaml
 
     rows = []
@@ -705,7 +711,8 @@ def report(data: dict, args) -> str:
                   + ")."]
     else:
         lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the decision phase "
-                  f"selected ({data['selected_from']}) and directional guidance; the decision rule applied here "
+                  f"selected ({data['selected_from']}) and the guidance the default does not use; the decision rule "
+                  "applied here "
                   "would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
     if data["not_run"]:
         lines += ["", "Not run:", ""] + [f"- `{item['setting']}` (`{item['diff']}`): {item['why']}"
@@ -858,7 +865,9 @@ def run(args) -> dict:
     else:
         chosen, selected_from = selected_settings(Path(args.decision) if args.decision
                                                   else results / "sp_decision.json", args)
-        settings = [DEFAULT_SETTING] + [s for s in chosen if s.name not in (DEFAULT, DIRECTIONAL.name)] + [DIRECTIONAL]
+        guidance_names = {row.name for row in GUIDANCE_ROWS}
+        settings = [DEFAULT_SETTING] + [s for s in chosen if s.name != DEFAULT and s.name not in guidance_names] + \
+            list(GUIDANCE_ROWS)
         args.case_seed_base = CONFIRMATION_SEED
     settings, resolved, skipped, checked = resolve_rows(settings, args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
@@ -878,8 +887,21 @@ def run(args) -> dict:
     rows = [json.loads(line) for line in finished_path.read_text().splitlines()] if finished_path.exists() else []
     # a finished edit counts only if its case, seeds and resolved config are what this run would run
     wanted = {case.index: (case.seed, seed_of(case)) for case in cases}
-    rows = [r for r in rows if r["setting"] in hashes and r["config_hash"] == hashes[r["setting"]]
-            and wanted.get(r["case"]) == (r["world_seed"], r["seed"])]
+    # matched by resolved config, not by name: an edit another row ran with the same config and seeds is
+    # the same edit (the ablation's default row reuses the decision phase's row of the setting that
+    # became the default); such a row is relabelled and says where it came from
+    setting_of_hash = {digest: name for name, digest in hashes.items()}
+    reused, seen = [], set()
+    for row in rows:
+        name = row["setting"] if hashes.get(row["setting"]) == row["config_hash"] else \
+            setting_of_hash.get(row["config_hash"])
+        if name is None or wanted.get(row["case"]) != (row["world_seed"], row["seed"]) or (row["case"], name) in seen:
+            continue
+        if name != row["setting"]:
+            row = {**row, "setting": name, "ran_as": row["setting"]}
+        seen.add((row["case"], name))
+        reused.append(row)
+    rows = reused
     done = {(r["case"], r["setting"]) for r in rows}
     todo = [job for job in jobs if (job[0].index, job[1].name) not in done]
     seconds, how = estimate_seconds(todo, rows, args)

@@ -39,7 +39,7 @@ def test_every_loss_reaches_the_generator(tiny_clip, image_path, tmp_path, guida
 
 
 def test_imr_gradient_after_the_output_moved(tiny_clip, image_path, tmp_path):
-    editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.imr_anchor": "source"})
+    editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.guidance": "geodesic", "loss.imr_anchor": "source"})
     terms, _, _ = step_losses(editor, [(editor.image, None)])
     editor.generator.zero_grad()
     terms["imr"].backward()
@@ -80,7 +80,7 @@ def test_geodesic_run_for_each_imr_anchor(tiny_clip, image_path, tmp_path, ancho
 
 
 def test_previous_anchor_is_the_last_steps_generator(tiny_clip, image_path, tmp_path):
-    editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.imr_anchor": "previous"})
+    editor = _editor(tiny_clip, image_path, tmp_path, **{"loss.guidance": "geodesic", "loss.imr_anchor": "previous"})
     # parameters only: batch-norm running buffers move during the forward and are not used
     # by the anchor, which renders with batch statistics
     before = {k: v.detach().clone() for k, v in editor.generator.named_parameters()}
@@ -93,7 +93,7 @@ def test_previous_anchor_is_the_last_steps_generator(tiny_clip, image_path, tmp_
 
 def test_inversion_run_writes_outputs_and_changes_pixels(tiny_clip, image_path, tmp_path):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=5, mode="inversion",
-                               **{"optim.name": "adam", "optim.lr": 0.05})
+                               **{"optim.name": "adam", "optim.lr": 0.05, "loss.guidance": "geodesic"})
     result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     assert (result.run_dir / "composite.png").is_file() and (result.run_dir / "comparison.png").is_file()
     change = (result.layers.composite - result.input_image).abs()

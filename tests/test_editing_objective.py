@@ -30,7 +30,8 @@ def record_clip_calls(clip, run):
 
 
 def objective_for(tiny_clip, *overrides):
-    cfg = load_config(ImageEditConfig, None, ["image=x.png", "clip.n_aug=3", "loss.imr_anchor=source", *overrides])
+    cfg = load_config(ImageEditConfig, None, ["image=x.png", "clip.n_aug=3", "loss.guidance=geodesic",
+                                              "loss.imr_anchor=source", *overrides])
     return EditObjective(cfg.text, cfg.clip, cfg.loss, tiny_clip, torch.device("cpu"))
 
 

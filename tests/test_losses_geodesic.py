@@ -587,7 +587,7 @@ def test_objective_builds_imc_with_the_configured_pairing(tiny_clip):
     from text2live_geo.editing.objective import EditObjective
     from text2live_geo.layers import composite_layers
 
-    cfg = load_config(ImageEditConfig, None, ["image=x.png", "clip.n_aug=3", "loss.imr=0",
+    cfg = load_config(ImageEditConfig, None, ["image=x.png", "clip.n_aug=3", "loss.imr=0", "loss.guidance=geodesic",
                                               "loss.imc_pairing=published"])
     objective = EditObjective(cfg.text, cfg.clip, cfg.loss, tiny_clip, torch.device("cpu"))
     assert objective.imc_loss.pairing == "published"
