@@ -76,20 +76,10 @@ class AtlasQuery:
         return self.alpha * self.rgb_foreground + (1.0 - self.alpha) * self.rgb_background
 
 
-@dataclass
-class AtlasMaps:
-    """Per-frame uv maps and alpha of a whole video.
+class _FrameMaps:
+    """What both forms of per-frame maps share: the geometry, read from ``self.alpha`` ``(N, 1, H, W)``,
+    and the frame selections :meth:`frames` accepts."""
 
-    Attributes:
-        uv_foreground: ``(N, H, W, 2)`` foreground uv in (0, 1), last axis (u, v); None when only
-            the background's were computed (``precompute_maps(layers=...)``).
-        uv_background: ``(N, H, W, 2)`` background uv in (-1, 0); None when only the foreground's
-            were computed.
-        alpha: ``(N, 1, H, W)`` NLA alpha in [0.001, 0.991].
-    """
-
-    uv_foreground: torch.Tensor | None
-    uv_background: torch.Tensor | None
     alpha: torch.Tensor
 
     @property
@@ -107,6 +97,28 @@ class AtlasMaps:
         """W."""
         return self.alpha.shape[3]
 
+    @staticmethod
+    def _frame_index(indices: list[int] | range | slice | torch.Tensor) -> list[int] | slice | torch.Tensor:
+        """A range as a list (tensors index with lists, slices and tensors, not ranges)."""
+        return list(indices) if isinstance(indices, range) else indices
+
+
+@dataclass
+class AtlasMaps(_FrameMaps):
+    """Per-frame uv maps and alpha of a whole video.
+
+    Attributes:
+        uv_foreground: ``(N, H, W, 2)`` foreground uv in (0, 1), last axis (u, v); None when only
+            the background's were computed (``precompute_maps(layers=...)``).
+        uv_background: ``(N, H, W, 2)`` background uv in (-1, 0); None when only the foreground's
+            were computed.
+        alpha: ``(N, 1, H, W)`` NLA alpha in [0.001, 0.991].
+    """
+
+    uv_foreground: torch.Tensor | None
+    uv_background: torch.Tensor | None
+    alpha: torch.Tensor
+
     def uv(self, layer: Layer) -> torch.Tensor:
         """``(N, H, W, 2)`` uv map of ``layer``."""
         layer_uv_offset(layer)
@@ -122,8 +134,7 @@ class AtlasMaps:
 
     def frames(self, indices: list[int] | range | slice | torch.Tensor) -> AtlasMaps:
         """Maps of a subset of frames, in the order given (or a slice)."""
-        if isinstance(indices, range):
-            indices = list(indices)
+        indices = self._frame_index(indices)
         return AtlasMaps(*(None if part is None else part[indices]
                            for part in (self.uv_foreground, self.uv_background, self.alpha)))
 
@@ -134,7 +145,7 @@ _UV_CODE_LEVELS = 65535
 _UV_CODE_ZERO = 32768
 
 
-class CompactAtlasMaps:
+class CompactAtlasMaps(_FrameMaps):
     """:class:`AtlasMaps` held in 6 bytes a pixel instead of 12 (one layer): each uv coordinate as a
     16-bit code over its layer's unit square ((0, 1) foreground, (-1, 0) background: every atlas
     keeps its uv there), the alpha in float16 (under 2.5e-4 off, a sixteenth of an 8-bit level).
@@ -165,29 +176,13 @@ class CompactAtlasMaps:
         return cls(uv_codes, maps.alpha.to(torch.float16))
 
     @property
-    def num_frames(self) -> int:
-        """N."""
-        return self.alpha.shape[0]
-
-    @property
-    def height(self) -> int:
-        """H."""
-        return self.alpha.shape[2]
-
-    @property
-    def width(self) -> int:
-        """W."""
-        return self.alpha.shape[3]
-
-    @property
     def nbytes(self) -> int:
         """Bytes held."""
         return sum(codes.nbytes for codes in self.uv_codes.values()) + self.alpha.nbytes
 
     def frames(self, indices: list[int] | range | slice | torch.Tensor) -> AtlasMaps:
         """Float32 :class:`AtlasMaps` of those frames (indices in the order given, or a slice)."""
-        if isinstance(indices, range):
-            indices = list(indices)
+        indices = self._frame_index(indices)
 
         def decode(layer: Layer) -> torch.Tensor | None:
             codes = self.uv_codes.get(layer)
