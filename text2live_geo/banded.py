@@ -149,8 +149,8 @@ def banded_merge(level: nn.Module, skip: torch.Tensor | None, deep: torch.Tensor
     first, last = level.merge[0], level.merge[1]
     conv, pad = _conv_parts(first[0])
     last_conv, last_pad = _conv_parts(last[0])
-    if last_pad:
-        raise ValueError("the banded merge expects a 1x1 last conv")
+    if last_pad or last_conv.out_channels != last_conv.in_channels:
+        raise ValueError("the banded merge expects a 1x1 last conv that keeps the channel count")
     last_norm = last[1] if isinstance(last[1], nn.BatchNorm2d) else None
     slope = first[-1].negative_slope
     in_channels = conv.in_channels
@@ -173,18 +173,15 @@ def banded_merge(level: nn.Module, skip: torch.Tensor | None, deep: torch.Tensor
         wanted = _reflected(torch.arange(top - pad, bottom + pad, device=deep.device), height)
         low, high = int(wanted.min()), int(wanted.max()) + 1
         band = merged(low, high).mul_(scale).add_(shift)
-        band = band.index_select(2, wanted - low) if pad else band
         if pad:
-            band = F.pad(band, (pad, pad, 0, 0), mode="reflect")
+            band = F.pad(band.index_select(2, wanted - low), (pad, pad, 0, 0), mode="reflect")
         written = F.conv2d(band, conv.weight, conv.bias)
         output[:, :, top:bottom] = written
         conv_moments.add(written)
     _normalise_act_in_place(output, first[1], conv_moments, slope)
 
     # the 1x1 conv is per pixel: each band is replaced by its result
-    rows = _band_rows(batch, max(last_conv.in_channels, last_conv.out_channels), width, output.element_size(), 1)
-    if last_conv.out_channels != last_conv.in_channels:
-        raise ValueError("the banded merge expects a 1x1 last conv that keeps the channel count")
+    rows = _band_rows(batch, last_conv.out_channels, width, output.element_size(), 1)
     last_moments = _Moments() if last_norm is not None else None
     for top, bottom in _bands(height, rows):
         result = F.conv2d(output[:, :, top:bottom], last_conv.weight, last_conv.bias)
