@@ -149,10 +149,13 @@ class PeakWhere:
         return names
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        # sample once before the first wait, so even work shorter than the interval has a figure
+        while True:
             rss = self._rss_mib()
             if rss > self.peak_mib:
                 self.peak_mib, self.where = rss, self._stack()
+            if self._stop.wait(self.interval):
+                return
 
     def stop(self) -> dict:
         self._stop.set()
