@@ -251,3 +251,28 @@ def test_background_atlas_downscale_key(tiny, tiny_clip):
         assert editor.whole_atlas.shape[-2:] == (height // expected, width // expected)
         assert min(editor.whole_atlas.shape[-2:]) >= editor.generator.min_size
     assert size[0] // 3 >= 9  # the tiny atlas allows the reference's factor
+
+
+def test_whole_atlas_max_pixels_bounds_the_whole_atlas_sample(tiny, tiny_clip):
+    import torch.nn.functional as F
+
+    free = make_editor(tiny, tiny_clip, **{"atlas.resolution": 160, "crops.whole_atlas_max_pixels": 0})
+    height, width = free.video.atlas_image.shape[-2:]
+    assert free.whole_atlas.shape[-2:] == (height, width)  # 0: no limit, the foreground's sample is the region
+    min_side = free.generator.min_size
+    for max_pixels in (height * width // 3, height * width // 10, 1):
+        editor = make_editor(tiny, tiny_clip, **{"atlas.resolution": 160, "crops.whole_atlas_max_pixels": max_pixels})
+        bounded_h, bounded_w = editor.whole_atlas.shape[-2:]
+        assert min(bounded_h, bounded_w) >= min_side
+        if max_pixels > 1:  # the region is large enough for these bounds: they are met, not held up by the minimum side
+            assert min(bounded_h, bounded_w) > min_side
+            assert bounded_h * bounded_w <= max_pixels
+            assert (bounded_h + 1) * (bounded_w + 1) > max_pixels  # as large as fits (one scale, floored)
+        assert abs(bounded_w / bounded_h - width / height) < 2 / min(bounded_h, bounded_w)  # the aspect kept
+        # the region itself, downscaled (bilinear, antialiased), not a crop of it
+        expected = F.interpolate(editor.video.atlas_image, size=(bounded_h, bounded_w), mode="bilinear",
+                                 align_corners=False, antialias=True).clamp(0, 1)
+        torch.testing.assert_close(editor.whole_atlas, expected)
+    assert min(editor.whole_atlas.shape[-2:]) == min_side  # 1 pixel: as far as the minimum side allows
+    # the shipped bound leaves a region under it as it is
+    assert make_editor(tiny, tiny_clip, **{"atlas.resolution": 160}).whole_atlas.shape[-2:] == (height, width)

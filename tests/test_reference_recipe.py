@@ -235,6 +235,7 @@ def test_reference_configs_set_the_reference_recipe():
     assert (image.loss.composition, image.loss.directional, image.loss.structure, image.loss.sparsity) == (1, 1, 2, 6)
     assert video.crops.direct_frame_input == "layer" and not video.crops.mask_frame_source
     assert video.crops.background_atlas_downscale == 3 and video.loss.bootstrap_schedule == "constant"
+    assert video.crops.whole_atlas_max_pixels == 0  # the whole-atlas sample unbounded, as the reference
     assert (video.loss.structure, video.loss.sparsity, video.loss.sparsity_l0, video.optim.lr_decay) == \
         (3, 0.1, 0.005, 0.999)
 

@@ -261,6 +261,9 @@ class AtlasCropConfig:
     jitter_p: float = 0.1
     full_atlas_every: int = 75  # add the whole (cropped) atlas as a sample every this many steps (0: never)
     background_atlas_downscale: int = 3  # the background's whole-atlas sample is downscaled this much (reference 3)
+    # most pixels of the whole-atlas sample (after the background's downscale): a larger one is downscaled
+    # to fit, as far as the generator's minimum side allows, since it runs with gradients (0: no limit)
+    whole_atlas_max_pixels: int = 2**19
     direct_frame: bool = True  # also send one frame crop (of a random one of the step's frames) through the generator
     # what the generator sees for it: layer (reference: the frame x NLA alpha for the foreground, the NLA
     # background reconstruction for the background) | frame (the raw frame crop)

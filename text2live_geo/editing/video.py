@@ -118,13 +118,23 @@ class VideoEditor(GeneratorTraining):
 
     def _whole_atlas_sample(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The whole-atlas sample (and its relevancy): the baked region, for the background
-        downscaled by `crops.background_atlas_downscale` (bilinear, antialiased; the factor
-        lowered where the generator's minimum size needs it), as the reference does."""
+        downscaled by `crops.background_atlas_downscale` (as the reference does), and then, where it
+        still has more than `crops.whole_atlas_max_pixels` pixels, downscaled to that many: this
+        sample runs through the generator with gradients, so its pixels set the step's memory
+        (about 3 GiB per megapixel on the CPU). Bilinear, antialiased; neither downscale goes below
+        the generator's minimum side."""
         whole, relevancy = self.video.atlas_image, self.atlas_relevancy
+        height, width = whole.shape[-2:]
+        min_side = self.generator.min_size
         factor = self.cfg.crops.background_atlas_downscale if self.layer == Layer.background else 1
-        factor = max(1, min(factor, min(whole.shape[-2:]) // self.generator.min_size))
-        if factor > 1:
-            size = (whole.shape[-2] // factor, whole.shape[-1] // factor)
+        factor = max(1, min(factor, min(height, width) // min_side))
+        size = (height // factor, width // factor)
+        max_pixels = self.cfg.crops.whole_atlas_max_pixels
+        if max_pixels > 0 and size[0] * size[1] > max_pixels:
+            # one scale for both sides (the aspect kept), floored so the product fits
+            scale = max(math.sqrt(max_pixels / (size[0] * size[1])), min_side / min(size))
+            size = (max(min_side, math.floor(size[0] * scale)), max(min_side, math.floor(size[1] * scale)))
+        if size != (height, width):
             resize = lambda image: F.interpolate(image, size=size, mode="bilinear", align_corners=False,  # noqa: E731
                                                  antialias=True).clamp(0, 1)
             whole = resize(whole)
