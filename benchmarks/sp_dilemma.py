@@ -26,7 +26,9 @@ scenes come from 9_000_000 on. `--phase decision` runs the candidate settings on
 set and applies `DECISION_RULE`; `--phase confirmation` runs only the default, the settings the
 decision phase selected (read from its results) and the guidance the default does not use
 (directional or geodesic; both are always rows, and the one the default uses resolves to it) on
-the confirmation set, and reports what comes out.
+the confirmation set, and reports what comes out. `--phase layer-decision` and
+`--phase layer-confirmation` do the same for `LAYER_RULE` (edits that hit their target and keep
+the rest of the picture), with the candidates `LAYER_CANDIDATES`, on the same two case sets.
 
 Judged from pixels, with the exact mask the world drew:
 - plasticity: the object's colour (recolour cases: more than half of its pixels the target
@@ -96,6 +98,17 @@ DECISION_RULE = (f"a candidate is selected when, against the default on the deci
                  "test; exact McNemar for attribute_kept); Holm runs over the m candidates within each metric, and "
                  "the paired-bootstrap interval at each comparison's Holm level is reported beside it")
 
+#: a layered hit: the edit hits its target and the rest of the picture is kept (PSNR outside the object
+#: at least this; 30 dB: differences a viewer does not notice without comparing side by side)
+LAYER_PSNR_DB = 30.0
+LAYER_METRIC = "layered_hit"
+LAYER_RULE = (f"registered on 2026-12-07, after the confirmation phase showed the default repainting most of the "
+              f"picture (alpha outside the object 77 %): a case is a layered hit when its edit hits the target "
+              f"(plasticity) and its PSNR outside the object is at least {LAYER_PSNR_DB:g} dB; a candidate is "
+              f"selected when its layered-hit rate beats the default's with a Holm-adjusted exact McNemar p <= "
+              f"{ALPHA} (Holm over the m candidates); of several, the one with the highest layered-hit rate. A "
+              "layered editor's edit is one that does what was asked and leaves the rest to the input")
+
 
 class BenchmarkError(Exception):
     """A protocol violation; main prints it as one line and exits 2."""
@@ -130,6 +143,18 @@ CANDIDATES = (
     Setting("reference", REFERENCE_CONFIG, (), "the Text2LIVE reference recipe, whole"),
     Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
             "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
+    Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
+            "the reference recipe, with the source text's relevancy as the bootstrap target"),
+)
+#: the layer rule's candidates: with no bootstrap text given, the source text's relevancy as the bootstrap
+#: target (text.bootstrap_fallback=src), under each guidance and recipe. `bootstrap-source` is the same
+#: diff as the decision phase's row, now on the directional default; `geodesic-bootstrap-source` is that
+#: row's config as the decision phase ran it (on the geodesic default then), so its edits are reused
+LAYER_CANDIDATES = (
+    Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
+            "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
+    Setting("geodesic-bootstrap-source", None, ("loss.guidance=geodesic", "text.bootstrap_fallback=src"),
+            "geodesic guidance, with the source text's relevancy as the bootstrap target"),
     Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
             "the reference recipe, with the source text's relevancy as the bootstrap target"),
 )
@@ -182,9 +207,19 @@ def ablation_settings() -> list[Setting]:
     return [DEFAULT_SETTING, *recipe_ablation()]
 
 
-#: phase -> (its rows, its work subfolder). The ablation runs on the decision set and shares the
-#: decision phase's folder: its default row is the same edits, run once for both
-PHASES = {"decision": (decision_settings, "decision"), "ablation": (ablation_settings, "decision")}
+def layer_decision_settings() -> list[Setting]:
+    """The layer decision's rows: the default and LAYER_CANDIDATES (Holm's family is the candidates)."""
+    return [DEFAULT_SETTING, *LAYER_CANDIDATES]
+
+
+#: phase -> (its rows, its work subfolder). The ablation and the layer decision run on the decision
+#: set and share the decision phase's folder: the same config on the same case is one edit, run once
+PHASES = {"decision": (decision_settings, "decision"), "ablation": (ablation_settings, "decision"),
+          "layer-decision": (layer_decision_settings, "decision")}
+#: confirmation phase -> the decision phase whose selection it confirms (both in the confirmation folder)
+CONFIRMATIONS = {"confirmation": "decision", "layer-confirmation": "layer-decision"}
+#: the phases that choose by LAYER_RULE instead of DECISION_RULE
+LAYER_PHASES = ("layer-decision", "layer-confirmation")
 
 
 # ------------------------------------------------------------------------------ cases
@@ -532,10 +567,12 @@ def holm(pvalues: list[float], alpha: float = ALPHA) -> list[dict]:
 
 #: metric -> (binary?, +1 when higher is better / -1 when lower is)
 METRICS = {"plasticity": (True, 1), "psnr_outside": (False, 1), "alpha_outside_share": (False, -1),
-           "shape_iou": (False, 1), "attribute_kept": (True, 1)}
+           "shape_iou": (False, 1), "attribute_kept": (True, 1), LAYER_METRIC: (True, 1)}
 
 
 def _value(row: dict, metric: str) -> float:
+    if metric == LAYER_METRIC:  # hit and the rest kept (LAYER_RULE)
+        return float(bool(row["hit"]) and row["psnr_outside"] >= LAYER_PSNR_DB)
     return float(row["hit"] if metric == "plasticity" else row[metric])
 
 
@@ -593,6 +630,17 @@ def select(comparisons: dict) -> list[dict]:
     return selected
 
 
+def select_layered(comparisons: dict, summary: dict) -> list[dict]:
+    """The candidate LAYER_RULE selects (at most one), with its evidence."""
+    better = [name for name, entry in comparisons.get(LAYER_METRIC, {}).items() if entry["better"]]
+    if not better:
+        return []
+    best = max(better, key=lambda name: summary[name][LAYER_METRIC][0])
+    entry = comparisons[LAYER_METRIC][best]
+    return [{"setting": best, "layered_hit_difference": entry["difference"], "p_holm": entry["p_holm"],
+             "interval": entry["interval"]}]
+
+
 def summarise(rows: list[dict], names: list[str]) -> dict[str, dict]:
     """Per setting: each metric's mean with its 95 % bootstrap interval, per-kind plasticity, cost
     and the curve along the optimisation."""
@@ -635,7 +683,8 @@ def write_results(phase: str, rows, settings: list[Setting], resolved, skipped, 
     names = [s.name for s in settings]
     summary = summarise(rows, names)
     comparisons = compare(rows, names)
-    selected = select(comparisons)
+    layered = phase in LAYER_PHASES
+    selected = select_layered(comparisons, summary) if layered else select(comparisons)
     config_folder = results / f"sp_{phase}_configs"
     config_folder.mkdir(exist_ok=True)
     import yaml
@@ -647,7 +696,8 @@ def write_results(phase: str, rows, settings: list[Setting], resolved, skipped, 
         "phase": phase, "command": "python benchmarks/sp_dilemma.py " + " ".join(sys.argv[1:]),
         "arguments": {k: v for k, v in vars(args).items()}, "wall_seconds": wall_seconds,
         "reduced_scale": reduced, "case_seed_base": args.case_seed_base,
-        "benchmark_wide_keys": benchmark_keys(args), "schedule_rule": SCHEDULE_RULE, "decision_rule": DECISION_RULE,
+        "benchmark_wide_keys": benchmark_keys(args), "schedule_rule": SCHEDULE_RULE,
+        "decision_rule": LAYER_RULE if layered else DECISION_RULE, "layer_psnr_db": LAYER_PSNR_DB,
         "alpha": ALPHA, "settings": {s.name: {"config": s.config, "diff": list(s.diff), "note": s.note}
                                      for s in settings},
         "not_run": skipped, "default_check": checked, "resolved_configs": resolved, "judge": judge_report,
@@ -676,7 +726,7 @@ def report(data: dict, args) -> str:
               f"shipped `ImageEditConfig` at all {data['default_check']['keys_compared']} other keys (checked before "
               f"the run); every row's resolved config is in `sp_{phase}_configs/`.", "",
               "| setting | diff on the shipped config | plasticity % | recolour % | retexture % | PSNR outside dB "
-              "| alpha outside % | shape IoU | attribute kept % | s / edit |", "|---" * 10 + "|"]
+              "| alpha outside % | shape IoU | attribute kept % | layered hit % | s / edit |", "|---" * 11 + "|"]
     for name, s in summary.items():
         setting = data["settings"][name]
         described = Setting(name, setting["config"], tuple(setting["diff"])).described()
@@ -684,14 +734,15 @@ def report(data: dict, args) -> str:
                      f"{100 * s['plasticity_recolour']:.0f} | {100 * s['plasticity_retexture']:.0f} | "
                      f"{_interval(s['psnr_outside'], 1, 2)} | {_interval(s['alpha_outside_share'], 100, 1)} | "
                      f"{_interval(s['shape_iou'], 1, 3)} | {_interval(s['attribute_kept'], 100)} | "
-                     f"{s['seconds_per_edit']:.1f} |")
+                     f"{_interval(s[LAYER_METRIC], 100)} | {s['seconds_per_edit']:.1f} |")
     lines += ["", "Differences to the default (candidate - default, paired by case and seed; Holm over the "
               f"{len(summary) - 1} comparison(s) within each metric; brackets: paired-bootstrap interval at the "
               "comparison's Holm level; p: Holm-adjusted, exact McNemar for plasticity and attribute kept "
               "(discordant pairs candidate-only/default-only), a paired sign-flip test otherwise; bold: rejected at "
               f"{ALPHA}):", "",
               "| setting | plasticity (points) | discordant | PSNR outside (dB) | alpha outside (points) | shape IoU "
-              "| attribute kept (points) | Holm level |", "|---|---|---|---|---|---|---|---|"]
+              "| attribute kept (points) | layered hit (points) | discordant | Holm level |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for name in summary:
         if name == DEFAULT:
             continue
@@ -699,10 +750,15 @@ def report(data: dict, args) -> str:
         lines.append(f"| {name} | {_diff(c['plasticity'], 100, 0)} | {c['plasticity']['candidate_only']}/"
                      f"{c['plasticity']['default_only']} | {_diff(c['psnr_outside'], 1, 2)} | "
                      f"{_diff(c['alpha_outside_share'], 100, 1)} | {_diff(c['shape_iou'], 1, 3)} | "
-                     f"{_diff(c['attribute_kept'], 100, 0)} | {100 * c['plasticity']['interval_level']:.2f} % |")
+                     f"{_diff(c['attribute_kept'], 100, 0)} | {_diff(c[LAYER_METRIC], 100, 0)} | "
+                     f"{c[LAYER_METRIC]['candidate_only']}/{c[LAYER_METRIC]['default_only']} | "
+                     f"{100 * c['plasticity']['interval_level']:.2f} % |")
     selected = [item["setting"] for item in data["selected_by_rule"]]
     if phase == "decision":
         lines += ["", f"Decision rule (stated before the run): {DECISION_RULE}.", "",
+                  "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+    elif phase == "layer-decision":
+        lines += ["", f"Layer rule (stated before the run): {LAYER_RULE}.", "",
                   "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
     elif phase == "ablation":
         lines += ["", "The recipe ablation on the decision set: each key of the reference recipe alone on the "
@@ -710,14 +766,17 @@ def report(data: dict, args) -> str:
                   "here would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none")
                   + ")."]
     else:
-        lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the decision phase "
-                  f"selected ({data['selected_from']}) and the guidance the default does not use; the decision rule "
-                  "applied here "
+        rule = "layer rule" if phase in LAYER_PHASES else "decision rule"
+        lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the "
+                  f"{CONFIRMATIONS[phase]} phase selected ({data['selected_from']}) and the guidance the default does "
+                  f"not use; the {rule} applied here "
                   "would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
     if data["not_run"]:
         lines += ["", "Not run:", ""] + [f"- `{item['setting']}` (`{item['diff']}`): {item['why']}"
                                          for item in data["not_run"]]
     judge = data["judge"]
+    lines += ["", f"Layered hit: the edit hits its target and the PSNR outside the object is at least "
+              f"{LAYER_PSNR_DB:g} dB."]
     lines += ["", f"Judges (benchmarks/sp_judge.py), calibrated on {judge['scenes']} rendered objects of known colour "
               f"and texture (world seeds {judge['seeds'][0]}..{judge['seeds'][1]}, disjoint from both case sets): "
               f"colour {100 * judge['colour_accuracy']:.1f} % (worst "
@@ -789,14 +848,14 @@ def check_scale(args, parser) -> None:
 SHARED_ARGUMENTS = ("steps", "size", "clip", "set", "seeds", "cases")
 
 
-def selected_settings(path: Path, args) -> tuple[list[Setting], str]:
-    """The settings the decision phase selected, as it stored them; refused when that phase ran
-    under other edit arguments (SHARED_ARGUMENTS) than this one."""
+def selected_settings(path: Path, args, phase: str = "decision") -> tuple[list[Setting], str]:
+    """The settings the decision phase `phase` selected, as it stored them; refused when that phase
+    ran under other edit arguments (SHARED_ARGUMENTS) than this one."""
     if not path.is_file():
-        raise BenchmarkError(f"no decision results at {path}: run --phase decision first (or pass --decision)")
+        raise BenchmarkError(f"no {phase} results at {path}: run --phase {phase} first (or pass --decision)")
     data = json.loads(path.read_text())
-    if data.get("phase") != "decision":
-        raise BenchmarkError(f"{path} is not a decision phase's results")
+    if data.get("phase") != phase:
+        raise BenchmarkError(f"{path} is not the {phase} phase's results")
     differing = [key for key in SHARED_ARGUMENTS if data["arguments"].get(key) != getattr(args, key)]
     if differing:
         raise BenchmarkError(f"the decision results {path} were made with other arguments: " + ", ".join(
@@ -824,7 +883,7 @@ def estimate_seconds(todo: list, rows: list[dict], args) -> tuple[float, str]:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--phase", choices=("decision", "ablation", "confirmation"), required=True)
+    parser.add_argument("--phase", choices=(*PHASES, *CONFIRMATIONS), required=True)
     parser.add_argument("--cases", type=int, default=96)
     parser.add_argument("--seeds", default="0,1", help="comma-separated training seeds; case i under seed i mod count")
     add_edit_arguments(parser)
@@ -837,7 +896,8 @@ def main(argv=None) -> None:
                              "always runs; Holm's m is then the subset's size: a smoke run, not the registered "
                              "phase); default: all")
     parser.add_argument("--decision", default=None,
-                        help="confirmation phase: the decision results to read (default: --results/sp_decision.json)")
+                        help="confirmation phases: the decision results to read (default: "
+                             "--results/sp_decision.json, for layer-confirmation sp_layer-decision.json)")
     parser.add_argument("--calibration-scenes", type=int, default=440)
     args = parser.parse_args(argv)
     check_scale(args, parser)
@@ -863,8 +923,9 @@ def run(args) -> dict:
             settings = [s for s in settings if s.name == DEFAULT or s.name in wanted]
         args.case_seed_base, selected_from = DECISION_SEED, None
     else:
+        decided_in = CONFIRMATIONS[args.phase]
         chosen, selected_from = selected_settings(Path(args.decision) if args.decision
-                                                  else results / "sp_decision.json", args)
+                                                  else results / f"sp_{decided_in}.json", args, decided_in)
         guidance_names = {row.name for row in GUIDANCE_ROWS}
         settings = [DEFAULT_SETTING] + [s for s in chosen if s.name != DEFAULT and s.name not in guidance_names] + \
             list(GUIDANCE_ROWS)
@@ -872,7 +933,7 @@ def run(args) -> dict:
     settings, resolved, skipped, checked = resolve_rows(settings, args)
     seeds = [int(seed) for seed in args.seeds.split(",")]
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="sp_dilemma_"))
-    phase_work = work / (PHASES[args.phase][1] if args.phase in PHASES else args.phase)
+    phase_work = work / (PHASES[args.phase][1] if args.phase in PHASES else "confirmation")
     phase_work.mkdir(parents=True, exist_ok=True)
     cases = build_cases(args.cases, args.size, phase_work / "inputs", args.case_seed_base)
     def seed_of(case: EditCase) -> int:

@@ -217,6 +217,32 @@ def test_sp_decision_rule_selects_a_clear_win_without_a_stability_loss():
     assert [item["setting"] for item in sp.select(comparisons)] == ["wins"]
 
 
+
+def test_sp_layer_rule_selects_edits_that_hit_and_keep_the_rest():
+    sp = _benchmark("sp_dilemma")
+    assert sp._value({"hit": True, "psnr_outside": sp.LAYER_PSNR_DB}, "layered_hit") == 1.0
+    assert sp._value({"hit": True, "psnr_outside": sp.LAYER_PSNR_DB - 0.01}, "layered_hit") == 0.0
+    assert sp._value({"hit": False, "psnr_outside": 45.0}, "layered_hit") == 0.0
+    rows = []
+    for case in range(30):
+        base = {"case": case, "seed": 0, "kind": "recolour", "alpha_outside_share": 0.5, "shape_iou": 0.5,
+                "attribute_kept": True}
+        rows.append(base | {"setting": "default", "hit": True, "psnr_outside": 17.0})  # hits, repainting
+        rows.append(base | {"setting": "repaints", "hit": True, "psnr_outside": 18.0})
+        rows.append(base | {"setting": "layers", "hit": case % 2 == 0, "psnr_outside": 33.0})  # 15 layered hits
+        rows.append(base | {"setting": "layers-more", "hit": case % 3 != 0, "psnr_outside": 33.0})  # 20
+    names = ["default", "repaints", "layers", "layers-more"]
+    comparisons = sp.compare(rows, names)
+    summary = {name: {"layered_hit": (sum(sp._value(r, "layered_hit") for r in rows if r["setting"] == name) / 30,)}
+               for name in names}
+    layered = comparisons["layered_hit"]
+    assert (layered["layers"]["candidate_only"], layered["layers"]["default_only"]) == (15, 0)
+    assert layered["layers"]["better"] and layered["layers-more"]["better"] and not layered["repaints"]["better"]
+    # the plasticity rule would not pick a layered candidate here (it hits less), the layer rule picks the best
+    assert comparisons["plasticity"]["layers"]["difference"] < 0
+    assert [item["setting"] for item in sp.select_layered(comparisons, summary)] == ["layers-more"]
+    assert sp.select_layered({"layered_hit": {"repaints": layered["repaints"]}}, summary) == []
+
 @pytest.mark.slow
 def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_dir, tmp_path):
     script = str(ROOT / "benchmarks" / "sp_dilemma.py")
@@ -281,6 +307,25 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
     assert confirmed["case_seed_base"] == 8_000_000
     assert not {r["world_seed"] for r in confirmed["cases"]} & {r["world_seed"] for r in data["cases"]}
     assert "as it came out" in (tmp_path / "results" / "sp_confirmation.md").read_text()
+    # the layer rule's phases: the same sets and folders; its confirmation reuses the confirmation set's edits
+    layer = [sys.executable, script, "--phase", "layer-decision", "--settings", "bootstrap-source"]
+    result = subprocess.run(layer + common, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(2 already done)" in result.stdout  # the default's edits on the decision set
+    layered = json.loads((tmp_path / "results" / "sp_layer-decision.json").read_text())
+    assert layered["decision_rule"].startswith("registered on") and "layered_hit" in layered["comparisons"]
+    assert "Layer rule (stated before the run)" in (tmp_path / "results" / "sp_layer-decision.md").read_text()
+    layered["selected_by_rule"] = [{"setting": "bootstrap-source"}]
+    chosen_layer = tmp_path / "layer_decision_with_a_selection.json"
+    chosen_layer.write_text(json.dumps(layered))
+    result = subprocess.run([sys.executable, script, "--phase", "layer-confirmation", "--decision", str(chosen_layer)]
+                            + common, capture_output=True, text=True, timeout=600, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "(6 already done)" in result.stdout  # default, bootstrap-source and geodesic ran in the confirmation
+    assert "layer rule applied here" in (tmp_path / "results" / "sp_layer-confirmation.md").read_text()
+    refused = subprocess.run([sys.executable, script, "--phase", "layer-confirmation", "--decision", str(chosen)]
+                             + common, capture_output=True, text=True, timeout=300, env=env)
+    assert refused.returncode == 2 and "is not the layer-decision phase's results" in refused.stderr
     refused = subprocess.run([sys.executable, script, "--phase", "confirmation", "--decision",
                               str(tmp_path / "missing.json")] + common, capture_output=True, text=True, timeout=300,
                              env=env)
