@@ -228,7 +228,7 @@ class StepTimeline:
 def worker(args, mode: str) -> dict:
     import torch
 
-    from common import peak_memory_gib, timed, vit_b32_clip
+    from common import STEP_RECIPE, peak_memory_gib, timed, vit_b32_clip
     from text2live_geo.common.config import load_config
     from text2live_geo.common.runs import select_device
     from text2live_geo.config import ImageEditConfig
@@ -251,7 +251,7 @@ def worker(args, mode: str) -> dict:
     ramp = torch.linspace(0, 1, args.size)
     image = torch.stack([ramp[None].expand(args.size, -1), ramp[:, None].expand(-1, args.size),
                          torch.rand(args.size, args.size) * 0.2 + 0.4])[None]
-    cfg = load_config(ImageEditConfig, None, [
+    cfg = load_config(ImageEditConfig, STEP_RECIPE, [
         "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={guidance}", f"precision={precision}",
         "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=" + str(device),
         "text.src=horse", "text.comp=golden horse", "text.screen=golden horse",

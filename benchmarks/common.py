@@ -15,6 +15,11 @@ from text2live_geo.common.timing import (  # noqa: F401 (peak_memory_gib and syn
 )
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the image step the step benchmarks time (bench_step.py's modes, step_flops.py, gpu_suite.py through
+#: bench_step): the recipe before the SP layer rule, whose structures (one paired view draw, one composite
+#: encoding, one render per step) their figures and the README's were measured and counted on. The shipped
+#: image default since then draws views and encodes the composite as the reference does (more encodings)
+STEP_RECIPE = ROOT / "configs" / "image" / "former_default.yaml"
 VIT_B32_CONFIG = ROOT / "configs" / "clip" / "vit-b-32.json"
 
 

@@ -38,7 +38,7 @@ def count(args) -> dict:
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    from common import vit_b32_clip
+    from common import STEP_RECIPE, vit_b32_clip
     from text2live_geo.clip import ClipGuide
     try:
         from text2live_geo.common.config import load_config
@@ -53,7 +53,7 @@ def count(args) -> dict:
     ramp = torch.linspace(0, 1, args.size)
     image = torch.stack([ramp[None].expand(args.size, -1), ramp[:, None].expand(-1, args.size),
                          torch.rand(args.size, args.size) * 0.2 + 0.4])[None]
-    cfg = load_config(ImageEditConfig, None, [  # bench_step's `ours` settings
+    cfg = load_config(ImageEditConfig, STEP_RECIPE, [  # bench_step's `ours` settings
         "image=bench.png", f"clip.n_aug={args.views}", f"loss.guidance={args.guidance}", "precision=fp32",
         "crops.full_image_every=1", f"crops.resize_short={args.size}", "device=cpu", "text.src=horse",
         "text.comp=golden horse", "text.screen=golden horse", "clip.checkpoint_chunk=0", *args.set])

@@ -124,29 +124,34 @@ def test_sp_refuses_a_mislabelled_default_and_resolves_the_shipped_one(tmp_path)
     rows, resolved, skipped, checked = sp.resolve_rows(sp.decision_settings(), args)
     assert checked["equal"] and checked["keys_compared"] > 50 and "text.src" in checked["keys_excluded"]
     names = [row.name for row in rows]
-    # the guidance the default uses (directional since the confirmation phase) resolves to the default row
-    assert names == ["default", "geodesic", "reference", "bootstrap-source", "reference-bootstrap-source"]
-    assert [item["setting"] for item in skipped if "resolves to the default" in item["why"]] == ["directional"]
-    # the 90-minute budget is sized for these 5 (MEASURED_*, --steps)
-    # the recipe ablation is its own phase: each reference key alone, inert or shipped ones listed, not run
+    # rows that resolve to the default row are listed, not run: the guidance the default uses (directional,
+    # the decision rule's) and, since the layer rule made the reference recipe with the source-text bootstrap
+    # the image default, the source-text bootstrap row; the reference recipe differs from it only in
+    # crops.resize_upscale (kept off), and with the source-text bootstrap it is the same row again
+    assert names == ["default", "geodesic", "reference"]
+    assert [item["setting"] for item in skipped if "resolves to the default" in item["why"]] == [
+        "directional", "bootstrap-source"]
+    assert [item["setting"] for item in skipped if "same config as 'reference'" in item["why"]] == [
+        "reference-bootstrap-source"]
+    # the recipe ablation is its own phase: each reference key alone, inert or shipped ones listed, not run;
+    # every key of the recipe is now shipped but crops.resize_upscale, which is inert at the benchmark's size
     ablation, _, skipped, _ = sp.resolve_rows(sp.ablation_settings(), args)
-    ablated = [row.name for row in ablation]
-    assert ablated[0] == "default" and all(name.startswith("recipe:") for name in ablated[1:])
-    # under the directional default the directional loss's own keys are live; geodesic would make them inert
-    assert "recipe:crops.full_image_extra" in ablated and "recipe:loss.raw_directions" in ablated
-    assert {item["setting"] for item in skipped} >= {"recipe:loss.text_reduction", "recipe:crops.resize_upscale"}
+    assert [row.name for row in ablation] == ["default"]
+    assert {item["setting"] for item in skipped} >= {"recipe:loss.raw_directions", "recipe:crops.full_image_extra",
+                                                     "recipe:crops.resize_upscale"}
+    assert "inert" in next(item["why"] for item in skipped if item["setting"] == "recipe:crops.resize_upscale")
     assert ImageEditConfig().loss.guidance == "directional"  # the shipped image default, by the benchmark's rule
     shipped = ImageEditConfig()
     default = resolved["default"]
     assert default["generator.num_scales"] == 6 and default["steps"] == 20  # 96 px needs 2^n + 1 <= 96
     assert default["generator.channels"] == shipped.generator.channels and default["clip.n_aug"] == shipped.clip.n_aug
-    assert default["text.bootstrap"] == shipped.text.bootstrap == "" and default["text.bootstrap_fallback"] == "none"
-    assert resolved["bootstrap-source"]["text.bootstrap_fallback"] == "src"
+    assert default["text.bootstrap"] == shipped.text.bootstrap == "" and default["text.bootstrap_fallback"] == "src"
+    assert resolved["geodesic"]["loss.guidance"] == "geodesic"
     # the stated schedule rule: 20 of 1000 steps
     assert default["loss.bootstrap_steps"] == 20 and default["crops.full_image_every"] == 75  # a period: as shipped
     assert abs(default["optim.lr_decay"] - 0.99 ** 50) < 1e-12
     for bad in (sp.Setting("default", None, ("loss.sparsity=0",)),
-                sp.Setting("default", sp.REFERENCE_CONFIG),
+                sp.Setting("default", "configs/image/former_default.yaml"),
                 sp.Setting("default", None, ("text.bootstrap={src}",))):
         with pytest.raises(sp.BenchmarkError, match="refusing to label a row 'default'"):
             sp.resolve_rows([bad, sp.DIRECTIONAL], args)
@@ -282,46 +287,50 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
     assert again.returncode == 0 and "(4 already done)" in again.stdout
     relabelled = json.loads((tmp_path / "results" / "sp_decision.json").read_text())["cases"]
     assert [r.get("ran_as") for r in relabelled if r["setting"] == "default"] == ["was-a-candidate"] * 2
-    # the recipe ablation runs on the decision set and reuses its default edits
+    # the recipe ablation runs on the decision set and reuses its default edits; a recipe key that is
+    # already the shipped value (the image default follows the reference recipe since the layer rule) is
+    # listed as not run
     ablation = [sys.executable, script, "--phase", "ablation", "--settings", "recipe:clip.paired_views"]
     result = subprocess.run(ablation + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "(2 already done)" in result.stdout
+    assert "not run: recipe:clip.paired_views: its value is already the shipped one" in result.stdout
     ablated = json.loads((tmp_path / "results" / "sp_ablation.json").read_text())
-    assert list(ablated["summary"]) == ["default", "recipe:clip.paired_views"]
+    assert list(ablated["summary"]) == ["default"]
     assert [{**r, "ran_as": None} for r in ablated["cases"] if r["setting"] == "default"] == \
         [{**r, "ran_as": None} for r in data["cases"] if r["setting"] == "default"]
-    assert ablated["resolved_configs"]["recipe:clip.paired_views"]["clip.paired_views"] is False
     assert "not used for choosing" in (tmp_path / "results" / "sp_ablation.md").read_text()
     # the confirmation set runs the default, what the decision selected, and directional guidance
-    data["selected_by_rule"] = [{"setting": "bootstrap-source"}]
-    data["settings"]["bootstrap-source"] = {"config": None, "diff": ["text.bootstrap_fallback=src"], "note": ""}
+    data["selected_by_rule"] = [{"setting": "templates-subset"}]
+    data["settings"]["templates-subset"] = {"config": None, "diff": ["text.template_sampling=subset"], "note": ""}
     chosen = tmp_path / "decision_with_a_selection.json"
     chosen.write_text(json.dumps(data))
     confirmation = [sys.executable, script, "--phase", "confirmation", "--decision", str(chosen)]
     result = subprocess.run(confirmation + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
     confirmed = json.loads((tmp_path / "results" / "sp_confirmation.json").read_text())
-    assert list(confirmed["summary"]) == ["default", "bootstrap-source", "geodesic"]
-    assert confirmed["resolved_configs"]["bootstrap-source"]["text.bootstrap_fallback"] == "src"
+    assert list(confirmed["summary"]) == ["default", "templates-subset", "geodesic"]
+    assert confirmed["resolved_configs"]["templates-subset"]["text.template_sampling"] == "subset"
     assert confirmed["case_seed_base"] == 8_000_000
     assert not {r["world_seed"] for r in confirmed["cases"]} & {r["world_seed"] for r in data["cases"]}
     assert "as it came out" in (tmp_path / "results" / "sp_confirmation.md").read_text()
     # the layer rule's phases: the same sets and folders; its confirmation reuses the confirmation set's edits
-    layer = [sys.executable, script, "--phase", "layer-decision", "--settings", "bootstrap-source"]
+    layer = [sys.executable, script, "--phase", "layer-decision", "--settings", "geodesic-bootstrap-source"]
     result = subprocess.run(layer + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "(2 already done)" in result.stdout  # the default's edits on the decision set
+    # the default's edits and the decision phase's geodesic row, which is geodesic-bootstrap-source now that
+    # the source-text bootstrap is the default: matched by resolved config, not by name
+    assert "(4 already done)" in result.stdout
     layered = json.loads((tmp_path / "results" / "sp_layer-decision.json").read_text())
     assert layered["decision_rule"].startswith("registered on") and "layered_hit" in layered["comparisons"]
     assert "Layer rule (stated before the run)" in (tmp_path / "results" / "sp_layer-decision.md").read_text()
-    layered["selected_by_rule"] = [{"setting": "bootstrap-source"}]
+    layered["selected_by_rule"] = [{"setting": "geodesic-bootstrap-source"}]
     chosen_layer = tmp_path / "layer_decision_with_a_selection.json"
     chosen_layer.write_text(json.dumps(layered))
     result = subprocess.run([sys.executable, script, "--phase", "layer-confirmation", "--decision", str(chosen_layer)]
                             + common, capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "(6 already done)" in result.stdout  # default, bootstrap-source and geodesic ran in the confirmation
+    assert "(4 already done)" in result.stdout  # the default and geodesic ran in the confirmation phase
     assert "layer rule applied here" in (tmp_path / "results" / "sp_layer-confirmation.md").read_text()
     refused = subprocess.run([sys.executable, script, "--phase", "layer-confirmation", "--decision", str(chosen)]
                              + common, capture_output=True, text=True, timeout=300, env=env)

@@ -50,7 +50,10 @@ def test_imr_gradient_after_the_output_moved(tiny_clip, image_path, tmp_path):
 def test_training_decreases_loss_and_writes_metrics(tiny_clip, image_path, tmp_path):
     overrides = tiny_overrides(image_path, "x", tmp_path, steps=12, **{"loss.guidance": "directional",
                                                                        "crops.full_image_every": 1,
-                                                                       "optim.name": "adam", "optim.lr": 0.01})
+                                                                       "optim.name": "adam", "optim.lr": 0.01,
+                                                                       # the same 4 templates' count every step:
+                                                                       # the reference's 1..all draw is noisier
+                                                                       "text.template_sampling": "subset"})
     result = edit_image(None, overrides, clip_guide=tiny_clip, progress=False)
     records = [json.loads(line) for line in (result.run_dir / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 13))

@@ -30,8 +30,12 @@ def record_clip_calls(clip, run):
 
 
 def objective_for(tiny_clip, *overrides):
+    # the project's own view and template recipe (configs/image/former_default.yaml), whose batch layout
+    # these tests count; the reference recipe's keys have their own tests (test_reference_recipe.py)
     cfg = load_config(ImageEditConfig, None, ["image=x.png", "clip.n_aug=3", "loss.guidance=geodesic",
-                                              "loss.imr_anchor=source", *overrides])
+                                              "loss.imr_anchor=source", "clip.paired_views=true",
+                                              "clip.encode_composite_twice=false", "text.template_sampling=subset",
+                                              *overrides])
     return EditObjective(cfg.text, cfg.clip, cfg.loss, tiny_clip, torch.device("cpu"))
 
 

@@ -40,15 +40,18 @@ def test_paired_views_key(tiny_clip):
     render, _ = unchanged_render()
     size = (32, 38)
     torch.manual_seed(1)
-    paired = objective_for(tiny_clip).draw_views(render, size)
+    paired = objective_for(tiny_clip, "clip.paired_views=true", "clip.encode_composite_twice=false").draw_views(
+        render, size)
     assert torch.equal(paired["input"], paired["composite"])  # one draw: the views differ by the edit only
     torch.manual_seed(1)
-    unpaired = objective_for(tiny_clip, "clip.paired_views=false").draw_views(render, size)
+    unpaired = objective_for(tiny_clip, "clip.paired_views=false", "clip.encode_composite_twice=false").draw_views(
+        render, size)
     assert set(unpaired) == {"input", "composite", "screen"}
     assert not torch.allclose(unpaired["input"], unpaired["composite"])  # each image its own draw
     # so with no edit at all the directional loss is exactly 1 only with paired views
     for paired_views, exactly_one in ((True, True), (False, False)):
-        objective = objective_for(tiny_clip, f"clip.paired_views={paired_views}", "loss.guidance=directional")
+        objective = objective_for(tiny_clip, f"clip.paired_views={paired_views}", "loss.guidance=directional",
+                                  "clip.encode_composite_twice=false", "text.template_sampling=subset")
         terms, _ = objective.batched([render])
         assert (terms["directional"].item() == pytest.approx(1.0, abs=1e-6)) == exactly_one
 
@@ -57,12 +60,14 @@ def test_paired_views_key(tiny_clip):
 def test_encode_composite_twice_key(tiny_clip):
     render, _ = unchanged_render()
     torch.manual_seed(2)
-    views = objective_for(tiny_clip, "clip.encode_composite_twice=true").draw_views(render, (32, 38))
+    views = objective_for(tiny_clip, "clip.encode_composite_twice=true", "clip.paired_views=true").draw_views(
+        render, (32, 38))
     assert set(views) == {"input", "composite", "screen", "composite_dir"}
     assert torch.equal(views["composite_dir"], views["input"])  # the directional draw is paired
     assert not torch.allclose(views["composite"], views["composite_dir"])  # composition: a draw of its own
     for twice, rows in ((False, 2 * 4), (True, 3 * 4)):  # composite (+ again) + screen views with gradient
-        objective = objective_for(tiny_clip, f"clip.encode_composite_twice={twice}", "loss.guidance=directional")
+        objective = objective_for(tiny_clip, f"clip.encode_composite_twice={twice}", "loss.guidance=directional",
+                                  "clip.paired_views=true", "text.template_sampling=subset")
         assert encoded_batches(tiny_clip, objective.batched, [render]) == [rows, 4]
 
 
@@ -98,7 +103,7 @@ def test_template_sampling_key(tiny_clip):
     # the counts are uniform in 1..rows, each term its own: 28 pair rows, 42 comp rows, 2 screen rows
     assert max(counts["pairs"]) <= 28 and max(counts["comp"]) <= 42 and counts["screen"] == {1, 2}
     assert len(counts["pairs"]) > 10 and len(counts["comp"]) > 10 and max(counts["comp"]) > 28
-    subset = objective_for(tiny_clip).step_texts()
+    subset = objective_for(tiny_clip, "text.template_sampling=subset").step_texts()
     assert len(subset.src) == len(subset.comp_all) == 4  # text.templates_per_step
 
 
@@ -113,7 +118,7 @@ def test_directional_pairs_key(tiny_clip):
     by_index = 1 - sum(image_direction[i] @ text_direction[i % 3] for i in range(6)) / 6
     torch.testing.assert_close(DirectionalLoss(pairs="all")(source, output, text_source, text_target), all_pairs)
     torch.testing.assert_close(DirectionalLoss()(source, output, text_source, text_target), by_index)
-    assert objective_for(tiny_clip).directional_loss.pairs == "index"
+    assert objective_for(tiny_clip, "loss.directional_pairs=index").directional_loss.pairs == "index"
     assert objective_for(tiny_clip, "loss.directional_pairs=all").directional_loss.pairs == "all"
 
 
@@ -124,7 +129,8 @@ def test_raw_directions_key(tiny_clip):
     render = Render(source, composite_layers(torch.rand(1, 4, 40, 48), source))
     norms = {}
     for raw in (False, True):
-        objective = objective_for(tiny_clip, "loss.guidance=directional", f"loss.raw_directions={raw}")
+        objective = objective_for(tiny_clip, "loss.guidance=directional", f"loss.raw_directions={raw}",
+                                  "text.template_sampling=subset")
         calls = spy_calls(objective.directional_loss)
         composition = spy_calls(objective.composition_loss)
         objective.batched([render])
@@ -336,12 +342,13 @@ def test_bootstrap_fallback_uses_the_source_text(tiny_clip, image_path, tmp_path
     source_text = "red square"
 
     def editor(**keys):
-        cfg = load_config(ImageEditConfig, None, tiny_overrides(image_path, "unused", tmp_path,
-                                                                **{"text.src": source_text, **keys}))
+        # one whole-image relevancy map (not per crop), so the two targets can be compared
+        cfg = load_config(ImageEditConfig, None, tiny_overrides(image_path, "unused", tmp_path, **{
+            "text.src": source_text, "loss.relevancy_per_crop": False, **keys}))
         return ImageEditor(cfg, image, tiny_clip, CPU)
 
-    assert load_config(ImageEditConfig).text.bootstrap_fallback is BootstrapFallback.none
-    off = editor()
+    assert load_config(ImageEditConfig).text.bootstrap_fallback is BootstrapFallback.src  # the layer rule's default
+    off = editor(**{"text.bootstrap_fallback": "none"})
     assert not off.has_bootstrap_target() and off.relevancy is None and off.bootstrap_weight(0) == 0
     fallback = editor(**{"text.bootstrap_fallback": "src"})
     explicit = editor(**{"text.bootstrap": source_text})
