@@ -138,25 +138,25 @@ GEODESIC = Setting("geodesic", None, ("loss.guidance=geodesic",),
 #: both guidances are always rows; the one that is the shipped default resolves to the default row and is
 #: listed as not run, so the other guidance is always compared with the default
 GUIDANCE_ROWS = (DIRECTIONAL, GEODESIC)
+BOOTSTRAP_SOURCE = Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
+                           "with no bootstrap text, the source text's relevancy as the bootstrap target")
+REFERENCE_BOOTSTRAP_SOURCE = Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
+                                     "the reference recipe, with the source text's relevancy as the bootstrap target")
 CANDIDATES = (
     *GUIDANCE_ROWS,
     Setting("reference", REFERENCE_CONFIG, (), "the Text2LIVE reference recipe, whole"),
-    Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
-            "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
-    Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
-            "the reference recipe, with the source text's relevancy as the bootstrap target"),
+    BOOTSTRAP_SOURCE,
+    REFERENCE_BOOTSTRAP_SOURCE,
 )
 #: the layer rule's candidates: with no bootstrap text given, the source text's relevancy as the bootstrap
 #: target (text.bootstrap_fallback=src), under each guidance and recipe. `bootstrap-source` is the same
 #: diff as the decision phase's row, now on the directional default; `geodesic-bootstrap-source` is that
 #: row's config as the decision phase ran it (on the geodesic default then), so its edits are reused
 LAYER_CANDIDATES = (
-    Setting("bootstrap-source", None, ("text.bootstrap_fallback=src",),
-            "with no bootstrap text, the source text's relevancy as the bootstrap target (shipped: no bootstrap)"),
+    BOOTSTRAP_SOURCE,
     Setting("geodesic-bootstrap-source", None, ("loss.guidance=geodesic", "text.bootstrap_fallback=src"),
             "geodesic guidance, with the source text's relevancy as the bootstrap target"),
-    Setting("reference-bootstrap-source", REFERENCE_CONFIG, ("text.bootstrap_fallback=src",),
-            "the reference recipe, with the source text's relevancy as the bootstrap target"),
+    REFERENCE_BOOTSTRAP_SOURCE,
 )
 #: reference-recipe keys that no code reads under the condition given (checked on the resolved
 #: row); such an ablation row would be the default row again, so it is listed, not run
@@ -753,24 +753,19 @@ def report(data: dict, args) -> str:
                      f"{_diff(c['attribute_kept'], 100, 0)} | {_diff(c[LAYER_METRIC], 100, 0)} | "
                      f"{c[LAYER_METRIC]['candidate_only']}/{c[LAYER_METRIC]['default_only']} | "
                      f"{100 * c['plasticity']['interval_level']:.2f} % |")
-    selected = [item["setting"] for item in data["selected_by_rule"]]
-    if phase == "decision":
-        lines += ["", f"Decision rule (stated before the run): {DECISION_RULE}.", "",
-                  "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
-    elif phase == "layer-decision":
-        lines += ["", f"Layer rule (stated before the run): {LAYER_RULE}.", "",
-                  "Selected: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+    selected = ", ".join(f"`{item['setting']}`" for item in data["selected_by_rule"]) or "none"
+    if phase in ("decision", "layer-decision"):
+        rule_name, rule = ("Layer rule", LAYER_RULE) if phase in LAYER_PHASES else ("Decision rule", DECISION_RULE)
+        lines += ["", f"{rule_name} (stated before the run): {rule}.", "", f"Selected: {selected}."]
     elif phase == "ablation":
         lines += ["", "The recipe ablation on the decision set: each key of the reference recipe alone on the "
                   "default, its own Holm family, reported and not used for choosing (the decision rule applied "
-                  "here would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none")
-                  + ")."]
+                  f"here would select: {selected})."]
     else:
         rule = "layer rule" if phase in LAYER_PHASES else "decision rule"
         lines += ["", f"Confirmation set as it came out. The rows are the default, the settings the "
                   f"{CONFIRMATIONS[phase]} phase selected ({data['selected_from']}) and the guidance the default does "
-                  f"not use; the {rule} applied here "
-                  "would select: " + (", ".join(f"`{name}`" for name in selected) if selected else "none") + "."]
+                  f"not use; the {rule} applied here would select: {selected}."]
     if data["not_run"]:
         lines += ["", "Not run:", ""] + [f"- `{item['setting']}` (`{item['diff']}`): {item['why']}"
                                          for item in data["not_run"]]

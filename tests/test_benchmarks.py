@@ -222,7 +222,6 @@ def test_sp_decision_rule_selects_a_clear_win_without_a_stability_loss():
     assert [item["setting"] for item in sp.select(comparisons)] == ["wins"]
 
 
-
 def test_sp_layer_rule_selects_edits_that_hit_and_keep_the_rest():
     sp = _benchmark("sp_dilemma")
     assert sp._value({"hit": True, "psnr_outside": sp.LAYER_PSNR_DB}, "layered_hit") == 1.0
@@ -247,6 +246,7 @@ def test_sp_layer_rule_selects_edits_that_hit_and_keep_the_rest():
     assert comparisons["plasticity"]["layers"]["difference"] < 0
     assert [item["setting"] for item in sp.select_layered(comparisons, summary)] == ["layers-more"]
     assert sp.select_layered({"layered_hit": {"repaints": layered["repaints"]}}, summary) == []
+
 
 @pytest.mark.slow
 def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_dir, tmp_path):
