@@ -470,6 +470,7 @@ def run_case(job) -> dict:
     from text2live_geo import edit_image
     from text2live_geo.common.config import load_config
     from text2live_geo.common.io import read_image
+    from text2live_geo.common.runs import CHECKPOINT_NAME
     from text2live_geo.config import ImageEditConfig
 
     paths, overrides = edit_inputs(setting, args, case=case, seed=seed, out_dir=out_dir,
@@ -498,6 +499,10 @@ def run_case(job) -> dict:
     curve.append({"step": args.steps, "hit": row["hit"], "psnr_outside": row["psnr_outside"],
                   "shape_iou": row["shape_iou"]})
     row["curve"] = curve
+    # the checkpoint is a resume point of a finished edit (generator and Adam state, about 50 MB at the
+    # benchmark's size): a phase keeps hundreds of run folders, so it would hold tens of GB. Rows are
+    # reused by resolved config and seeds, never resumed; the PNGs, metrics and config stay.
+    (result.run_dir / CHECKPOINT_NAME).unlink(missing_ok=True)
     return row
 
 

@@ -275,6 +275,10 @@ def test_sp_decision_then_confirmation_write_their_tables_and_resume(tiny_clip_d
         assert (tmp_path / "results" / name).stat().st_size > 0
     table = (tmp_path / "results" / "sp_decision.md").read_text()
     assert "Decision rule (stated before the run)" in table and "| geodesic | `loss.guidance=geodesic` |" in table
+    # the run folders keep what a person looks at, not the finished edits' 50 MB checkpoints
+    run_folders = sorted((tmp_path / "work" / "decision" / "runs").iterdir())
+    assert len(run_folders) == 4 and all((run / "composite.png").is_file() for run in run_folders)
+    assert not any((run / "checkpoint.pt").exists() for run in run_folders)
     again = subprocess.run(decision + common, capture_output=True, text=True, timeout=300, env=env)
     assert again.returncode == 0 and "(4 already done)" in again.stdout
     # finished edits are matched by resolved config and seeds, not by name: the default's edits,
