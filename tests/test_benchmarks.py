@@ -16,7 +16,7 @@ def test_bench_step_prints_speedup_line(tiny_clip_dir, tmp_path):
     result = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "bench_step.py"), "--size", "40", "--views", "2", "--steps", "1",
          "--clip-folder", str(tiny_clip_dir), "--set", "generator.num_scales=3", "--set", "generator.channels=8",
-         "--out", str(out)],
+         "--shipped", "--out", str(out)],
         capture_output=True, text=True, timeout=300, env={"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1",
                                                           "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr[-2000:]
@@ -36,6 +36,13 @@ def test_bench_step_prints_speedup_line(tiny_clip_dir, tmp_path):
     assert figures["results"]["ours"]["image_encodings"] < figures["results"]["baseline"]["image_encodings"]
     assert figures["settings"]["views"] == 2 and len(figures["loadavg_before"]) == 3
     assert abs(figures["speedup_vs_baseline"] - float(lines[-1].split(": ")[1])) < 0.01
+    # --shipped times the image default as a user gets it: the reference's view structure (unpaired input
+    # views, the composite encoded twice: more views than the former recipe's `ours`) and the source-text
+    # bootstrap, which the former recipe does not have
+    shipped, ours = figures["results"]["shipped"], figures["results"]["ours"]
+    assert shipped["views_encoded"] > ours["views_encoded"]
+    assert shipped["bootstrap_target"] and not ours["bootstrap_target"]
+    assert any(line.startswith("shipped_default_step_vs_former_recipe: ") for line in lines)
 
 
 @pytest.mark.slow
