@@ -413,14 +413,13 @@ def resolve_rows(settings: list[Setting], args) -> tuple[list[Setting], dict[str
     for setting in settings:
         cfg = resolved[setting.name]
         values = flat_values(cfg)
-        if setting.name != DEFAULT and values == default_values:
+        differing = [key for key in values if values[key] != default_values.get(key)]  # none for the default
+        if setting.name != DEFAULT and not differing:
             skipped.append({"setting": setting.name, "diff": setting.described(),
                             "why": "its value is already the shipped one: the row resolves to the default row"})
             continue
         # a row that differs from the default only in keys no code reads here is the default's edit again
         # (e.g. the reference recipe once the default took all its other keys): listed, not run
-        differing = [key for key in values if values[key] != default_values.get(key)] if setting.name != DEFAULT \
-            else []
         if differing and all(key in INERT and INERT[key][0](cfg, args) for key in differing):
             skipped.append({"setting": setting.name, "diff": setting.described(),
                             "why": "inert: " + "; ".join(f"{key}: {INERT[key][1]}" for key in differing)})
